@@ -1,0 +1,213 @@
+"""The four losses of the seed as pure torch functions: ``(embeddings, labels, ...) -> scalar``.
+
+All of them work on the ``(B, B)`` distance (or similarity) matrix of the batch with per-row
+reductions, so time is O(B^2) (O(B^2 log B) for the triplet windows) and memory O(B^2): no
+``B^3`` triplet list and no ``|P| x |N|`` matrix is ever built. Each returns a scalar that is
+connected to the autograd graph (a zero with a gradient when no pair or triplet is active) and
+never NaN for finite input.
+
+Notation: D = ``pairwise_distance(embeddings, metric=distance)``; a positive pair is i != j with
+y_i == y_j, a negative pair y_i != y_j; relu(x) = max(0, x).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .distances import check_metric, pairwise_distance
+from .miners import check_mining, hardest_pairs, pair_masks, triplet_window
+
+__all__ = ["contrastive_loss", "lifted_struct_loss", "npair_loss", "triplet_loss"]
+
+
+def _check_batch(embeddings: torch.Tensor, labels) -> torch.Tensor:
+    """Validate a batch and return its labels as a tensor on the embeddings' device."""
+    if not isinstance(embeddings, torch.Tensor) or embeddings.ndim != 2:
+        raise ValueError(
+            f"embeddings must be a 2-D torch.Tensor (batch, dim), got {type(embeddings).__name__}"
+            f" of shape {tuple(getattr(embeddings, 'shape', ()))}."
+        )
+    labels = torch.as_tensor(labels, device=embeddings.device)
+    if labels.ndim != 1 or len(labels) != len(embeddings):
+        raise ValueError(
+            f"labels must be 1-D with one entry per embedding: got shape {tuple(labels.shape)} "
+            f"for {len(embeddings)} embeddings."
+        )
+    return labels
+
+
+def _check_margin(margin: float) -> None:
+    if not margin >= 0:  # also refuses NaN
+        raise ValueError(f"margin must be >= 0, got {margin!r}.")
+
+
+def _zero(embeddings: torch.Tensor) -> torch.Tensor:
+    """A zero that keeps the graph connected, for batches where nothing is active."""
+    return embeddings.sum() * 0.0
+
+
+def _row_logsumexp(values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """logsumexp of each row over ``mask``; rows with an empty mask give 0 (and ``False``).
+
+    An all ``-inf`` row would make logsumexp's gradient NaN, so empty rows are filled with zeros
+    before the reduction and reported through the second output instead.
+    """
+    has_any = mask.any(dim=1)
+    masked = values.masked_fill(~mask, float("-inf"))
+    masked = torch.where(has_any.unsqueeze(1), masked, torch.zeros_like(values))
+    return torch.logsumexp(masked, dim=1), has_any
+
+
+def contrastive_loss(
+    embeddings: torch.Tensor, labels, *, margin: float = 1.0, distance: str = "euclidean"
+) -> torch.Tensor:
+    """Contrastive loss (Hadsell, Chopra & LeCun 2006).
+
+    Mean over all unordered pairs i < j of ``[y_i == y_j] D_ij^2 + [y_i != y_j] relu(m - D_ij)^2``:
+    positives are pulled together, negatives pushed apart until they are ``margin`` away.
+    """
+    labels = _check_batch(embeddings, labels)
+    _check_margin(margin)
+    batch = len(labels)
+    if batch < 2:
+        return _zero(embeddings)
+    dist = pairwise_distance(embeddings, metric=check_metric(distance))
+    positive, negative = pair_masks(labels)
+    per_pair = torch.where(positive, dist.square(), 0.0) + torch.where(
+        negative, F.relu(margin - dist).square(), 0.0
+    )
+    # The full matrix holds every unordered pair twice.
+    return per_pair.sum() / (batch * (batch - 1))
+
+
+def triplet_loss(
+    embeddings: torch.Tensor,
+    labels,
+    *,
+    margin: float = 0.2,
+    distance: str = "euclidean",
+    mining: str = "all",
+    triplets: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Triplet margin loss ``l = relu(D_ap - D_an + margin)`` with hard-sample mining.
+
+    Parameters
+    ----------
+    embeddings : torch.Tensor of shape (B, dim)
+    labels : array-like of shape (B,)
+    margin : float, default=0.2
+    distance : str, default="euclidean"
+        One of :data:`sk_dml.distances.METRICS`.
+    mining : {"all", "semihard", "hard", "batch_hard"}, default="all"
+        - ``all``: mean of l over the valid triplets with l > 0 (batch-all);
+        - ``semihard``: mean of l over triplets with D_ap < D_an < D_ap + margin;
+        - ``hard``: mean of l over triplets with D_an < D_ap;
+        - ``batch_hard``: mean over anchors of relu(max_p D_ap - min_n D_an + margin).
+    triplets : tuple of three LongTensors, optional
+        Precomputed ``(anchors, positives, negatives)``, e.g. from
+        :func:`sk_dml.miners.mine_triplets` with another distance; the loss is then the mean of l
+        over them and ``mining`` is not used.
+
+    Notes
+    -----
+    The window modes never list triplets. For one anchor, its negative distances are sorted
+    once; the number of negatives inside a positive pair's window and the sum of their
+    distances come from ``searchsorted`` and a prefix sum, so the loss costs O(B^2 log B) time
+    and O(B^2) memory, and autograd follows the same expressions.
+    """
+    labels = _check_batch(embeddings, labels)
+    _check_margin(margin)
+    dist = pairwise_distance(embeddings, metric=check_metric(distance))  # (B, B)
+    if triplets is not None:
+        anchors, positives, negatives = (torch.as_tensor(t, device=dist.device) for t in triplets)
+        if len(anchors) == 0:
+            return _zero(embeddings)
+        return F.relu(dist[anchors, positives] - dist[anchors, negatives] + margin).mean()
+    if check_mining(mining) == "batch_hard":
+        d_pos, d_neg, _, _, valid = hardest_pairs(dist, labels)
+        if not valid.any():
+            return _zero(embeddings)
+        return F.relu(d_pos[valid] - d_neg[valid] + margin).mean()
+
+    positive, negative = pair_masks(labels)
+    # Row a: distances from anchor a to its negatives, ascending; non-negatives sort last as inf.
+    neg_sorted, _ = dist.masked_fill(~negative, float("inf")).sort(dim=1)
+    finite = neg_sorted.masked_fill(neg_sorted.isinf(), 0.0)
+    # prefix[a, k] = sum of the k smallest negative distances of anchor a (float64: exact enough
+    # that differences of prefix sums stay accurate for large batches).
+    prefix = F.pad(finite.cumsum(dim=1, dtype=torch.float64), (1, 0))  # (B, B + 1)
+    low, high = triplet_window(dist, margin, mining)  # (B, B): window of pair (a, p)
+    sorted_keys = neg_sorted.detach()
+    n_below_low = torch.searchsorted(sorted_keys, low.detach().contiguous(), right=True)
+    n_below_high = torch.searchsorted(sorted_keys, high.detach().contiguous(), right=False)
+    count = (n_below_high - n_below_low).clamp_min(0).masked_fill(~positive, 0)  # (B, B)
+    n_active = count.sum()
+    if n_active == 0:
+        return _zero(embeddings)
+    window_sum = prefix.gather(1, n_below_high) - prefix.gather(1, n_below_low)
+    # sum over the window of (D_ap + margin - D_an) = count * (D_ap + margin) - sum of D_an
+    per_pair = count * (dist.double() + margin) - window_sum
+    return (per_pair.masked_fill(count == 0, 0.0).sum() / n_active).to(dist.dtype)
+
+
+def npair_loss(embeddings: torch.Tensor, labels, *, l2_reg: float = 0.0) -> torch.Tensor:
+    """Multi-class N-pair loss (Sohn 2016) for any batch with repeated labels.
+
+    With similarities ``s_ij = f_i . f_j``: for every ordered positive pair (a, p) whose anchor has
+    a negative, ``log(1 + sum_n exp(s_an - s_ap)) = softplus(logsumexp_n s_an - s_ap)``; the mean
+    over those pairs plus ``l2_reg * mean_i ||f_i||^2`` (the paper's embedding-norm penalty).
+    """
+    labels = _check_batch(embeddings, labels)
+    if not l2_reg >= 0:
+        raise ValueError(f"l2_reg must be >= 0, got {l2_reg!r}.")
+    sim = embeddings @ embeddings.T  # (B, B)
+    positive, negative = pair_masks(labels)
+    lse_neg, has_negative = _row_logsumexp(sim, negative)  # (B,)
+    valid = positive & has_negative.unsqueeze(1)
+    penalty = l2_reg * embeddings.square().sum(1).mean() if l2_reg else 0.0
+    if not valid.any():
+        return _zero(embeddings) + penalty
+    per_pair = F.softplus(lse_neg.unsqueeze(1) - sim)  # (B, B): term of pair (a, p)
+    return per_pair[valid].mean() + penalty
+
+
+def lifted_struct_loss(
+    embeddings: torch.Tensor,
+    labels,
+    *,
+    margin: float = 1.0,
+    distance: str = "euclidean",
+    variant: str = "smooth",
+) -> torch.Tensor:
+    """Lifted structured loss (Oh Song et al. 2016).
+
+    For each unordered positive pair i < j, with N_i the negatives of i:
+
+    - ``variant="hard"`` (the seed's description: the nearer of the two hardest negatives wins):
+      ``J_ij = D_ij + margin - min(min_{k in N_i} D_ik, min_{l in N_j} D_jl)``;
+    - ``variant="smooth"`` (the paper's eq. 4, a smooth upper bound of the hard one):
+      ``J_ij = D_ij + log(sum_{k in N_i} exp(margin - D_ik) + sum_{l in N_j} exp(margin - D_jl))``.
+
+    loss = ``1 / (2|P|) * sum relu(J_ij)^2`` over the pairs P that have a negative. Each row's
+    negatives are reduced once (a min or a logsumexp), so nothing of size |P| x |N| is built.
+    """
+    labels = _check_batch(embeddings, labels)
+    _check_margin(margin)
+    if variant not in ("smooth", "hard"):
+        raise ValueError(f"Unknown variant {variant!r}; expected 'smooth' or 'hard'.")
+    dist = pairwise_distance(embeddings, metric=check_metric(distance))  # (B, B)
+    positive, negative = pair_masks(labels)
+    if variant == "hard":
+        nearest_neg = dist.masked_fill(~negative, float("inf")).min(dim=1).values  # (B,)
+        has_negative = negative.any(dim=1)
+        nearest = torch.minimum(nearest_neg.unsqueeze(1), nearest_neg.unsqueeze(0))
+        objective = dist + margin - nearest  # (B, B)
+    else:
+        lse, has_negative = _row_logsumexp(margin - dist, negative)  # (B,)
+        objective = dist + torch.logaddexp(lse.unsqueeze(1), lse.unsqueeze(0))
+    upper = torch.ones_like(positive).triu(diagonal=1)
+    valid = positive & upper & (has_negative.unsqueeze(1) | has_negative.unsqueeze(0))
+    if not valid.any():
+        return _zero(embeddings)
+    return F.relu(objective[valid]).square().sum() / (2 * valid.sum())
