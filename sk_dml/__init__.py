@@ -1,7 +1,22 @@
 """sk_dml: deep metric learning for tabular data, the scikit-learn way."""
 
-from . import distances, losses, miners, sampling
+from . import distances, losses, metrics, miners, nets, sampling
+from .embedders import ContrastiveEmbedder, LiftedStructEmbedder, NPairEmbedder, TripletEmbedder
+from .metric import LearnedMetric
 
 __version__ = "0.1.0"
 
-__all__ = ["distances", "losses", "miners", "sampling", "__version__"]
+__all__ = [
+    "ContrastiveEmbedder",
+    "LearnedMetric",
+    "LiftedStructEmbedder",
+    "NPairEmbedder",
+    "TripletEmbedder",
+    "distances",
+    "losses",
+    "metrics",
+    "miners",
+    "nets",
+    "sampling",
+    "__version__",
+]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["METRICS", "check_metric", "pairwise_distance"]
+__all__ = ["METRICS", "check_metric", "paired_distance", "pairwise_distance"]
 
 #: Names accepted by ``metric=``/``distance=`` everywhere in sk_dml.
 METRICS = ("euclidean", "sqeuclidean", "manhattan", "cityblock", "chebyshev", "cosine")
@@ -96,3 +96,28 @@ def pairwise_distance(x, y=None, metric: str = "euclidean"):
     yt = None if y is None else torch.from_numpy(np.ascontiguousarray(np.asarray(y), dtype=dtype))
     with torch.no_grad():
         return _torch_pairwise(xt, yt, metric).numpy()
+
+
+def paired_distance(x, y, metric: str = "euclidean"):
+    """Distance between row i of ``x`` and row i of ``y`` (along the last axis).
+
+    Works on torch tensors and on numpy arrays of any matching shape, 1-D included; the numpy
+    path has no torch overhead, which is what a per-pair callable metric needs.
+    """
+    metric = check_metric(metric)
+    lib = torch if isinstance(x, torch.Tensor) else np
+    if lib is np:
+        x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if metric == "cosine":
+        dot = (x * y).sum(-1)
+        norms = lib.sqrt((x * x).sum(-1) * (y * y).sum(-1))
+        return 1.0 - dot / lib.where(norms > 0, norms, 1.0)
+    diff = x - y
+    if metric in ("euclidean", "sqeuclidean"):
+        sq = (diff * diff).sum(-1)
+        if metric == "sqeuclidean":
+            return sq
+        return np.sqrt(sq) if lib is np else _safe_sqrt(sq)
+    if metric == "manhattan":
+        return abs(diff).sum(-1)
+    return abs(diff).max(-1) if lib is np else abs(diff).amax(-1)

@@ -1,0 +1,711 @@
+"""Forward + backward time and peak memory of sk_dml's losses against pytorch-metric-learning.
+
+Usage::
+
+    python benchmarks/loss_kernels.py            # full run: B in 64..1024, ~1 s of reps per point
+    python benchmarks/loss_kernels.py --quick    # CI smoke test: B in {64, 256}, few reps
+
+The full run writes ``benchmarks/results/loss_kernels.{csv,md,png}``; ``--quick`` writes
+``loss_kernels_quick.*`` next to them so that it never overwrites the full results.
+
+Every (library, loss, mode, batch) point runs in a fresh subprocess (this script re-invoked with
+``--worker``) that imports only torch and the library under test, builds the same model and batch
+(same seed), warms up once, then times the median of several forward + backward passes.
+Memory is the process's peak RSS (``ru_maxrss``) and its increment over the RSS measured after
+imports, model and batch creation. The two libraries of a pair run one after the other, so their
+ratio is measured side by side on the same (noisy, shared) machine.
+
+PML points whose estimated memory is above ``--pml-limit-gb`` (6 GB by default) are not run and
+are reported as ``skipped (would exceed 8 GB)``; the estimate is the size of the tensors PML
+materialises (see :func:`pml_estimate_bytes`). As a second guard the parent kills a worker whose
+RSS goes over ``--kill-gb`` or that runs longer than ``--timeout``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+RESULTS = HERE / "results"
+
+FULL_BATCHES = (64, 128, 256, 512, 1024)
+QUICK_BATCHES = (64, 256)
+LIBRARIES = ("sk_dml", "pml")
+MARGIN = 0.2  # triplet margin, both libraries
+NUM_THREADS = 2
+IN_DIM, HIDDEN, EMB_DIM = 16, 128, 32
+RESULT_TAG = "RESULT "
+SKIPPED = "skipped (would exceed 8 GB)"
+
+# (loss, mode): what sk_dml calls, and its PML counterpart.
+CASES: tuple[tuple[str, str, str, str], ...] = (
+    ("triplet", "all", 'triplet_loss(mining="all", margin=0.2)',
+     "TripletMarginLoss(margin=0.2), no miner (all triplets)"),
+    ("triplet", "semihard", 'triplet_loss(mining="semihard", margin=0.2)',
+     'TripletMarginLoss(margin=0.2) + TripletMarginMiner(margin=0.2, type_of_triplets="semihard")'),
+    ("triplet", "hard", 'triplet_loss(mining="hard", margin=0.2)',
+     'TripletMarginLoss(margin=0.2) + TripletMarginMiner(margin=0.2, type_of_triplets="hard")'),
+    ("triplet", "batch_hard", 'triplet_loss(mining="batch_hard", margin=0.2)',
+     "TripletMarginLoss(margin=0.2) + BatchHardMiner()"),
+    ("contrastive", "-", "contrastive_loss(margin=1.0)",
+     "ContrastiveLoss(pos_margin=0, neg_margin=1)"),
+    ("npair", "-", "npair_loss()", "NPairsLoss()"),
+    ("lifted", "smooth", 'lifted_struct_loss(variant="smooth", margin=1.0)',
+     "LiftedStructureLoss(neg_margin=1, pos_margin=0)"),
+    ("lifted", "hard", 'lifted_struct_loss(variant="hard", margin=1.0)',
+     "LiftedStructureLoss(neg_margin=1, pos_margin=0)"),
+)
+
+# Calibrated on this benchmark's batches (4 members per class) by running PML alone at growing
+# sizes under a kill guard: the measured RSS increment was ~1.0 byte per B^3 cell + ~60 bytes per
+# triplet (TripletMarginLoss, B = 64..1024) and 22.1 bytes per |P| x |N| cell
+# (LiftedStructureLoss, B = 192..384: 1.05 GB at B=256, 3.5 GB at B=384). Rounded up, so the
+# estimate bounds the measured increment from above.
+PML_BYTES_PER_TRIPLET_CELL = 1.25  # B^3 uint8 product + nonzero over it, all-triplet paths
+PML_BYTES_PER_TRIPLET = 80.0  # int64 (a, p, n) indices + per-triplet floats and their grads
+PML_BYTES_PER_PN_CELL = 24.0  # LiftedStructureLoss: bool/float |P| x |N| tensors + autograd
+PML_BASE_BYTES = 64 * 2**20
+
+TARGETS_DOC = (
+    "triplet all B=256 >= 20x faster than PML",
+    "lifted smooth B=256 >= 100x faster than PML",
+    "sk_dml B=1024 every loss under 1 GB peak RSS",
+    "semihard and batch_hard >= 10x faster than PML's miner path at B=256",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Batch and memory estimate (shared by parent and worker)
+# --------------------------------------------------------------------------------------------
+
+
+def batch_labels(batch: int):
+    """Labels 0..B/4-1, each used 4 times, shuffled (the caller seeds torch)."""
+    import torch
+
+    labels = torch.arange(batch) % max(1, batch // 4)
+    return labels[torch.randperm(batch)]
+
+
+def pair_counts(batch: int) -> tuple[int, int, int]:
+    """(ordered positive pairs, ordered negative pairs, valid triplets) of :func:`batch_labels`."""
+    n_classes = max(1, batch // 4)
+    sizes = [batch // n_classes + (1 if c < batch % n_classes else 0) for c in range(n_classes)]
+    positives = sum(s * (s - 1) for s in sizes)
+    negatives = batch * batch - sum(s * s for s in sizes)
+    triplets = sum(s * (s - 1) * (batch - s) for s in sizes)
+    return positives, negatives, triplets
+
+
+def pml_estimate_bytes(loss: str, mode: str, batch: int) -> float:
+    """Upper estimate of the memory PML's counterpart allocates for one forward + backward.
+
+    - all-triplet paths (no miner, TripletMarginMiner): ``get_all_triplets_indices`` builds the
+      ``B^3`` uint8 tensor ``matches[:, :, None] * diffs[:, None, :]`` and ``torch.where`` over
+      it, then int64 indices and float distances for every valid triplet;
+    - LiftedStructureLoss: ``|P| x |N|`` masks and float matrices (``n_per_p``, ``neg_pairs``,
+      ``keep_mask``, the logsumexp input) plus their autograd buffers;
+    - the others (contrastive, N-pairs, BatchHardMiner) are O(B^2).
+    """
+    positives, negatives, triplets = pair_counts(batch)
+    if loss == "triplet" and mode in ("all", "semihard", "hard"):
+        return (
+            PML_BASE_BYTES
+            + PML_BYTES_PER_TRIPLET_CELL * batch**3
+            + PML_BYTES_PER_TRIPLET * triplets
+        )
+    if loss == "lifted":
+        return PML_BASE_BYTES + PML_BYTES_PER_PN_CELL * positives * negatives
+    return PML_BASE_BYTES + 64.0 * batch * batch
+
+
+# --------------------------------------------------------------------------------------------
+# Worker: one point in a fresh process
+# --------------------------------------------------------------------------------------------
+
+
+def _current_rss_kb() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _machine_busy_s() -> float:
+    """CPU seconds the whole machine has been busy (all cores, steal included)."""
+    with open("/proc/stat") as fh:
+        fields = [int(v) for v in fh.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    guest = sum(fields[8:10])  # already counted in user/nice
+    return (sum(fields) - idle - guest) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def wait_for_idle(max_wait_s: float, threshold: float, window_s: float = 0.5) -> float:
+    """Wait (at most ``max_wait_s``) until other processes use under ``threshold`` cores."""
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        busy0, own0, wall0 = _machine_busy_s(), _own_cpu_s(), time.monotonic()
+        time.sleep(window_s)
+        load = max(0.0, (_machine_busy_s() - busy0) - (_own_cpu_s() - own0)) / (
+            time.monotonic() - wall0
+        )
+        if load < threshold or time.monotonic() > deadline:
+            return load
+
+
+def _build_sk_dml(loss: str, mode: str):
+    sys.path.insert(0, str(REPO))
+    from sk_dml import losses
+
+    if loss == "triplet":
+        return lambda emb, y: losses.triplet_loss(emb, y, margin=MARGIN, mining=mode)
+    if loss == "contrastive":
+        return lambda emb, y: losses.contrastive_loss(emb, y, margin=1.0)
+    if loss == "npair":
+        return lambda emb, y: losses.npair_loss(emb, y)
+    if loss == "lifted":
+        return lambda emb, y: losses.lifted_struct_loss(emb, y, margin=1.0, variant=mode)
+    raise ValueError(loss)
+
+
+def _build_pml(loss: str, mode: str):
+    from pytorch_metric_learning import losses, miners
+
+    miner = None
+    if loss == "triplet":
+        fn = losses.TripletMarginLoss(margin=MARGIN)
+        if mode in ("semihard", "hard"):
+            miner = miners.TripletMarginMiner(margin=MARGIN, type_of_triplets=mode)
+        elif mode == "batch_hard":
+            miner = miners.BatchHardMiner()
+    elif loss == "contrastive":
+        fn = losses.ContrastiveLoss(pos_margin=0, neg_margin=1)
+    elif loss == "npair":
+        fn = losses.NPairsLoss()
+    elif loss == "lifted":
+        fn = losses.LiftedStructureLoss(neg_margin=1, pos_margin=0)
+    else:
+        raise ValueError(loss)
+    if miner is None:
+        return lambda emb, y: fn(emb, y)
+    return lambda emb, y: fn(emb, y, miner(emb, y))
+
+
+def worker(library: str, loss: str, mode: str, batch: int, budget_s: float, min_reps: int,
+           max_reps: int) -> dict:
+    import resource
+
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(NUM_THREADS)
+    fn = (_build_sk_dml if library == "sk_dml" else _build_pml)(loss, mode)
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(IN_DIM, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, EMB_DIM)
+    )
+    x = torch.randn(batch, IN_DIM)
+    labels = batch_labels(batch)
+
+    def step() -> float:
+        model.zero_grad(set_to_none=True)
+        start = time.perf_counter()
+        # Unit-norm embeddings: PML's default distances normalise anyway (a no-op then), so both
+        # libraries see the same distances and mine the same triplets.
+        emb = F.normalize(model(x), dim=1)
+        value = fn(emb, labels)
+        value.backward()
+        elapsed = time.perf_counter() - start
+        step.value = float(value.detach())
+        return elapsed
+
+    baseline_kb = _current_rss_kb()
+    baseline_max_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    step()  # warm-up
+    times: list[float] = []
+    busy0, own0, wall0 = _machine_busy_s(), _own_cpu_s(), time.monotonic()
+    while len(times) < max_reps and (len(times) < min_reps or sum(times) < budget_s):
+        times.append(step())
+    busy1, own1, wall1 = _machine_busy_s(), _own_cpu_s(), time.monotonic()
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    grad_norm = float(sum(p.grad.norm() ** 2 for p in model.parameters()) ** 0.5)
+    return {
+        "time_ms": 1e3 * statistics.median(times),
+        "reps": len(times),
+        "peak_rss_mb": peak_kb / 1024,
+        "baseline_rss_mb": baseline_kb / 1024,
+        "baseline_maxrss_mb": baseline_max_kb / 1024,
+        "delta_rss_mb": (peak_kb - baseline_kb) / 1024,
+        "loss_value": step.value,
+        "grad_norm": grad_norm,
+        # CPU cores used by other processes while the repetitions ran (0 on an idle machine).
+        "external_load": max(0.0, (busy1 - busy0) - (own1 - own0)) / max(wall1 - wall0, 1e-9),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Parent: run the points, guard memory and time
+# --------------------------------------------------------------------------------------------
+
+
+def _rss_of(pid: int) -> int:
+    """Resident set size of ``pid`` in bytes (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def run_point(library, loss, mode, batch, args) -> dict:
+    cmd = [
+        sys.executable, str(Path(__file__).resolve()), "--worker", library, loss, mode,
+        str(batch), str(args.budget), str(args.min_reps), str(args.max_reps),
+    ]
+    kill_bytes = args.kill_gb * 2**30
+    status = None
+    max_seen = 0
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, cwd=REPO)
+        start = time.monotonic()
+        while proc.poll() is None:
+            rss = _rss_of(proc.pid)
+            max_seen = max(max_seen, rss)
+            if rss > kill_bytes:
+                status = f"killed (RSS > {args.kill_gb:g} GB)"
+            elif time.monotonic() - start > args.timeout:
+                status = f"timeout (> {args.timeout:g} s)"
+            if status:
+                proc.kill()
+                proc.wait()
+                break
+            time.sleep(0.05)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if status is None and proc.returncode != 0:
+        last = (stderr.strip().splitlines() or ["?"])[-1]
+        status = f"error: {last[:120]}"
+    result = {"status": status or "ok", "max_seen_mb": max_seen / 2**20}
+    if status is None:
+        lines = [ln for ln in stdout.splitlines() if ln.startswith(RESULT_TAG)]
+        result.update(json.loads(lines[-1][len(RESULT_TAG):]))
+    return result
+
+
+def measure(library, loss, mode, batch, args, state) -> dict:
+    """Run a point; rerun it (after waiting for the machine to calm down) if other processes
+    used more than ``--load-threshold`` cores while it was timed. Keeps the least loaded run."""
+    best = None
+    for attempt in range(1, args.attempts + 1):
+        if state["wait_left"] > 0:
+            t0 = time.monotonic()
+            wait_for_idle(min(args.idle_wait, state["wait_left"]), args.load_threshold)
+            state["wait_left"] -= time.monotonic() - t0
+        res = run_point(library, loss, mode, batch, args)
+        res["attempts"] = attempt
+        if res["status"] != "ok":  # timeouts, kills and errors are not retried
+            return res
+        if best is None or res["external_load"] < best["external_load"]:
+            best = res
+        if res["external_load"] < args.load_threshold:
+            break
+    best["attempts"] = attempt
+    return best
+
+
+def run_all(args) -> list[dict]:
+    rows = []
+    limit = args.pml_limit_gb * 2**30
+    total = len(CASES) * len(args.batches) * len(LIBRARIES)
+    state = {"wait_left": args.wait_budget}
+    done = 0
+    for loss, mode, _, _ in CASES:
+        for batch in args.batches:
+            for library in LIBRARIES:  # side by side: the pair runs back to back
+                done += 1
+                estimate = pml_estimate_bytes(loss, mode, batch) if library == "pml" else None
+                if estimate is not None and estimate > limit:
+                    res = {"status": SKIPPED}
+                else:
+                    res = measure(library, loss, mode, batch, args, state)
+                row = {"loss": loss, "mode": mode, "batch": batch, "library": library, **res}
+                if estimate is not None:
+                    row["estimate_mb"] = estimate / 2**20
+                rows.append(row)
+                shown = (
+                    f"{res['time_ms']:9.2f} ms  peak {res['peak_rss_mb']:7.0f} MB  "
+                    f"delta {res['delta_rss_mb']:7.1f} MB  ({res['reps']} reps, "
+                    f"load {res['external_load']:.2f}, try {res['attempts']})"
+                    if res["status"] == "ok" else res["status"]
+                )
+                print(f"[{done:3d}/{total}] {library:6s} {loss:11s} {mode:10s} B={batch:5d}  "
+                      f"{shown}", flush=True)
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# Outputs
+# --------------------------------------------------------------------------------------------
+
+CSV_COLUMNS = ("loss", "mode", "batch", "library", "time_ms", "peak_rss_mb", "delta_rss_mb",
+               "status")
+
+
+def write_csv(rows, path: Path) -> None:
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(CSV_COLUMNS)
+        for r in rows:
+            ok = r["status"] == "ok"
+            writer.writerow([
+                r["loss"], r["mode"], r["batch"], r["library"],
+                f"{r['time_ms']:.4f}" if ok else "",
+                f"{r['peak_rss_mb']:.1f}" if ok else "",
+                f"{r['delta_rss_mb']:.1f}" if ok else "",
+                r["status"],
+            ])
+
+
+def _index(rows):
+    return {(r["loss"], r["mode"], r["batch"], r["library"]): r for r in rows}
+
+
+def _get(idx, loss, mode, batch, library, key):
+    r = idx.get((loss, mode, batch, library))
+    return r.get(key) if r and r["status"] == "ok" else None
+
+
+def evaluate_targets(rows) -> list[tuple[str, str, bool | None]]:
+    """(target, measured, met) for the four targets; met is None when not measured."""
+    idx = _index(rows)
+
+    def speedup(loss, mode, batch):
+        sk = _get(idx, loss, mode, batch, "sk_dml", "time_ms")
+        pml = _get(idx, loss, mode, batch, "pml", "time_ms")
+        return None if sk is None or pml is None else pml / sk
+
+    out = []
+    for (loss, mode), need, doc in (
+        (("triplet", "all"), 20.0, TARGETS_DOC[0]),
+        (("lifted", "smooth"), 100.0, TARGETS_DOC[1]),
+    ):
+        s = speedup(loss, mode, 256)
+        out.append((doc, "not measured" if s is None else f"{s:.1f}x", None if s is None
+                    else s >= need))
+
+    peaks = {(loss, mode): _get(idx, loss, mode, 1024, "sk_dml", "peak_rss_mb")
+             for loss, mode, _, _ in CASES}
+    if any(v is None for v in peaks.values()):
+        out.append((TARGETS_DOC[2], "not measured (B=1024 not in this run)", None))
+    else:
+        worst = max(peaks, key=peaks.get)
+        out.append((TARGETS_DOC[2],
+                    f"max {peaks[worst]:.0f} MB ({worst[0]} {worst[1]}); limit 1024 MB",
+                    max(peaks.values()) < 1024))
+
+    parts, met = [], True
+    for mode in ("semihard", "batch_hard"):
+        s = speedup("triplet", mode, 256)
+        parts.append(f"{mode} {'n/a' if s is None else f'{s:.1f}x'}")
+        met = None if (s is None or met is None) else (met and s >= 10.0)
+    out.append((TARGETS_DOC[3], ", ".join(parts), met))
+    return out
+
+
+def _fmt(value, spec):
+    return "-" if value is None else format(value, spec)
+
+
+def _cmd_line(argv) -> str:
+    return "python " + " ".join(shlex.quote(a) for a in
+                                [str(Path(sys.argv[0]).resolve().relative_to(REPO))
+                                 if Path(sys.argv[0]).resolve().is_relative_to(REPO)
+                                 else sys.argv[0], *argv])
+
+
+def _git_commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True,
+                              capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "sk_dml"], cwd=REPO,
+                               text=True, capture_output=True, check=True).stdout.strip()
+        return head + (" (sk_dml/ modified)" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def write_markdown(rows, path: Path, args, png_name: str, wall_s: float) -> None:
+    import pytorch_metric_learning
+    import torch
+
+    idx = _index(rows)
+    lines = [
+        "# Loss kernels: sk_dml vs pytorch-metric-learning (CPU)",
+        "",
+        f"- Generated by: `{_cmd_line(args.argv)}` (run from the repository root)",
+        f"- Date: {_dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}; "
+        f"wall time {wall_s / 60:.1f} min",
+        f"- torch {torch.__version__}, pytorch-metric-learning "
+        f"{pytorch_metric_learning.__version__}, Python {platform.python_version()}, "
+        f"sk_dml commit {_git_commit()}",
+        f"- CPU: {_cpu_name()}, {os.cpu_count()} cores visible, "
+        f"`torch.set_num_threads({NUM_THREADS})` in every worker",
+        f"- Model: Linear({IN_DIM},{HIDDEN})-ReLU-Linear({HIDDEN},{EMB_DIM}), output "
+        "L2-normalised; input `randn(B, 16)`; labels `arange(B) % (B//4)` shuffled (B/4 classes "
+        "of 4); seed 0, so both libraries get the same batch.",
+        f"- Timing: forward (model + loss) + backward, median of the repetitions after one "
+        f"warm-up, at least {args.min_reps} repetitions and until {args.budget:g} s of timed "
+        f"work (at most {args.max_reps}). Each point runs in a fresh subprocess; the two "
+        "libraries of a row run back to back.",
+        "- Memory: peak = `ru_maxrss` of the worker (torch + one library imported); "
+        "increment (Δ) = peak minus the RSS measured after imports, model and batch creation. "
+        "MB = 2^20 bytes. The sk_dml worker does not import PML and vice versa, so compare Δ "
+        "between libraries, not peaks.",
+        f"- PML points with an estimated footprint above {args.pml_limit_gb:g} GB are not run "
+        f"(`{SKIPPED}`); workers are also killed above {args.kill_gb:g} GB RSS or after "
+        f"{args.timeout:g} s.",
+        "",
+        "## Targets",
+        "",
+        "| target | measured | met |",
+        "|---|---|---|",
+    ]
+    for doc, measured, met in evaluate_targets(rows):
+        verdict = "not measured" if met is None else ("**met**" if met else "**MISSED**")
+        lines.append(f"| {doc} | {measured} | {verdict} |")
+
+    lines += [
+        "",
+        "## Results",
+        "",
+        "Speed-up = PML time / sk_dml time (higher is better for sk_dml); Δ ratio = PML Δ / "
+        "sk_dml Δ (shown when the sk_dml Δ is at least 1 MB).",
+        "",
+        "| loss | mode | B | sk_dml ms | PML ms | speed-up | sk_dml peak MB | sk_dml Δ MB "
+        "| PML peak MB | PML Δ MB | Δ ratio |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for loss, mode, _, _ in CASES:
+        for batch in args.batches:
+            sk = idx.get((loss, mode, batch, "sk_dml"))
+            pml = idx.get((loss, mode, batch, "pml"))
+            if sk is None or pml is None:
+                continue
+            sk_ok, pml_ok = sk["status"] == "ok", pml["status"] == "ok"
+            sk_t = sk["time_ms"] if sk_ok else None
+            pml_t = pml["time_ms"] if pml_ok else None
+            speed = f"{pml_t / sk_t:.1f}x" if sk_t and pml_t else "-"
+            ratio = ("-" if not (sk_ok and pml_ok) or sk["delta_rss_mb"] < 1
+                     else f"{pml['delta_rss_mb'] / sk['delta_rss_mb']:.1f}")
+            pml_time = _fmt(pml_t, ".2f") if pml_ok else pml["status"]
+            sk_time = _fmt(sk_t, ".3f") if sk_ok else sk["status"]
+            lines.append(
+                f"| {loss} | {mode} | {batch} | {sk_time} | {pml_time} | {speed} "
+                f"| {_fmt(sk.get('peak_rss_mb'), '.0f')} | {_fmt(sk.get('delta_rss_mb'), '.1f')} "
+                f"| {_fmt(pml.get('peak_rss_mb'), '.0f')} | {_fmt(pml.get('delta_rss_mb'), '.1f')} "
+                f"| {ratio} |"
+            )
+
+    lines += ["", f"![time vs batch]({png_name})", "", "## Counterparts", "",
+              "| loss | mode | sk_dml | PML |", "|---|---|---|---|"]
+    for loss, mode, sk_desc, pml_desc in CASES:
+        lines.append(f"| {loss} | {mode} | `{sk_desc}` | `{pml_desc}` |")
+    lines += [
+        "",
+        "Formulations: triplet all/semihard/hard compute the same quantity in both libraries "
+        "(mean of the positive triplet losses over the selected triplets; the window edges "
+        "differ only on ties), so their loss values should agree. batch_hard: PML averages "
+        "over the non-zero anchors, sk_dml over all valid anchors. contrastive: PML uses "
+        "unsquared hinges averaged over non-zero pairs, sk_dml squared terms over all pairs. "
+        "npair: PML keeps one positive pair per class. lifted: PML's LiftedStructureLoss "
+        "takes the logsumexp over the negatives of both members of each ordered positive pair "
+        "(smooth form, no `hard` variant), built as a |P| x |N| matrix.",
+        "",
+        "### Loss values at the largest batch both libraries ran",
+        "",
+        "| loss | mode | B | sk_dml | PML | rel. diff |",
+        "|---|---|--:|--:|--:|--:|",
+    ]
+    for loss, mode, _, _ in CASES:
+        common = [b for b in args.batches
+                  if _get(idx, loss, mode, b, "sk_dml", "loss_value") is not None
+                  and _get(idx, loss, mode, b, "pml", "loss_value") is not None]
+        if not common:
+            continue
+        b = max(common)
+        sk_v = _get(idx, loss, mode, b, "sk_dml", "loss_value")
+        pml_v = _get(idx, loss, mode, b, "pml", "loss_value")
+        rel = abs(sk_v - pml_v) / max(abs(pml_v), 1e-12)
+        lines.append(f"| {loss} | {mode} | {b} | {sk_v:.6g} | {pml_v:.6g} | {rel:.1e} |")
+
+    lines += [
+        "",
+        "## PML memory estimate",
+        "",
+        "`pml_estimate_bytes` in the script, with T the valid triplets, |P| and |N| the ordered "
+        "positive and negative pairs of the batch: all-triplet paths "
+        f"{PML_BYTES_PER_TRIPLET_CELL:g}·B³ + {PML_BYTES_PER_TRIPLET:g}·T bytes; "
+        f"LiftedStructureLoss {PML_BYTES_PER_PN_CELL:g}·|P|·|N| bytes; others O(B²); plus "
+        f"{PML_BASE_BYTES / 2**20:.0f} MB. Coefficients were fitted (rounded up) to the measured "
+        "Δ of PML runs at growing batch sizes.",
+        "",
+        "| loss | mode | B | T | \\|P\\|·\\|N\\| | estimate MB | measured PML Δ MB | status |",
+        "|---|---|--:|--:|--:|--:|--:|---|",
+    ]
+    for loss, mode, _, _ in CASES:
+        if not (loss == "lifted" or (loss == "triplet" and mode != "batch_hard")):
+            continue
+        for batch in args.batches:
+            r = idx.get((loss, mode, batch, "pml"))
+            if r is None:
+                continue
+            pos, neg, trip = pair_counts(batch)
+            lines.append(
+                f"| {loss} | {mode} | {batch} | {trip:,} | {pos * neg:,} | "
+                f"{r['estimate_mb']:,.0f} | {_fmt(r.get('delta_rss_mb'), ',.0f')} | "
+                f"{r['status']} |"
+            )
+    lines.append("")
+    path.write_text("\n".join(lines))
+
+
+def write_plot(rows, path: Path, batches) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    idx = _index(rows)
+    ncols = 4
+    nrows = math.ceil(len(CASES) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3.4 * nrows), squeeze=False)
+    for ax, (loss, mode, _, _) in zip(axes.flat, CASES, strict=False):
+        for library, style in (("sk_dml", "o-"), ("pml", "s--")):
+            pts = [(b, _get(idx, loss, mode, b, library, "time_ms")) for b in batches]
+            pts = [(b, t) for b, t in pts if t is not None]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), style, label=library)
+        skipped = [b for b in batches
+                   if (r := idx.get((loss, mode, b, "pml"))) and r["status"] != "ok"]
+        title = f"{loss}" + ("" if mode == "-" else f" ({mode})")
+        if skipped:
+            title += "\nPML not run at B=" + ",".join(map(str, skipped))
+        ax.set_title(title, fontsize=9)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xticks(list(batches))
+        ax.set_xticklabels([str(b) for b in batches])
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("fwd+bwd time (ms)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(CASES):]:
+        ax.axis("off")
+    fig.suptitle("sk_dml vs pytorch-metric-learning: forward + backward time, CPU, 2 threads")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true",
+                   help="CI smoke test: B in {64, 256}, fewer repetitions, *_quick outputs")
+    p.add_argument("--batches", type=int, nargs="+", default=None,
+                   help="batch sizes (default: 64 128 256 512 1024; quick: 64 256)")
+    p.add_argument("--budget", type=float, default=None,
+                   help="seconds of timed repetitions per point (default 1.0; quick 0.2)")
+    p.add_argument("--min-reps", type=int, default=None, help="default 3; quick 2")
+    p.add_argument("--max-reps", type=int, default=1000)
+    p.add_argument("--timeout", type=float, default=120.0, help="per-worker time limit (s)")
+    p.add_argument("--pml-limit-gb", type=float, default=6.0,
+                   help="skip PML points whose estimated memory is above this")
+    p.add_argument("--kill-gb", type=float, default=8.0,
+                   help="kill a worker whose RSS goes above this")
+    p.add_argument("--load-threshold", type=float, default=0.25,
+                   help="rerun a point if other processes used more CPU cores than this")
+    p.add_argument("--attempts", type=int, default=3, help="runs per point at most")
+    p.add_argument("--idle-wait", type=float, default=20.0,
+                   help="seconds to wait for an idle machine before each run, at most")
+    p.add_argument("--wait-budget", type=float, default=180.0,
+                   help="total seconds of such waiting per benchmark run")
+    p.add_argument("--out-dir", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+    args.argv = list(argv)
+    if args.batches is None:
+        args.batches = QUICK_BATCHES if args.quick else FULL_BATCHES
+    args.batches = tuple(sorted(set(args.batches)))
+    if args.budget is None:
+        args.budget = 0.2 if args.quick else 1.0
+    if args.min_reps is None:
+        args.min_reps = 2 if args.quick else 3
+    return args
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--worker":
+        library, loss, mode, batch, budget, min_reps, max_reps = argv[1:8]
+        res = worker(library, loss, mode, int(batch), float(budget), int(min_reps),
+                     int(max_reps))
+        print(RESULT_TAG + json.dumps(res), flush=True)
+        return 0
+
+    args = parse_args(argv)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    stem = "loss_kernels_quick" if args.quick else "loss_kernels"
+    start = time.monotonic()
+    rows = run_all(args)
+    wall = time.monotonic() - start
+    write_csv(rows, args.out_dir / f"{stem}.csv")
+    write_plot(rows, args.out_dir / f"{stem}.png", args.batches)
+    write_markdown(rows, args.out_dir / f"{stem}.md", args, f"{stem}.png", wall)
+    print(f"\nwrote {args.out_dir / stem}.{{csv,md,png}} in {wall / 60:.1f} min")
+    for doc, measured, met in evaluate_targets(rows):
+        verdict = "not measured" if met is None else ("met" if met else "MISSED")
+        print(f"  {verdict:12s} {doc}: {measured}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

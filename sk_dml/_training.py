@@ -1,0 +1,207 @@
+"""The fit loop, shared by every estimator and blind to which loss it minimises.
+
+It holds the whole training set as tensors on the device and slices batches by index (a
+per-sample DataLoader would cost more than the network itself on a CPU), draws class-balanced
+batches, steps the optimizer, tracks the loss and an optional validation score, stops early,
+and protects the model: a non-finite loss or gradient, or a KeyboardInterrupt, ends training
+with the best weights seen so far restored and a warning that says why.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from tqdm.auto import tqdm
+
+from .sampling import ClassBalancedBatchSampler
+
+__all__ = ["TrainingSettings", "TrainingState", "embed", "fresh_state", "run_epochs"]
+
+
+@dataclass
+class TrainingSettings:
+    """What the loop needs from an estimator's parameters."""
+
+    batch_size: int
+    samples_per_class: int
+    tol: float
+    n_iter_no_change: int
+    verbose: int = 0
+
+
+@dataclass
+class TrainingState:
+    """Everything that carries over between calls (``warm_start``, ``partial_fit``)."""
+
+    optimizer: torch.optim.Optimizer
+    rng: np.random.RandomState
+    loss_curve: list[float] = field(default_factory=list)
+    validation_scores: list[float] = field(default_factory=list)
+    best_loss: float = np.inf
+    best_score: float = -np.inf
+    best_weights: dict | None = None
+    no_improvement: int = 0
+
+    @property
+    def n_iter(self) -> int:
+        return len(self.loss_curve)
+
+
+def _snapshot(module: torch.nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _improved(state: TrainingState, loss: float, score: float | None, tol: float) -> bool:
+    """Track the best epoch: by validation score when there is one, else by training loss."""
+    if score is not None:
+        better = score > state.best_score + tol
+        state.best_score = max(state.best_score, score)
+        state.best_loss = min(state.best_loss, loss)
+    else:
+        better = loss < state.best_loss - tol
+        state.best_loss = min(state.best_loss, loss)
+    return better
+
+
+def _train_one_epoch(module, loss_fn, X, y, sampler, optimizer) -> float:
+    """One pass over the sampler's batches; returns the mean batch loss.
+
+    Raises FloatingPointError at the first step whose loss or gradient is not finite, before
+    that step changes any weight.
+    """
+    module.train()
+    total = torch.zeros((), dtype=torch.float64, device=X.device)
+    n_batches = 0
+    for batch in sampler:
+        index = torch.from_numpy(batch).to(X.device, non_blocking=True)
+        loss = loss_fn(module(X[index]), y[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        # clip_grad_norm_ with an infinite bound only measures the gradient's norm.
+        grad_norm = torch.nn.utils.clip_grad_norm_(module.parameters(), float("inf"))
+        if not torch.isfinite(loss.detach() + grad_norm):
+            raise FloatingPointError(
+                f"the {'loss' if not torch.isfinite(loss) else 'gradient'} became "
+                f"non-finite at step {n_batches + 1} of the epoch"
+            )
+        optimizer.step()
+        total += loss.detach()
+        n_batches += 1
+    return float(total) / max(n_batches, 1)
+
+
+def run_epochs(
+    module: torch.nn.Module,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    X: torch.Tensor,
+    y: torch.Tensor,
+    state: TrainingState,
+    settings: TrainingSettings,
+    max_epochs: int,
+    validation: tuple[torch.Tensor, np.ndarray] | None = None,
+    score_fn: Callable[[np.ndarray, np.ndarray], float] | None = None,
+    stop_early: bool = True,
+) -> bool:
+    """Train ``module`` for up to ``max_epochs`` epochs; returns whether training converged.
+
+    Parameters
+    ----------
+    X, y : tensors on the training device, (n, n_features) float and (n,) integer codes
+    state : the optimizer, RNG and history, updated in place
+    validation : (X_val tensor, y_val array) scored after each epoch by ``score_fn`` on the
+        embeddings; the best-scoring weights are restored at the end
+    stop_early : stop after ``n_iter_no_change`` epochs without improvement by ``tol``;
+        ``False`` runs exactly ``max_epochs`` epochs (``partial_fit``)
+    """
+    sampler = ClassBalancedBatchSampler(
+        y.cpu().numpy(), settings.batch_size, settings.samples_per_class, random_state=state.rng
+    )
+    if state.best_weights is None:
+        state.best_weights = _snapshot(module)
+    converged = False
+    progress = tqdm(range(max_epochs), disable=not settings.verbose, desc="epochs", leave=False)
+    try:
+        for _ in progress:
+            loss = _train_one_epoch(module, loss_fn, X, y, sampler, state.optimizer)
+            score = None
+            if validation is not None:
+                score = score_fn(embed(module, validation[0]), validation[1])
+                state.validation_scores.append(score)
+            state.loss_curve.append(loss)
+            if _improved(state, loss, score, settings.tol):
+                state.no_improvement = 0
+                state.best_weights = _snapshot(module)
+            else:
+                state.no_improvement += 1
+            progress.set_postfix(loss=f"{loss:.4g}", **({"val": f"{score:.4f}"} if score else {}))
+            if stop_early and state.no_improvement >= settings.n_iter_no_change:
+                converged = True
+                break
+    except FloatingPointError as error:
+        module.load_state_dict(state.best_weights)
+        warnings.warn(
+            f"Training diverged: {error}. The best weights so far were restored. "
+            "Lower learning_rate (or use normalize=True) to train stably.",
+            RuntimeWarning,
+            stacklevel=5,  # the user's fit/partial_fit call
+        )
+        return False
+    except KeyboardInterrupt:
+        module.load_state_dict(state.best_weights)
+        warnings.warn(
+            f"Training interrupted after {state.n_iter} epochs; the best weights so far were "
+            "restored and the estimator is usable.",
+            RuntimeWarning,
+            stacklevel=5,  # the user's fit/partial_fit call
+        )
+        return False
+    finally:
+        progress.close()
+    if validation is not None:
+        module.load_state_dict(state.best_weights)
+    module.eval()
+    if stop_early and not converged:
+        warnings.warn(
+            f"Stopped after max_epochs={max_epochs} epochs without converging (the "
+            f"{'validation score' if validation is not None else 'loss'} still improved by more "
+            f"than tol within the last n_iter_no_change epochs). Consider raising max_epochs.",
+            ConvergenceWarning,
+            stacklevel=5,  # the user's fit/partial_fit call
+        )
+    return converged
+
+
+@torch.no_grad()
+def embed(module: torch.nn.Module, X, batch_size: int = 65536) -> np.ndarray:
+    """Embeddings of the rows of ``X`` (array or tensor) as float32 numpy, in eval mode.
+
+    Rows go to the module's device one batch at a time and land in a preallocated output, so
+    peak memory stays near the output's size however many rows there are. The module is left
+    in eval mode and not otherwise touched, so concurrent calls from threads are safe.
+    """
+    if module.training:
+        module.eval()
+    param = next(module.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    out = None
+    for start in range(0, len(X), batch_size):
+        chunk = X[start : start + batch_size]
+        if not isinstance(chunk, torch.Tensor):  # a copy: input may be read-only (memmap)
+            chunk = torch.from_numpy(np.array(chunk, dtype=np.float32))
+        chunk = chunk.to(device, torch.float32)
+        z = module(chunk).float().cpu().numpy()
+        if out is None:
+            out = np.empty((len(X), z.shape[1]), dtype=np.float32)
+        out[start : start + len(z)] = z
+    return out
+
+
+def fresh_state(module: torch.nn.Module, learning_rate, weight_decay, rng) -> TrainingState:
+    """A new optimizer (AdamW) and history for a fresh fit; ``rng`` drives batch sampling."""
+    optimizer = torch.optim.AdamW(module.parameters(), lr=learning_rate, weight_decay=weight_decay)
+    return TrainingState(optimizer=optimizer, rng=rng)
