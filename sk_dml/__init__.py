@@ -1,6 +1,6 @@
 """sk_dml: deep metric learning for tabular data, the scikit-learn way."""
 
-from . import distances, losses, metrics, miners, nets, sampling
+from . import datasets, distances, losses, metrics, miners, nets, sampling
 from .embedders import ContrastiveEmbedder, LiftedStructEmbedder, NPairEmbedder, TripletEmbedder
 from .metric import LearnedMetric
 
@@ -12,6 +12,7 @@ __all__ = [
     "LiftedStructEmbedder",
     "NPairEmbedder",
     "TripletEmbedder",
+    "datasets",
     "distances",
     "losses",
     "metrics",

@@ -31,22 +31,6 @@ def check_metric(metric: str) -> str:
     return "manhattan" if metric == "cityblock" else metric
 
 
-def _squared_euclidean(x: torch.Tensor, y: torch.Tensor, same: bool) -> torch.Tensor:
-    # ||x||^2 + ||y||^2 - 2 x.y : one matmul instead of an (n, m, d) difference tensor.
-    x_sq = (x * x).sum(1, keepdim=True)  # (n, 1)
-    y_sq = x_sq.T if same else (y * y).sum(1).unsqueeze(0)  # (1, m)
-    d2 = torch.addmm(x_sq + y_sq, x, y.T, alpha=-2.0).clamp_min(0.0)
-    if same:  # rounding leaves tiny non-zeros on the diagonal; a row is at distance 0 of itself
-        d2 = d2.masked_fill(torch.eye(len(x), dtype=torch.bool, device=x.device), 0.0)
-    return d2
-
-
-def _safe_sqrt(d2: torch.Tensor) -> torch.Tensor:
-    # sqrt has an infinite derivative at 0; route zeros around it so their gradient is 0.
-    positive = d2 > 0
-    return torch.where(positive, torch.where(positive, d2, 1.0).sqrt(), 0.0)
-
-
 def _torch_pairwise(x: torch.Tensor, y: torch.Tensor | None, metric: str) -> torch.Tensor:
     same = y is None
     y = x if same else y
@@ -55,16 +39,21 @@ def _torch_pairwise(x: torch.Tensor, y: torch.Tensor | None, metric: str) -> tor
             f"pairwise_distance needs 2-D inputs with the same number of columns, "
             f"got shapes {tuple(x.shape)} and {tuple(y.shape)}."
         )
-    if metric == "sqeuclidean":
-        return _squared_euclidean(x, y, same)
-    if metric == "euclidean":
-        return _safe_sqrt(_squared_euclidean(x, y, same))
+    if metric in ("euclidean", "sqeuclidean"):
+        # Direct differences, not the ||x||^2 + ||y||^2 - 2x.y expansion: the expansion loses
+        # all precision in float32 for close points far from the origin. The kernel loops over
+        # features (no (n, m, d) tensor) and its gradient is 0 where two rows coincide.
+        dist = torch.cdist(x, y, compute_mode="donot_use_mm_for_euclid_dist")
+        return dist.square() if metric == "sqeuclidean" else dist
     if metric == "cosine":
         xn = torch.nn.functional.normalize(x, dim=1)
         yn = xn if same else torch.nn.functional.normalize(y, dim=1)
-        return (1.0 - xn @ yn.T).clamp(0.0, 2.0)
-    # L1 and L-inf: torch.cdist has dedicated kernels (no (n, m, d) tensor) and a zero
-    # subgradient at coincident rows.
+        dist = (1.0 - xn @ yn.T).clamp(0.0, 2.0)
+        if same:  # rounding leaves ~1e-7 on the diagonal; a row is at distance 0 of itself
+            dist = dist.masked_fill(torch.eye(len(x), dtype=torch.bool, device=x.device), 0.0)
+        return dist
+    # L1 and L-inf: torch.cdist's kernels again (no (n, m, d) tensor, zero subgradient at
+    # coincident rows).
     p = 1.0 if metric == "manhattan" else float("inf")
     return torch.cdist(x.unsqueeze(0), y.unsqueeze(0), p=p).squeeze(0)
 
@@ -113,11 +102,12 @@ def paired_distance(x, y, metric: str = "euclidean"):
         norms = lib.sqrt((x * x).sum(-1) * (y * y).sum(-1))
         return 1.0 - dot / lib.where(norms > 0, norms, 1.0)
     diff = x - y
-    if metric in ("euclidean", "sqeuclidean"):
-        sq = (diff * diff).sum(-1)
-        if metric == "sqeuclidean":
-            return sq
-        return np.sqrt(sq) if lib is np else _safe_sqrt(sq)
+    if metric == "sqeuclidean":
+        return (diff * diff).sum(-1)
+    if metric == "euclidean":  # torch's norm has a zero subgradient at 0, unlike sqrt
+        return (
+            np.sqrt((diff * diff).sum(-1)) if lib is np else torch.linalg.vector_norm(diff, dim=-1)
+        )
     if metric == "manhattan":
         return abs(diff).sum(-1)
     return abs(diff).max(-1) if lib is np else abs(diff).amax(-1)

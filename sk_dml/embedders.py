@@ -251,10 +251,11 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 "Every class in y has a single sample, so no positive pair exists; metric "
                 "learning needs at least one class with 2 or more samples."
             )
-        if self.batch_size % self.samples_per_class:
+        if self.batch_size % self.samples_per_class or self.batch_size < 2 * self.samples_per_class:
             raise ValueError(
-                f"batch_size={self.batch_size} must be a multiple of "
-                f"samples_per_class={self.samples_per_class}."
+                f"batch_size={self.batch_size} must be a multiple of samples_per_class="
+                f"{self.samples_per_class} and hold at least two classes' groups (>= "
+                f"{2 * self.samples_per_class}), so that batches contain negatives."
             )
         if self.samples_per_class > counts.max():
             raise ValueError(
@@ -321,7 +322,10 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 torch.as_tensor(codes, device=device),
                 state,
                 TrainingSettings(
-                    self.batch_size, self.samples_per_class, self.tol, self.n_iter_no_change,
+                    self.batch_size,
+                    self.samples_per_class,
+                    self.tol,
+                    self.n_iter_no_change,
                     self.verbose,
                 ),
                 max_epochs=epochs,
@@ -374,16 +378,16 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     def pairwise_distances(self, X, Y=None) -> np.ndarray:
         """Learned distances between the rows of X and of Y (or X itself), vectorised."""
         Z = self.transform(X)
-        return pairwise_distance(Z, None if Y is None else self.transform(Y), self.embedding_metric_)
+        return pairwise_distance(
+            Z, None if Y is None else self.transform(Y), self.embedding_metric_
+        )
 
     def pair_distance(self, pairs) -> np.ndarray:
         """Learned distance of each pair in ``pairs`` of shape (n_pairs, 2, n_features)."""
         check_is_fitted(self)
         pairs = np.asarray(pairs)
         if pairs.ndim != 3 or pairs.shape[1] != 2:
-            raise ValueError(
-                f"pairs must have shape (n_pairs, 2, n_features), got {pairs.shape}."
-            )
+            raise ValueError(f"pairs must have shape (n_pairs, 2, n_features), got {pairs.shape}.")
         left, right = self.transform(pairs[:, 0]), self.transform(pairs[:, 1])
         return paired_distance(left, right, self.embedding_metric_)
 
@@ -403,7 +407,6 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         return state
 
 
-
 def _to_cpu_copy(module: torch.nn.Module) -> torch.nn.Module:
     param = next(module.parameters(), None)
     if param is None or param.device.type == "cpu":
@@ -413,7 +416,8 @@ def _to_cpu_copy(module: torch.nn.Module) -> torch.nn.Module:
 
 # -------------------------------------------------------------------------------------------
 class TripletEmbedder(BaseEmbedder):
-    __doc__ = """Embedding trained with the triplet margin loss and hard-sample mining.
+    __doc__ = (
+        """Embedding trained with the triplet margin loss and hard-sample mining.
 
     For anchor a, positive p (same label) and negative n, the loss is
     ``relu(D_ap - D_an + margin)``: each anchor must be nearer its positives than its negatives
@@ -426,7 +430,9 @@ class TripletEmbedder(BaseEmbedder):
         Which triplets of a batch count (:mod:`sk_dml.miners`).
     distance : str, default="euclidean"
         Distance between embeddings (:data:`sk_dml.distances.METRICS`).
-""" + _COMMON_PARAMS_DOC
+"""
+        + _COMMON_PARAMS_DOC
+    )
 
     _parameter_constraints = {
         **BaseEmbedder._parameter_constraints,
@@ -455,7 +461,8 @@ class TripletEmbedder(BaseEmbedder):
 
 
 class ContrastiveEmbedder(BaseEmbedder):
-    __doc__ = """Embedding trained with the contrastive loss (Hadsell et al. 2006).
+    __doc__ = (
+        """Embedding trained with the contrastive loss (Hadsell et al. 2006).
 
     Same-label pairs are pulled together (``D^2``), different-label pairs pushed apart until
     they are ``margin`` away (``relu(margin - D)^2``). See
@@ -465,7 +472,9 @@ class ContrastiveEmbedder(BaseEmbedder):
     ----------
     margin : float, default=1.0
     distance : str, default="euclidean"
-""" + _COMMON_PARAMS_DOC
+"""
+        + _COMMON_PARAMS_DOC
+    )
 
     _parameter_constraints = {
         **BaseEmbedder._parameter_constraints,
@@ -486,11 +495,14 @@ class ContrastiveEmbedder(BaseEmbedder):
         super().__init__(**_common(locals()))
 
     def _loss_function(self):
-        return functools.partial(losses.contrastive_loss, margin=self.margin, distance=self.distance)
+        return functools.partial(
+            losses.contrastive_loss, margin=self.margin, distance=self.distance
+        )
 
 
 class NPairEmbedder(BaseEmbedder):
-    __doc__ = """Embedding trained with the multi-class N-pair loss (Sohn 2016).
+    __doc__ = (
+        """Embedding trained with the multi-class N-pair loss (Sohn 2016).
 
     Each anchor is compared with one positive and the negatives of every other class at once,
     by dot product: ``log(1 + sum_n exp(s_an - s_ap))``. See :func:`sk_dml.losses.npair_loss`.
@@ -501,7 +513,9 @@ class NPairEmbedder(BaseEmbedder):
     ----------
     l2_reg : float, default=0.0
         Weight of the mean squared embedding norm (useful with ``normalize=False``).
-""" + _COMMON_PARAMS_DOC
+"""
+        + _COMMON_PARAMS_DOC
+    )
 
     _parameter_constraints = {
         **BaseEmbedder._parameter_constraints,
@@ -527,7 +541,8 @@ class NPairEmbedder(BaseEmbedder):
 
 
 class LiftedStructEmbedder(BaseEmbedder):
-    __doc__ = """Embedding trained with the lifted structured loss (Oh Song et al. 2016).
+    __doc__ = (
+        """Embedding trained with the lifted structured loss (Oh Song et al. 2016).
 
     Every positive pair of a batch is contrasted with the hardest negatives of both its
     members: ``variant="hard"`` takes the nearer hardest negative (the seed's description),
@@ -539,7 +554,9 @@ class LiftedStructEmbedder(BaseEmbedder):
     margin : float, default=1.0
     variant : {"smooth", "hard"}, default="smooth"
     distance : str, default="euclidean"
-""" + _COMMON_PARAMS_DOC
+"""
+        + _COMMON_PARAMS_DOC
+    )
 
     _parameter_constraints = {
         **BaseEmbedder._parameter_constraints,
@@ -563,6 +580,8 @@ class LiftedStructEmbedder(BaseEmbedder):
 
     def _loss_function(self):
         return functools.partial(
-            losses.lifted_struct_loss, margin=self.margin, distance=self.distance,
+            losses.lifted_struct_loss,
+            margin=self.margin,
+            distance=self.distance,
             variant=self.variant,
         )

@@ -38,9 +38,7 @@ _CHUNK_ELEMENTS = 1 << 24
 def check_mining(mining: str) -> str:
     """Return ``mining`` or raise a ValueError naming the valid choices."""
     if mining not in TRIPLET_MINING:
-        raise ValueError(
-            f"Unknown mining {mining!r}; expected one of {', '.join(TRIPLET_MINING)}."
-        )
+        raise ValueError(f"Unknown mining {mining!r}; expected one of {', '.join(TRIPLET_MINING)}.")
     return mining
 
 
@@ -129,4 +127,4 @@ def mine_triplets(
         )  # (c, B, B) over (a, p, n)
         a, p, n = keep.nonzero(as_tuple=True)
         found.append((a + start, p, n))
-    return tuple(torch.cat(parts) for parts in zip(*found))
+    return tuple(torch.cat(parts) for parts in zip(*found, strict=True))

@@ -5,13 +5,15 @@ Metric losses need positives in every batch, so a batch is made of groups of
 ``MPerClassSampler``, which draws K rows per class with replacement and skips others, an epoch
 here is a partition of the data set:
 
-1. each class is shuffled and cut into groups of K rows (a remainder is spread over the groups,
-   so a group has K to 2K-1 rows and no row is dropped or repeated);
+1. each class is shuffled and cut into groups of K rows, the remainder spread over them (so a
+   group holds K to 2K-1 rows, every class in a batch brings at least K rows, and no row is
+   dropped or repeated);
 2. a class with fewer than K rows forms one group padded by repeating its rows (warned once);
 3. the groups of each class are spread evenly over the epoch (stratified random positions), so
    consecutive groups mostly come from different classes;
-4. consecutive groups are packed into batches of about ``batch_size`` rows; a short last batch
-   is merged into the one before it.
+4. consecutive groups are packed into a batch until it holds at least ``batch_size`` rows, so
+   every batch but the last holds ``batch_size`` to ``batch_size + 2K - 2`` rows; the last holds
+   what remains, and joins the batch before it if it holds a single class (no negatives).
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ class ClassBalancedBatchSampler:
     ----------
     labels : array-like of shape (n_samples,)
     batch_size : int
-        Target number of rows per batch (a batch holds whole groups, so it may exceed this by
-        less than ``samples_per_class``).
+        Rows per batch: a batch holds whole groups, so it has ``batch_size`` to
+        ``batch_size + 2 * samples_per_class - 2`` rows (the last of an epoch may have fewer).
     samples_per_class : int
         Rows of the same class that travel together (K).
     random_state : int, RandomState instance or None
@@ -58,6 +60,7 @@ class ClassBalancedBatchSampler:
         self.samples_per_class = int(samples_per_class)
         self._rng = check_random_state(random_state)
         _, codes = np.unique(labels, return_inverse=True)
+        self._codes = codes.ravel()
         # Row indices of each class, computed once and reused every epoch.
         self._class_rows = [np.flatnonzero(codes == c) for c in range(codes.max() + 1)]
         small = [len(rows) for rows in self._class_rows if len(rows) < self.samples_per_class]
@@ -96,7 +99,7 @@ class ClassBalancedBatchSampler:
                 current, size = [], 0
         if current:
             tail = np.concatenate(current)
-            if batches and len(tail) < self.batch_size // 2:
+            if batches and len(np.unique(self._codes[tail])) < 2:
                 batches[-1] = np.concatenate([batches[-1], tail])
             else:
                 batches.append(tail)

@@ -49,8 +49,9 @@ def test_matches_cdist_self(metric, dtype):
     x, _ = _data(3, 10, 1, 6, dtype)
     got = pairwise_distance(x, metric=metric)
     assert got.shape == (10, 10)
-    np.testing.assert_allclose(got.double().numpy(), ref_cdist(x.double().numpy(), metric=metric),
-                               **_tol(dtype))
+    np.testing.assert_allclose(
+        got.double().numpy(), ref_cdist(x.double().numpy(), metric=metric), **_tol(dtype)
+    )
     torch.testing.assert_close(got, got.T, rtol=0, atol=1e-6 if dtype == torch.float32 else 1e-12)
 
 
@@ -66,20 +67,26 @@ def test_self_distance_diagonal_is_exactly_zero(metric, dtype):
 @pytest.mark.parametrize("metric", DISTANCES)
 def test_default_y_equals_explicit_x(metric):
     x, _ = _data(4, 8, 1, 3)
-    torch.testing.assert_close(pairwise_distance(x, metric=metric),
-                               pairwise_distance(x, x, metric=metric), rtol=1e-9, atol=1e-7)
+    torch.testing.assert_close(
+        pairwise_distance(x, metric=metric),
+        pairwise_distance(x, x, metric=metric),
+        rtol=1e-9,
+        atol=1e-7,
+    )
 
 
 def test_default_metric_is_euclidean():
     x, y = _data(5, 4, 6, 3)
-    np.testing.assert_allclose(pairwise_distance(x, y).numpy(), ref_cdist(x, y, "euclidean"),
-                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        pairwise_distance(x, y).numpy(), ref_cdist(x, y, "euclidean"), rtol=1e-10, atol=1e-12
+    )
 
 
 def test_cityblock_is_manhattan():
     x, y = _data(6, 5, 5, 4)
-    torch.testing.assert_close(pairwise_distance(x, y, metric="cityblock"),
-                               pairwise_distance(x, y, metric="manhattan"))
+    torch.testing.assert_close(
+        pairwise_distance(x, y, metric="cityblock"), pairwise_distance(x, y, metric="manhattan")
+    )
     assert check_metric("cityblock") == "manhattan"
 
 
@@ -202,8 +209,11 @@ def test_gradient_matches_per_pair_reference(metric):
     (pairwise_distance(x, y, metric=metric) * weights).sum().backward()
 
     xr, yr = x0.clone().requires_grad_(True), y0.clone().requires_grad_(True)
-    total = sum(weights[i, j] * torch_pair_distance(xr[i], yr[j], metric)
-                for i in range(5) for j in range(4))
+    total = sum(
+        weights[i, j] * torch_pair_distance(xr[i], yr[j], metric)
+        for i in range(5)
+        for j in range(4)
+    )
     total.backward()
     torch.testing.assert_close(x.grad, xr.grad, rtol=1e-8, atol=1e-10)
     torch.testing.assert_close(y.grad, yr.grad, rtol=1e-8, atol=1e-10)
@@ -216,8 +226,12 @@ def test_self_gradient_matches_per_pair_reference(metric):
     x = x0.clone().requires_grad_(True)
     (pairwise_distance(x, metric=metric) * weights).sum().backward()
     xr = x0.clone().requires_grad_(True)
-    total = sum(weights[i, j] * torch_pair_distance(xr[i], xr[j], metric)
-                for i in range(6) for j in range(6) if i != j)
+    total = sum(
+        weights[i, j] * torch_pair_distance(xr[i], xr[j], metric)
+        for i in range(6)
+        for j in range(6)
+        if i != j
+    )
     total.backward()
     torch.testing.assert_close(x.grad, xr.grad, rtol=1e-8, atol=1e-10)
 
@@ -253,16 +267,16 @@ def test_property_matches_cdist(data, n, m, dim, metric):
     dim=st.integers(1, 4),
 )
 def test_property_cosine_matches_cdist_and_is_bounded(data, n, dim):
-    x = data.draw(arrays(np.float64, (n, dim), elements=st.floats(-100, 100).filter(
-        lambda v: abs(v) > 1e-3)))
+    x = data.draw(
+        arrays(np.float64, (n, dim), elements=st.floats(-100, 100).filter(lambda v: abs(v) > 1e-3))
+    )
     got = pairwise_distance(torch.from_numpy(x), metric="cosine")
     np.testing.assert_allclose(got.numpy(), ref_cdist(x, metric="cosine"), rtol=1e-8, atol=1e-8)
     assert (got >= 0).all() and (got <= 2).all()
 
 
 def test_cosine_of_zero_row_is_finite_with_finite_gradient():
-    x = torch.tensor([[0.0, 0.0], [1.0, 2.0], [-1.0, 0.5]], dtype=torch.float64,
-                     requires_grad=True)
+    x = torch.tensor([[0.0, 0.0], [1.0, 2.0], [-1.0, 0.5]], dtype=torch.float64, requires_grad=True)
     d = pairwise_distance(x, metric="cosine")
     assert torch.isfinite(d).all()
     d.sum().backward()

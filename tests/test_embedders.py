@@ -46,8 +46,16 @@ def digits_split():
 
 
 @parametrize_with_checks(
-    [cls(max_epochs=3, batch_size=16, hidden_layer_sizes=(16,), n_components=4,
-         samples_per_class=2) for cls in EMBEDDERS]  # fmt: skip
+    [
+        cls(
+            max_epochs=3,
+            batch_size=16,
+            hidden_layer_sizes=(16,),
+            n_components=4,
+            samples_per_class=2,
+        )
+        for cls in EMBEDDERS
+    ]  # fmt: skip
 )
 def test_sklearn_estimator_checks(estimator, check):
     with warnings.catch_warnings():
@@ -181,7 +189,9 @@ def test_clone_pickle_and_joblib_round_trip(wine, tmp_path):
     assert not hasattr(clone(emb), "module_")
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(emb)).transform(X), emb.transform(X))
     joblib.dump(emb, tmp_path / "emb.joblib")
-    np.testing.assert_array_equal(joblib.load(tmp_path / "emb.joblib").transform(X), emb.transform(X))
+    np.testing.assert_array_equal(
+        joblib.load(tmp_path / "emb.joblib").transform(X), emb.transform(X)
+    )
 
 
 def test_convergence_warning_and_stopping(wine):
@@ -198,9 +208,7 @@ def test_convergence_warning_and_stopping(wine):
 
 def test_early_stopping_keeps_the_best_validation_score(wine):
     X, y = wine
-    emb = ContrastiveEmbedder(
-        random_state=0, early_stopping=True, validation_fraction=0.3, **QUICK
-    )
+    emb = ContrastiveEmbedder(random_state=0, early_stopping=True, validation_fraction=0.3, **QUICK)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         emb.fit(X, y)

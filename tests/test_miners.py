@@ -147,8 +147,9 @@ def test_mine_triplets_batch_hard_brute_force(metric, seed):
     emb, y = random_batch(seed, n=13, n_classes=4)
     y[3] = 42  # a class with one sample
     dist = ref_dist_matrix(emb, metric)
-    anchors, positives, negatives = mine_triplets(dist, torch.tensor(y), mining="batch_hard",
-                                                  margin=0.1)
+    anchors, positives, negatives = mine_triplets(
+        dist, torch.tensor(y), mining="batch_hard", margin=0.1
+    )
     expected = ref_triplets(dist, y, "batch_hard", 0.1)
     assert sorted(anchors.tolist()) == [a for a, _, _ in expected]
     for a, p, n in zip(anchors.tolist(), positives.tolist(), negatives.tolist(), strict=True):
@@ -160,8 +161,9 @@ def test_mine_triplets_batch_hard_brute_force(metric, seed):
 @pytest.mark.parametrize("mining", MINING)
 def test_mine_triplets_returns_long_tensors(mining):
     emb, y = random_batch(5, n=8)
-    a, p, n = mine_triplets(ref_dist_matrix(emb, "euclidean"), torch.tensor(y), mining=mining,
-                            margin=0.5)
+    a, p, n = mine_triplets(
+        ref_dist_matrix(emb, "euclidean"), torch.tensor(y), mining=mining, margin=0.5
+    )
     for t in (a, p, n):
         assert isinstance(t, torch.Tensor) and t.dtype == torch.int64 and t.ndim == 1
 
@@ -211,16 +213,18 @@ def test_mined_triplets_reproduce_triplet_loss(metric, mining):
     assert_close(direct, ref_triplet(ref_dist_matrix(emb, metric), y, margin, mining))
 
 
-@pytest.mark.parametrize("mine_with,train_with", [("cosine", "euclidean"),
-                                                  ("euclidean", "manhattan"),
-                                                  ("chebyshev", "cosine")])
+@pytest.mark.parametrize(
+    "mine_with,train_with",
+    [("cosine", "euclidean"), ("euclidean", "manhattan"), ("chebyshev", "cosine")],
+)
 @pytest.mark.parametrize("mining", MINING)
 def test_mine_with_one_distance_train_with_another(mine_with, train_with, mining):
     emb, y = random_batch(8, n=12, n_classes=3)
     emb = emb.clone().requires_grad_(True)
     margin = 0.2
-    triplets = mine_triplets(pairwise_distance(emb, metric=mine_with), y, mining=mining,
-                             margin=margin)
+    triplets = mine_triplets(
+        pairwise_distance(emb, metric=mine_with), y, mining=mining, margin=margin
+    )
     expected_triplets = ref_triplets(ref_dist_matrix(emb, mine_with), y, mining, margin)
     if mining != "batch_hard":  # batch_hard's indices are compared in the brute-force test
         assert _as_set(triplets) == set(expected_triplets)
