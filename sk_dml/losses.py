@@ -111,10 +111,11 @@ def triplet_loss(
 
     Notes
     -----
-    The window modes never list triplets. For one anchor, its negative distances are sorted
-    once; the number of negatives inside a positive pair's window and the sum of their
-    distances come from ``searchsorted`` and a prefix sum, so the loss costs O(B^2 log B) time
-    and O(B^2) memory, and autograd follows the same expressions.
+    The window modes never list triplets. When anchors have few positives (class-balanced
+    batches), each positive pair is compared with its anchor's row of distances: O(B^2 K) for
+    K rows per class. Otherwise each anchor's negative distances are sorted once, and the number and sum
+    of the negatives inside a pair's window come from ``searchsorted`` and a prefix sum:
+    O(B^2 log B) time and memory whatever the labels. No B^3 tensor is built either way.
     """
     labels = _check_batch(embeddings, labels)
     _check_margin(margin)
@@ -131,6 +132,59 @@ def triplet_loss(
         return F.relu(d_pos[valid] - d_neg[valid] + margin).mean()
 
     positive, negative = pair_masks(labels)
+    # Both forms are exact; the per-anchor one is cheaper when anchors have few positives.
+    batch = len(labels)
+    if int(positive.sum(1).max()) <= max(8, batch.bit_length()):
+        total, n_active = _window_totals_per_anchor(dist, positive, negative, margin, mining)
+    else:
+        total, n_active = _window_totals_sorted(dist, positive, negative, margin, mining)
+    if n_active == 0:
+        return _zero(embeddings)
+    return (total / n_active).to(dist.dtype)
+
+
+def _window_totals_per_anchor(dist, positive, negative, margin: float, mining: str):
+    """Sum of l over the window's triplets, and their number, anchor by anchor.
+
+    Each anchor's (at most M) positives are laid out in a (B, M) table and compared with the
+    anchor's row of distances: O(B^2 M) time and memory, the cheapest form for class-balanced
+    batches (M = K - 1). Window membership is piecewise constant, so the sum is computed as a
+    linear function of the distances with counts found without autograd:
+    ``sum_(a,p) c_ap (D_ap + margin) - sum_(a,n) c_an D_an``.
+    """
+    batch = len(dist)
+    per_anchor = positive.sum(1)  # (B,)
+    anchors, positives = positive.nonzero(as_tuple=True)  # row-major: grouped by anchor
+    first_of_anchor = per_anchor.cumsum(0) - per_anchor
+    slot = torch.arange(len(anchors), device=dist.device) - first_of_anchor[anchors]
+    width = int(per_anchor.max())
+    pos_index = torch.zeros(batch, width, dtype=torch.long, device=dist.device)
+    pos_valid = torch.zeros(batch, width, dtype=torch.bool, device=dist.device)
+    pos_index[anchors, slot] = positives
+    pos_valid[anchors, slot] = True
+    d_ap = dist.gather(1, pos_index)  # (B, M), connected to the graph
+    with torch.no_grad():
+        low, high = triplet_window(d_ap, margin, mining)  # (B, M)
+        d_an = dist.unsqueeze(1)  # (B, 1, B)
+        in_window = (
+            pos_valid.unsqueeze(2)
+            & negative.unsqueeze(1)
+            & (d_an > low.unsqueeze(2))
+            & (d_an < high.unsqueeze(2))
+        )  # (B, M, B) over (a, p, n)
+        count_ap = in_window.sum(2).to(dist.dtype)  # negatives in each pair's window
+        count_an = in_window.sum(1).to(dist.dtype)  # windows each (a, n) falls in
+    total = (count_ap * (d_ap + margin)).sum() - (count_an * dist).sum()
+    return total, count_ap.sum()
+
+
+def _window_totals_sorted(dist, positive, negative, margin: float, mining: str):
+    """Sum of l over the window's triplets, and their number, from sorted negative distances.
+
+    Cost O(B^2 log B) whatever the labels: each anchor's negative distances are sorted once;
+    the number of negatives inside a pair's window and the sum of their distances come from
+    ``searchsorted`` and a prefix sum, and autograd follows the same expressions.
+    """
     # Row a: distances from anchor a to its negatives, ascending; non-negatives sort last as inf.
     neg_sorted, _ = dist.masked_fill(~negative, float("inf")).sort(dim=1)
     finite = neg_sorted.masked_fill(neg_sorted.isinf(), 0.0)
@@ -142,13 +196,10 @@ def triplet_loss(
     n_below_low = torch.searchsorted(sorted_keys, low.detach().contiguous(), right=True)
     n_below_high = torch.searchsorted(sorted_keys, high.detach().contiguous(), right=False)
     count = (n_below_high - n_below_low).clamp_min(0).masked_fill(~positive, 0)  # (B, B)
-    n_active = count.sum()
-    if n_active == 0:
-        return _zero(embeddings)
     window_sum = prefix.gather(1, n_below_high) - prefix.gather(1, n_below_low)
     # sum over the window of (D_ap + margin - D_an) = count * (D_ap + margin) - sum of D_an
     per_pair = count * (dist.double() + margin) - window_sum
-    return (per_pair.masked_fill(count == 0, 0.0).sum() / n_active).to(dist.dtype)
+    return per_pair.masked_fill(count == 0, 0.0).sum(), count.sum()
 
 
 def npair_loss(embeddings: torch.Tensor, labels, *, l2_reg: float = 0.0) -> torch.Tensor:

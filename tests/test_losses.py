@@ -534,3 +534,28 @@ def test_property_never_nan(batch, case, distance, dtype, scale):
     assert torch.isfinite(loss), loss.item()
     assert loss.requires_grad
     assert torch.isfinite(_grad(loss, emb)).all()
+
+
+# ------------------------------------------------- both exact forms of the triplet windows
+@pytest.mark.parametrize("mining", ["all", "semihard", "hard"])
+@pytest.mark.parametrize("n_classes", [2, 5, 12])
+def test_triplet_window_forms_match_brute_force_and_gradient(mining, n_classes):
+    """triplet_loss picks its per-anchor or sorted form by the batch's labels; each form must
+    give the brute-force value and gradient on any batch, whichever it would be picked for."""
+    from sk_dml import losses
+    from sk_dml.miners import pair_masks
+
+    emb0, y = random_batch(40 + n_classes, n=24, dim=4, n_classes=n_classes)
+    margin = _margin(emb0, "euclidean")
+    emb_ref = emb0.clone().requires_grad_(True)
+    expected = ref_triplet(loop_dist_matrix(emb_ref, "euclidean"), y, margin, mining)
+    expected_grad = _grad(expected, emb_ref)
+    positive, negative = pair_masks(torch.tensor(y))
+    for form in (losses._window_totals_per_anchor, losses._window_totals_sorted):
+        emb = emb0.clone().requires_grad_(True)
+        dist = losses.pairwise_distance(emb, metric="euclidean")
+        total, n_active = form(dist, positive, negative, margin, mining)
+        got = total / n_active if n_active else total
+        assert_close(got, expected)
+        if expected.item() > 0:
+            torch.testing.assert_close(_grad(got, emb), expected_grad, rtol=1e-7, atol=1e-9)
