@@ -113,9 +113,9 @@ def triplet_loss(
     -----
     The window modes never list triplets. When anchors have few positives (class-balanced
     batches), each positive pair is compared with its anchor's row of distances: O(B^2 K) for
-    K rows per class. Otherwise each anchor's negative distances are sorted once, and the number and sum
-    of the negatives inside a pair's window come from ``searchsorted`` and a prefix sum:
-    O(B^2 log B) time and memory whatever the labels. No B^3 tensor is built either way.
+    K rows per class. Otherwise each anchor's negative distances are sorted once, and the
+    number and sum of the negatives inside a pair's window come from ``searchsorted`` and a
+    prefix sum: O(B^2 log B) time and memory whatever the labels. No B^3 tensor is built either way.
     """
     labels = _check_batch(embeddings, labels)
     _check_margin(margin)
