@@ -3,6 +3,7 @@
 from . import datasets, distances, losses, metrics, miners, nets, sampling
 from .embedders import ContrastiveEmbedder, LiftedStructEmbedder, NPairEmbedder, TripletEmbedder
 from .metric import LearnedMetric
+from .persistence import load, save
 
 __version__ = "0.1.0"
 
@@ -19,5 +20,7 @@ __all__ = [
     "miners",
     "nets",
     "sampling",
+    "load",
+    "save",
     "__version__",
 ]

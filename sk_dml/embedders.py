@@ -304,9 +304,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             torch.manual_seed(seed)
             if continuing:
                 module = self.module_.to(device)
-                state = self._training_state or fresh_state(
-                    module, self.learning_rate, self.weight_decay, rng
-                )
+                state = self._training_state or self._resumed_state(module, rng)
             else:
                 module = self._new_module(X.shape[1]).to(device)
                 state = fresh_state(module, self.learning_rate, self.weight_decay, rng)
@@ -346,6 +344,16 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         self.best_score_ = state.best_score if validation else None
         self._n_features_out = embed(module, X[:1]).shape[1]
         return self
+
+    def _resumed_state(self, module, rng):
+        """A training state for a model that was unpickled or loaded: a new optimizer, but the
+        history so far, so n_iter_ and loss_curve_ keep counting."""
+        state = fresh_state(module, self.learning_rate, self.weight_decay, rng)
+        state.loss_curve = list(self.loss_curve_)
+        state.validation_scores = list(self.validation_scores_ or [])
+        state.best_loss = self.best_loss_
+        state.best_score = self.best_score_ if self.best_score_ is not None else -np.inf
+        return state
 
     # -- using the embedding ------------------------------------------------------------------
     def _embed(self, X) -> np.ndarray:

@@ -1,0 +1,156 @@
+"""Saving and loading fitted embedders without executing code from the file.
+
+A model file is one safetensors file: the network's weights as tensors, and everything else
+(the estimator's class and parameters, its fitted attributes, a format version and any extra
+data the caller adds) as JSON in the file's metadata. Loading parses JSON and copies tensors;
+nothing in the file can run. ``pickle``/``joblib`` keep working as scikit-learn's convention,
+but only for files you trust: unpickling can run arbitrary code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from .embedders import ContrastiveEmbedder, LiftedStructEmbedder, NPairEmbedder, TripletEmbedder
+
+__all__ = ["FORMAT_VERSION", "load", "read_metadata", "save"]
+
+FORMAT_NAME = "sk_dml.embedder"
+FORMAT_VERSION = 1
+_CLASSES = {
+    cls.__name__: cls
+    for cls in (TripletEmbedder, ContrastiveEmbedder, NPairEmbedder, LiftedStructEmbedder)
+}
+# Fitted attributes stored as JSON (feature names are handled apart: they are an array).
+_FITTED = (
+    "n_features_in_",
+    "embedding_metric_",
+    "n_iter_",
+    "loss_curve_",
+    "validation_scores_",
+    "best_loss_",
+    "best_score_",
+)
+
+
+def _json_params(estimator) -> dict:
+    params = estimator.get_params()
+    if params["module"] is not None:
+        raise ValueError(
+            "sk_dml.save stores the built-in MLP only; an estimator with a custom `module` "
+            "cannot be rebuilt from data. Save its module's state_dict yourself, or use "
+            "pickle/joblib for files you trust."
+        )
+    if not (params["random_state"] is None or isinstance(params["random_state"], int)):
+        params["random_state"] = None  # a RandomState instance is not data; it only seeds fit
+    params["device"] = str(params["device"])
+    params["hidden_layer_sizes"] = [int(h) for h in params["hidden_layer_sizes"]]
+    return params
+
+
+def save(estimator, path, *, extra: dict | None = None) -> None:
+    """Write a fitted embedder to ``path`` (a safetensors file; any extension).
+
+    Parameters
+    ----------
+    estimator : a fitted sk_dml embedder with the built-in MLP
+    path : str or Path
+    extra : dict, optional
+        JSON-serialisable data stored alongside (the CLI keeps its preprocessing there); read
+        it back with :func:`read_metadata`.
+
+    The file is written to a temporary name and renamed, so an interrupted save never leaves
+    a truncated model behind.
+    """
+    name = type(estimator).__name__
+    if name not in _CLASSES:
+        raise TypeError(f"sk_dml.save stores sk_dml embedders, got {name}.")
+    if not hasattr(estimator, "module_"):
+        raise ValueError(f"This {name} instance is not fitted yet; fit it before saving.")
+    fitted = {attr: getattr(estimator, attr) for attr in _FITTED}
+    if hasattr(estimator, "feature_names_in_"):
+        fitted["feature_names_in_"] = [str(c) for c in estimator.feature_names_in_]
+    fitted["device_"] = str(estimator.device_)
+    metadata = {
+        "format": FORMAT_NAME,
+        "format_version": str(FORMAT_VERSION),
+        "estimator": name,
+        "params": json.dumps(_json_params(estimator)),
+        "fitted": json.dumps(fitted),
+        "extra": json.dumps(extra if extra is not None else {}),
+    }
+    tensors = {k: v.detach().cpu().contiguous() for k, v in estimator.module_.state_dict().items()}
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_metadata(path) -> dict:
+    """The parsed JSON metadata of a model file: format, estimator, params, fitted, extra.
+
+    Raises ValueError when ``path`` is not an sk_dml model file of a version this sk_dml reads.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No model file at {str(path)!r}.")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ValueError(f"{str(path)!r} is not an sk_dml model file ({error}).") from None
+    if raw.get("format") != FORMAT_NAME:
+        raise ValueError(f"{str(path)!r} is not an sk_dml model file (no sk_dml header).")
+    if raw.get("format_version") != str(FORMAT_VERSION):
+        raise ValueError(
+            f"{str(path)!r} has model format version {raw.get('format_version')!r}; this "
+            f"sk_dml reads version {FORMAT_VERSION}. Save the model again with a matching version."
+        )
+    try:
+        parsed = {key: json.loads(raw[key]) for key in ("params", "fitted", "extra")}
+    except (KeyError, json.JSONDecodeError) as error:
+        raise ValueError(f"{str(path)!r} has a damaged sk_dml header ({error}).") from None
+    if raw.get("estimator") not in _CLASSES:
+        raise ValueError(f"{str(path)!r} names an unknown estimator {raw.get('estimator')!r}.")
+    return {"format_version": FORMAT_VERSION, "estimator": raw["estimator"], **parsed}
+
+
+def load(path):
+    """Read an embedder written by :func:`save`; its network is placed on the CPU.
+
+    Only JSON and tensors are read: no code from the file is executed, so a model file from an
+    untrusted source cannot run commands. A model trained on CUDA loads on a CPU-only machine.
+    """
+    meta = read_metadata(path)
+    params = dict(meta["params"])
+    params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+    estimator = _CLASSES[meta["estimator"]](**params)
+    fitted = dict(meta["fitted"])
+    module = estimator._new_module(int(fitted["n_features_in_"]))
+    try:
+        module.load_state_dict(load_file(str(path), device="cpu"))
+    except (RuntimeError, SafetensorError) as error:
+        raise ValueError(f"{str(path)!r}: the weights do not fit the model ({error}).") from None
+    module.eval()
+    estimator.module_ = module
+    estimator._training_state = None
+    names = fitted.pop("feature_names_in_", None)
+    if names is not None:
+        estimator.feature_names_in_ = np.asarray(names, dtype=object)
+    estimator.device_ = torch.device(fitted.pop("device_"))
+    for attr, value in fitted.items():
+        setattr(estimator, attr, value)
+    with torch.no_grad():
+        probe = torch.zeros(1, estimator.n_features_in_)
+        estimator._n_features_out = module(probe).shape[1]
+    return estimator
