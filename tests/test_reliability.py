@@ -19,6 +19,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from sk_dml import ContrastiveEmbedder, LiftedStructEmbedder, NPairEmbedder, TripletEmbedder
 
+EMBEDDERS = [TripletEmbedder, ContrastiveEmbedder, NPairEmbedder, LiftedStructEmbedder]
 QUICK = dict(max_epochs=3, hidden_layer_sizes=(16,), n_components=4, batch_size=16)
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -224,7 +225,7 @@ def test_transform_is_thread_safe(wine):
     n_features=st.integers(1, 6),
     n_classes=st.integers(2, 5),
     dtype=st.sampled_from([np.float32, np.float64, np.int64]),
-    cls=st.sampled_from([TripletEmbedder, ContrastiveEmbedder, NPairEmbedder, LiftedStructEmbedder]),
+    cls=st.sampled_from(EMBEDDERS),
     seed=st.integers(0, 2**16),
 )
 def test_property_any_valid_table_gives_finite_embeddings(
