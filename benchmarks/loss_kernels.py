@@ -269,7 +269,8 @@ def worker(spec: dict) -> dict:
         load = max(0.0, (busy1 - busy0) - (own1 - own0)) / max(wall1 - wall0, 1e-9)
         if best is None or load < best[1]:
             best = (times, load)
-        if load < spec["load_threshold"]:
+        # A slow point is not timed again: its repetitions already span the competing load.
+        if load < spec["load_threshold"] or wall1 - wall0 > 3 * spec["budget"] + 1:
             break
     times, load = best
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -310,12 +311,15 @@ def run_point(library, loss, mode, batch, args, wait_left: float = 0.0) -> dict:
         "load_threshold": args.load_threshold,
     }
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
+    env = dict(os.environ)
+    if args.omp_wait_policy != "inherit":
+        env["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
     kill_bytes = args.kill_gb * 2**30
     timeout = args.timeout + args.attempts * min(args.idle_wait, wait_left)
     status = None
     max_seen = 0
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, cwd=REPO)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, cwd=REPO, env=env)
         start = time.monotonic()
         while proc.poll() is None:
             rss = _rss_of(proc.pid)
@@ -459,15 +463,31 @@ def _cmd_line(argv) -> str:
                                  else sys.argv[0], *argv])
 
 
+# The files the benchmarked code lives in.
+KERNEL_FILES = ("sk_dml/losses.py", "sk_dml/distances.py", "sk_dml/miners.py")
+
+
 def _git_commit() -> str:
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True,
                               capture_output=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "sk_dml"], cwd=REPO,
-                               text=True, capture_output=True, check=True).stdout.strip()
-        return head + (" (sk_dml/ modified)" if dirty else "")
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", *KERNEL_FILES],
+                               cwd=REPO, text=True, capture_output=True, check=True)
+        return head + (" (with uncommitted changes to " + ", ".join(
+            line[3:] for line in dirty.stdout.splitlines()) + ")" if dirty.stdout.strip()
+            else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def _kernel_fingerprint() -> str:
+    import hashlib
+
+    digest = hashlib.sha1()
+    for name in KERNEL_FILES:
+        path = REPO / name
+        digest.update(path.read_bytes() if path.exists() else b"")
+    return digest.hexdigest()[:12]
 
 
 def _cpu_name() -> str:
@@ -494,9 +514,13 @@ def write_markdown(rows, path: Path, args, png_name: str, wall_s: float) -> None
         f"wall time {wall_s / 60:.1f} min",
         f"- torch {torch.__version__}, pytorch-metric-learning "
         f"{pytorch_metric_learning.__version__}, Python {platform.python_version()}, "
-        f"sk_dml commit {_git_commit()}",
+        f"sk_dml commit {args.commit}"
+        + ("; **WARNING: " + ", ".join(KERNEL_FILES) + " changed during the run**"
+           if args.changed_during_run else ""),
         f"- CPU: {_cpu_name()}, {os.cpu_count()} cores visible, "
-        f"`torch.set_num_threads({NUM_THREADS})` in every worker",
+        f"`torch.set_num_threads({NUM_THREADS})` in every worker, OMP_WAIT_POLICY="
+        f"{args.omp_wait_policy if args.omp_wait_policy != 'inherit' else 'inherited'} "
+        "(spinning OpenMP threads make a busy neighbour slow 2-thread kernels down ~100x)",
         f"- Model: Linear({IN_DIM},{HIDDEN})-ReLU-Linear({HIDDEN},{EMB_DIM}), output "
         "L2-normalised; input `randn(B, 16)`; labels `arange(B) % (B//4)` shuffled (B/4 classes "
         "of 4); seed 0, so both libraries get the same batch.",
@@ -686,11 +710,16 @@ def parse_args(argv):
                    help="kill a worker whose RSS goes above this")
     p.add_argument("--load-threshold", type=float, default=0.25,
                    help="time a point again if other processes used more CPU cores than this")
-    p.add_argument("--attempts", type=int, default=3, help="timed runs per point at most")
-    p.add_argument("--idle-wait", type=float, default=30.0,
+    p.add_argument("--attempts", type=int, default=2, help="timed runs per point at most")
+    p.add_argument("--idle-wait", type=float, default=20.0,
                    help="seconds to wait for a quiet machine before each timed run, at most")
     p.add_argument("--wait-budget", type=float, default=None,
-                   help="total seconds of such waiting per benchmark run (default 360; quick 60)")
+                   help="total seconds of such waiting per benchmark run (default 240; quick 30)")
+    p.add_argument("--omp-wait-policy", choices=("passive", "active", "inherit"),
+                   default="passive",
+                   help="OMP_WAIT_POLICY of the workers (default passive: with 2 threads on a "
+                   "shared 2-core machine, spinning OpenMP threads turn a busy neighbour into "
+                   "100x slowdowns)")
     p.add_argument("--out-dir", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     args.argv = list(argv)
@@ -700,7 +729,7 @@ def parse_args(argv):
     if args.budget is None:
         args.budget = 0.2 if args.quick else 1.0
     if args.wait_budget is None:
-        args.wait_budget = 60.0 if args.quick else 360.0
+        args.wait_budget = 30.0 if args.quick else 240.0
     if args.min_reps is None:
         args.min_reps = 2 if args.quick else 3
     return args
@@ -715,9 +744,14 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     stem = "loss_kernels_quick" if args.quick else "loss_kernels"
+    args.commit = _git_commit()  # before the run: the working tree may change meanwhile
+    fingerprint = _kernel_fingerprint()
     start = time.monotonic()
     rows = run_all(args)
     wall = time.monotonic() - start
+    args.changed_during_run = _kernel_fingerprint() != fingerprint
+    if args.changed_during_run:
+        print("WARNING: " + ", ".join(KERNEL_FILES) + " changed during the run")
     write_csv(rows, args.out_dir / f"{stem}.csv")
     write_plot(rows, args.out_dir / f"{stem}.png", args.batches)
     write_markdown(rows, args.out_dir / f"{stem}.md", args, f"{stem}.png", wall)

@@ -31,6 +31,8 @@ class TrainingSettings:
     samples_per_class: int
     tol: float
     n_iter_no_change: int
+    learning_rate: float
+    schedule: str = "constant"  # or "cosine": anneal to 0 over the epochs of this run
     verbose: int = 0
 
 
@@ -124,10 +126,18 @@ def run_epochs(
     if state.best_weights is None:
         state.best_weights = _snapshot(module)
     converged = False
+    for group in state.optimizer.param_groups:  # each run starts from the base rate
+        group["lr"] = settings.learning_rate
+        group.pop("initial_lr", None)
+    scheduler = None
+    if settings.schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(state.optimizer, T_max=max_epochs)
     progress = tqdm(range(max_epochs), disable=not settings.verbose, desc="epochs", leave=False)
     try:
         for _ in progress:
             loss = _train_one_epoch(module, loss_fn, X, y, sampler, state.optimizer)
+            if scheduler is not None:
+                scheduler.step()
             score = None
             if validation is not None:
                 score = score_fn(embed(module, validation[0]), validation[1])
@@ -165,7 +175,8 @@ def run_epochs(
     if validation is not None:
         module.load_state_dict(state.best_weights)
     module.eval()
-    if stop_early and not converged:
+    # With a cosine schedule, reaching max_epochs is the plan, not a failure to converge.
+    if stop_early and not converged and scheduler is None:
         warnings.warn(
             f"Stopped after max_epochs={max_epochs} epochs without converging (the "
             f"{'validation score' if validation is not None else 'loss'} still improved by more "

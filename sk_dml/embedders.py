@@ -41,15 +41,17 @@ __all__ = [
 ]
 
 _COMMON_PARAMS_DOC = """
-    n_components : int, default=32
+    n_components : int, default=64
         Dimension of the embedding (ignored when ``module`` is given).
-    hidden_layer_sizes : tuple of int, default=(256,)
+    hidden_layer_sizes : tuple of int, default=(512, 512)
         Widths of the MLP's hidden layers.
     activation : {"relu", "gelu", "tanh", "leaky_relu", "elu", "silu"}, default="relu"
     dropout : float in [0, 1), default=0.0
         Dropout after each hidden layer.
-    normalize : bool, default=True
-        L2-normalise the output, so embeddings lie on the unit sphere.
+    normalize : bool
+        L2-normalise the output, so embeddings lie on the unit sphere. The default is True for
+        the margin losses (triplet, contrastive), whose margins then have a fixed scale, and
+        False for N-pair and lifted structure, whose log-sum-exp needs unbounded distances.
     module : torch.nn.Module or callable, default=None
         Your own network instead of the MLP: a module (deep-copied at each fresh fit) or a
         callable ``n_features -> nn.Module``. It must map (batch, n_features) float32 to
@@ -59,10 +61,16 @@ _COMMON_PARAMS_DOC = """
     samples_per_class : int, default=4
         Rows of each class that travel together in a batch (K of the P x K batches); every row
         is still seen once per epoch. ``batch_size`` must be a multiple of it.
-    max_epochs : int, default=100
+    max_epochs : int, default=60
         Upper bound on the passes over the training data.
-    learning_rate : float, default=1e-3
-        AdamW learning rate.
+    learning_rate : float, default=3e-3
+        AdamW learning rate (the starting one, with the cosine schedule).
+    learning_rate_schedule : {"cosine", "constant"}, default="cosine"
+        "cosine" anneals the learning rate to 0 over the ``max_epochs`` of a ``fit`` (each
+        warm-started fit anneals anew); training still stops early on a plateau, and reaching
+        ``max_epochs`` is expected, so no ConvergenceWarning. "constant" keeps it fixed and
+        warns when ``max_epochs`` ends training before a plateau, as MLPClassifier does.
+        ``partial_fit`` always uses the constant rate.
     weight_decay : float, default=0.0
         AdamW weight decay.
     early_stopping : bool, default=False
@@ -118,6 +126,7 @@ _COMMON_CONSTRAINTS = {
     "samples_per_class": [Interval(Integral, 2, None, closed="left")],
     "max_epochs": [Interval(Integral, 1, None, closed="left")],
     "learning_rate": [Interval(Real, 0, None, closed="neither")],
+    "learning_rate_schedule": [StrOptions({"cosine", "constant"})],
     "weight_decay": [Interval(Real, 0, None, closed="left")],
     "early_stopping": ["boolean"],
     "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
@@ -179,6 +188,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         samples_per_class,
         max_epochs,
         learning_rate,
+        learning_rate_schedule,
         weight_decay,
         early_stopping,
         validation_fraction,
@@ -199,6 +209,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         self.samples_per_class = samples_per_class
         self.max_epochs = max_epochs
         self.learning_rate = learning_rate
+        self.learning_rate_schedule = learning_rate_schedule
         self.weight_decay = weight_decay
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
@@ -320,11 +331,13 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 torch.as_tensor(codes, device=device),
                 state,
                 TrainingSettings(
-                    self.batch_size,
-                    self.samples_per_class,
-                    self.tol,
-                    self.n_iter_no_change,
-                    self.verbose,
+                    batch_size=self.batch_size,
+                    samples_per_class=self.samples_per_class,
+                    tol=self.tol,
+                    n_iter_no_change=self.n_iter_no_change,
+                    learning_rate=self.learning_rate,
+                    schedule=self.learning_rate_schedule if stop_early else "constant",
+                    verbose=self.verbose,
                 ),
                 max_epochs=epochs,
                 validation=validation,
@@ -434,7 +447,7 @@ class TripletEmbedder(BaseEmbedder):
     Parameters
     ----------
     margin : float, default=0.2
-    mining : {"all", "semihard", "hard", "batch_hard"}, default="semihard"
+    mining : {"all", "semihard", "hard", "batch_hard"}, default="all"
         Which triplets of a batch count (:mod:`sk_dml.miners`).
     distance : str, default="euclidean"
         Distance between embeddings (:data:`sk_dml.distances.METRICS`).
@@ -450,12 +463,12 @@ class TripletEmbedder(BaseEmbedder):
     }
 
     def __init__(
-        self, *, margin=0.2, mining="semihard", distance="euclidean",
-        n_components=32, hidden_layer_sizes=(256,), activation="relu", dropout=0.0,
-        normalize=True, module=None, batch_size=256, samples_per_class=4, max_epochs=100,
-        learning_rate=1e-3, weight_decay=0.0, early_stopping=False, validation_fraction=0.1,
-        n_iter_no_change=10, tol=1e-4, warm_start=False, random_state=None, verbose=0,
-        device="auto",
+        self, *, margin=0.2, mining="all", distance="euclidean",
+        n_components=64, hidden_layer_sizes=(512, 512), activation="relu", dropout=0.0,
+        normalize=True, module=None, batch_size=256, samples_per_class=4, max_epochs=60,
+        learning_rate=3e-3, learning_rate_schedule="cosine", weight_decay=0.0,
+        early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
+        warm_start=False, random_state=None, verbose=0, device="auto",
     ):  # fmt: skip
         self.margin = margin
         self.mining = mining
@@ -492,11 +505,11 @@ class ContrastiveEmbedder(BaseEmbedder):
 
     def __init__(
         self, *, margin=1.0, distance="euclidean",
-        n_components=32, hidden_layer_sizes=(256,), activation="relu", dropout=0.0,
-        normalize=True, module=None, batch_size=256, samples_per_class=4, max_epochs=100,
-        learning_rate=1e-3, weight_decay=0.0, early_stopping=False, validation_fraction=0.1,
-        n_iter_no_change=10, tol=1e-4, warm_start=False, random_state=None, verbose=0,
-        device="auto",
+        n_components=64, hidden_layer_sizes=(512, 512), activation="relu", dropout=0.0,
+        normalize=True, module=None, batch_size=256, samples_per_class=4, max_epochs=60,
+        learning_rate=3e-3, learning_rate_schedule="cosine", weight_decay=0.0,
+        early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
+        warm_start=False, random_state=None, verbose=0, device="auto",
     ):  # fmt: skip
         self.margin = margin
         self.distance = distance
@@ -519,8 +532,9 @@ class NPairEmbedder(BaseEmbedder):
 
     Parameters
     ----------
-    l2_reg : float, default=0.0
-        Weight of the mean squared embedding norm (useful with ``normalize=False``).
+    l2_reg : float, default=0.002
+        Weight of the mean squared embedding norm, which keeps the unnormalised embeddings
+        (``normalize=False`` by default here) from growing without bound.
 """
         + _COMMON_PARAMS_DOC
     )
@@ -531,12 +545,12 @@ class NPairEmbedder(BaseEmbedder):
     }
 
     def __init__(
-        self, *, l2_reg=0.0,
-        n_components=32, hidden_layer_sizes=(256,), activation="relu", dropout=0.0,
-        normalize=True, module=None, batch_size=256, samples_per_class=4, max_epochs=100,
-        learning_rate=1e-3, weight_decay=0.0, early_stopping=False, validation_fraction=0.1,
-        n_iter_no_change=10, tol=1e-4, warm_start=False, random_state=None, verbose=0,
-        device="auto",
+        self, *, l2_reg=0.002,
+        n_components=64, hidden_layer_sizes=(512, 512), activation="relu", dropout=0.0,
+        normalize=False, module=None, batch_size=256, samples_per_class=4, max_epochs=60,
+        learning_rate=3e-3, learning_rate_schedule="cosine", weight_decay=0.0,
+        early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
+        warm_start=False, random_state=None, verbose=0, device="auto",
     ):  # fmt: skip
         self.l2_reg = l2_reg
         super().__init__(**_common(locals()))
@@ -575,11 +589,11 @@ class LiftedStructEmbedder(BaseEmbedder):
 
     def __init__(
         self, *, margin=1.0, variant="smooth", distance="euclidean",
-        n_components=32, hidden_layer_sizes=(256,), activation="relu", dropout=0.0,
-        normalize=True, module=None, batch_size=256, samples_per_class=4, max_epochs=100,
-        learning_rate=1e-3, weight_decay=0.0, early_stopping=False, validation_fraction=0.1,
-        n_iter_no_change=10, tol=1e-4, warm_start=False, random_state=None, verbose=0,
-        device="auto",
+        n_components=64, hidden_layer_sizes=(512, 512), activation="relu", dropout=0.0,
+        normalize=False, module=None, batch_size=256, samples_per_class=4, max_epochs=60,
+        learning_rate=3e-3, learning_rate_schedule="cosine", weight_decay=0.0,
+        early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
+        warm_start=False, random_state=None, verbose=0, device="auto",
     ):  # fmt: skip
         self.margin = margin
         self.variant = variant

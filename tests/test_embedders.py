@@ -196,13 +196,20 @@ def test_clone_pickle_and_joblib_round_trip(wine, tmp_path):
 
 def test_convergence_warning_and_stopping(wine):
     X, y = wine
+    constant = dict(QUICK, max_epochs=2, learning_rate_schedule="constant")
     with pytest.warns(ConvergenceWarning, match="max_epochs=2"):
-        TripletEmbedder(random_state=0, **{**QUICK, "max_epochs": 2}).fit(X, y)
+        TripletEmbedder(random_state=0, **constant).fit(X, y)
+    # With the cosine schedule, running all max_epochs is the plan: no warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        emb = TripletEmbedder(random_state=0, **{**QUICK, "max_epochs": 2}).fit(X, y)
+    assert emb.n_iter_ == 2
     # A huge tol stops without a warning: the first epoch is the only improvement, then
     # n_iter_no_change epochs without one.
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
-        emb = TripletEmbedder(random_state=0, tol=1e9, n_iter_no_change=2, **QUICK).fit(X, y)
+        emb = TripletEmbedder(random_state=0, tol=1e9, n_iter_no_change=2, **constant)
+        emb.set_params(max_epochs=5).fit(X, y)
     assert emb.n_iter_ == 1 + 2
 
 
@@ -280,3 +287,15 @@ def test_cuda_trained_model_pickles_to_cpu(wine):
     restored = pickle.loads(pickle.dumps(emb))
     assert next(restored.module_.parameters()).device.type == "cpu"
     np.testing.assert_allclose(restored.transform(X), emb.transform(X), atol=1e-5)
+
+
+def test_cosine_schedule_anneals_the_learning_rate(wine):
+    X, y = wine
+    emb = TripletEmbedder(random_state=0, learning_rate=0.01, **QUICK).fit(X, y)
+    # After the last of max_epochs epochs, cosine annealing has brought the rate to 0.
+    assert emb._training_state.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    constant = TripletEmbedder(learning_rate=0.01, learning_rate_schedule="constant", **QUICK)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        constant.fit(X, y)
+    assert constant._training_state.optimizer.param_groups[0]["lr"] == 0.01

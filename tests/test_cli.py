@@ -1,0 +1,417 @@
+"""The sk-dml command line, end to end: real runs, bad input and fuzzed files.
+
+The real entry points (``python -m sk_dml`` and the ``sk-dml`` script) run in subprocesses;
+the many bad-input and fuzz cases call ``sk_dml.cli.main(argv)`` in-process, which returns
+the exit status, to stay fast.
+"""
+
+import contextlib
+import importlib.util
+import io
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+import sk_dml
+from sk_dml import cli
+from sk_dml.datasets import load_nursery
+from sk_dml.persistence import read_metadata
+
+EMBEDDER_NAMES = ("TripletEmbedder", "ContrastiveEmbedder", "NPairEmbedder", "LiftedStructEmbedder")
+# A tiny, quick model for every fit here.
+TINY = ["--epochs", "2", "--n-components", "4", "--hidden-layer-sizes", "16"]
+TINY += ["--batch-size", "32", "--random-state", "0"]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Subprocesses without the debug switch; one thread each keeps them quick on a busy machine.
+ENV = {k: v for k, v in os.environ.items() if k != "SK_DML_DEBUG"} | {"OMP_NUM_THREADS": "1"}
+HAS_PYARROW = importlib.util.find_spec("pyarrow") is not None  # Parquet support
+
+
+@pytest.fixture(autouse=True)
+def no_debug(monkeypatch):
+    monkeypatch.delenv("SK_DML_DEBUG", raising=False)
+
+
+def run_cli(*args, cwd=None) -> subprocess.CompletedProcess:
+    """``python -m sk_dml ARGS`` in a subprocess."""
+    command = [sys.executable, "-m", "sk_dml", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, env=ENV, cwd=cwd, timeout=600)
+
+
+def call(*args) -> tuple[int, str, str]:
+    """``sk_dml.cli.main(ARGS)`` in-process: (exit status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main([str(a) for a in args])
+    return code, out.getvalue(), err.getvalue()
+
+
+def assert_png(path: Path, min_size: int = 400) -> None:
+    from matplotlib.image import imread
+
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    height, width = imread(path).shape[:2]
+    assert height >= min_size and width >= min_size
+
+
+@pytest.fixture(scope="module")
+def mixed_table() -> pd.DataFrame:
+    """Nursery rows (8 text columns, 3 classes) with a numeric and a bool column added."""
+    X, y = load_nursery()
+    rng = np.random.default_rng(0)
+    common = np.flatnonzero(y.isin(["not_recom", "priority", "spec_prior"]).to_numpy())
+    rows = rng.choice(common, 240, replace=False)
+    frame = X.iloc[rows].reset_index(drop=True)
+    frame["age"] = rng.normal(40, 12, len(frame)).round(1)
+    frame["member"] = rng.random(len(frame)) < 0.3
+    frame["label"] = y.iloc[rows].to_numpy()
+    return frame
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> Path:
+    """A folder with small.csv (numeric a, b; text c; target label) and small.skdml fitted on it
+    in-process, plus the bad input files of the error tests."""
+    folder = tmp_path_factory.mktemp("small")
+    rng = np.random.default_rng(0)
+    labels = np.repeat(["x", "y", "z"], 20)
+    frame = pd.DataFrame(
+        {
+            "a": rng.normal(size=60) + (labels == "x"),
+            "b": rng.integers(0, 5, 60),
+            "c": rng.choice(["p", "q", "r"], 60),
+            "label": labels,
+        }
+    )
+    frame.to_csv(folder / "small.csv", index=False)
+    code, _, err = call("fit", folder / "small.csv", "--target", "label", *TINY, "-o",
+                        folder / "small.skdml")  # fmt: skip
+    assert code == 0, err
+    # Bad input files.
+    (folder / "small.txt").write_text(frame.to_csv(index=False))
+    (folder / "empty.csv").write_bytes(b"")
+    (folder / "header.csv").write_text("a,b,c,label\n")
+    frame.assign(label="x").to_csv(folder / "one_class.csv", index=False)
+    frame.drop(columns=["b"]).to_csv(folder / "no_b.csv", index=False)
+    frame.drop(columns=["label"]).to_csv(folder / "no_label.csv", index=False)
+    frame.astype({"a": object}).assign(a=lambda f: f.a.where(f.index != 7, "12,5kg")).to_csv(
+        folder / "garbage.csv", index=False
+    )
+    (folder / "latin1.csv").write_bytes("a,b,c,label\n1,2,\xe9t\xe9,x\n".encode("latin-1"))
+    (folder / "broken.csv.gz").write_bytes(b"\x1f\x8b\x08\x00 this is no gzip stream")
+    (folder / "broken.parquet").write_bytes(b"PAR1 not really parquet")
+    (folder / "pickle.skdml").write_bytes(pickle.dumps({"weights": [1.0, 2.0]}))
+    (folder / "noise.skdml").write_bytes(rng.integers(0, 256, 300, dtype=np.uint8).tobytes())
+    (folder / "truncated.skdml").write_bytes((folder / "small.skdml").read_bytes()[:200])
+    bare = sk_dml.TripletEmbedder(max_epochs=1, hidden_layer_sizes=(4,), batch_size=8)
+    sk_dml.save(bare.fit(frame[["a", "b"]].to_numpy(float), labels), folder / "bare.skdml")
+    return folder
+
+
+# ----------------------------------------------------------------------------- real runs
+def test_fit_transform_evaluate_plot_end_to_end(tmp_path, mixed_table):
+    data = tmp_path / "mixed.csv"
+    mixed_table.to_csv(data, index=False)
+    model = tmp_path / "model.skdml"
+    fit = run_cli("fit", data, "--target", "label", "--loss", "contrastive", "--margin", "0.8",
+                  *TINY, "-o", model)  # fmt: skip
+    assert fit.returncode == 0, fit.stderr
+    assert "ContrastiveEmbedder" in fit.stdout and model.is_file()
+    assert "Traceback" not in fit.stderr
+
+    # New rows: no target, columns reordered, an extra id column; CSV or Parquet in, gzip out.
+    new = mixed_table.drop(columns="label").iloc[:50, ::-1].assign(id=np.arange(50))
+    source = tmp_path / ("new.parquet" if HAS_PYARROW else "new.csv")
+    new.to_parquet(source) if HAS_PYARROW else new.to_csv(source, index=False)
+    out = tmp_path / "emb.csv.gz"
+    transform = run_cli("transform", model, source, "-o", out)
+    assert transform.returncode == 0, transform.stderr
+    embeddings = pd.read_csv(out)
+    assert list(embeddings.columns) == ["emb0", "emb1", "emb2", "emb3"]
+    loaded = cli.Model.load(model)
+    expected = loaded.estimator.transform(loaded.features(new, "new"))
+    np.testing.assert_allclose(embeddings.to_numpy(), expected, rtol=1e-6, atol=1e-7)
+
+    evaluate = run_cli("evaluate", model, data)  # the target defaults to the model's
+    assert evaluate.returncode == 0, evaluate.stderr
+    scores = {}
+    for line in evaluate.stdout.splitlines()[3:]:
+        name, value = line[:14].strip(), float(line[15:].split()[0])
+        scores.setdefault(name, []).append(value)
+    assert set(scores) == {"precision@1", "MAP@R", "5-NN accuracy"}
+    assert len(scores["5-NN accuracy"]) == 2 and "5-fold stratified" in evaluate.stdout
+    assert all(0 <= v <= 1 for values in scores.values() for v in values)
+
+    figure = tmp_path / "embedding.png"
+    plot = run_cli("plot", model, data, "--target", "label", "-o", figure)
+    assert plot.returncode == 0, plot.stderr
+    assert_png(figure)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["mixed.csv", "model.skdml", source.name, "emb.csv.gz", "embedding.png"]
+    )
+
+
+def test_demo_quick(tmp_path):
+    result = run_cli("demo", "--quick", "--out", tmp_path / "figures")
+    assert result.returncode == 0, result.stderr
+    table = result.stdout
+    for name in EMBEDDER_NAMES:
+        lines = [line for line in table.splitlines() if f" {name} " in line]
+        assert [line.split()[0] for line in lines] == ["digits", "letter"]
+        assert all(0.5 < float(line.split()[-1]) <= 1 for line in lines)  # 5-NN accuracy
+    assert table.count("plain 5-NN") == 2
+    assert "2100 train / 900 test rows" in table  # the first 3000 rows of letter
+    assert "training" in result.stderr and "Traceback" not in result.stderr  # progress bar
+    assert_png(tmp_path / "figures" / "demo_embedding.png", min_size=800)
+
+
+def test_console_script():
+    script = Path(sys.executable).with_name("sk-dml")
+    if not script.exists():
+        script = shutil.which("sk-dml")
+    if script is None:
+        pytest.skip("the sk-dml console script is not installed")
+    result = subprocess.run([script, "--version"], capture_output=True, text=True, env=ENV)
+    assert result.returncode == 0 and result.stdout.strip() == f"sk-dml {sk_dml.__version__}"
+    usage = subprocess.run([script, "fit"], capture_output=True, text=True, env=ENV)
+    assert usage.returncode == 2
+    assert usage.stderr.splitlines() == [
+        "sk-dml: error: the following arguments are required: DATA, --target, -o/--output "
+        "(see 'sk-dml fit --help')"
+    ]
+
+
+# ------------------------------------------------------------------------- preprocessing
+def test_rebuilt_column_transformer_gives_identical_output(mixed_table, tmp_path):
+    features = mixed_table.drop(columns="label")
+    features.loc[::9, "Health"] = None  # a missing category is a category of its own
+    numeric, categorical = cli._split_columns(features, "mixed")
+    assert numeric == ["age"] and categorical == [c for c in features if c != "age"]
+    prepared = cli._prepare(features, list(features.columns), numeric, "mixed")
+    original = cli._column_transformer(numeric, categorical).fit(prepared)
+    data = json.loads(json.dumps(cli.preprocessing_to_dict(original)))
+    rebuilt = cli.preprocessing_from_dict(data)
+    assert data["columns"] == list(features.columns)
+    assert list(rebuilt.get_feature_names_out()) == list(original.get_feature_names_out())
+    # Seen rows, and rows with unseen categories, new numbers, another column order.
+    other = features.iloc[::-1, ::-1].copy()
+    other.loc[other.index[:20], "Parents"] = "never seen"
+    other["age"] = np.linspace(-100, 300, len(other))
+    for frame in (features, other):
+        X = cli._prepare(frame, data["columns"], numeric, "frame")
+        np.testing.assert_array_equal(rebuilt.transform(X), original.transform(X))
+
+    # `fit` stores exactly this data in the model file.
+    data_file = tmp_path / "mixed.csv"
+    features.assign(label=mixed_table.label).to_csv(data_file, index=False)
+    code, _, err = call("fit", data_file, "--target", "label", *TINY, "-o", tmp_path / "m.skdml")
+    assert code == 0, err
+    extra = read_metadata(tmp_path / "m.skdml")["extra"]
+    assert extra == {"preprocessing": data, "target": "label"}
+
+
+# ---------------------------------------------------------------------------- bad input
+BAD_INPUT = {
+    "missing data file": ("fit {dir}/nope.csv --target label -o {out}/m.skdml", "no such file"),
+    "unknown extension": ("fit {dir}/small.txt --target label -o {out}/m.skdml", "file type"),
+    "empty file": ("fit {dir}/empty.csv --target label -o {out}/m.skdml", "empty"),
+    "header only": ("fit {dir}/header.csv --target label -o {out}/m.skdml", "no rows"),
+    "missing target": ("fit {dir}/small.csv --target nope -o {out}/m.skdml", "'nope'"),
+    "one class": ("fit {dir}/one_class.csv --target label -o {out}/m.skdml", "single class"),
+    "not UTF-8": ("fit {dir}/latin1.csv --target label -o {out}/m.skdml", "utf-8"),
+    "corrupt gzip": ("fit {dir}/broken.csv.gz --target label -o {out}/m.skdml", "broken.csv.gz"),
+    "corrupt parquet": ("fit {dir}/broken.parquet --target label -o {out}/m", "broken.parquet"),
+    "no output folder": ("fit {dir}/small.csv --target label -o {out}/no/m.skdml", "folder"),
+    "option of another loss": (
+        "fit {dir}/small.csv --target label --loss npair --margin 1 -o {out}/m.skdml",
+        "--margin",
+    ),
+    "usage": ("fit {dir}/small.csv -o {out}/m.skdml", "--target"),
+    "missing model": ("transform {dir}/nope.skdml {dir}/small.csv -o {out}/e.csv", "no such"),
+    "pickle model": ("transform {dir}/pickle.skdml {dir}/small.csv -o {out}/e.csv", "not an sk"),
+    "random bytes model": ("transform {dir}/noise.skdml {dir}/small.csv -o {out}/e.csv", "noise"),
+    "truncated model": ("transform {dir}/truncated.skdml {dir}/small.csv -o {out}/e.csv", "trunc"),
+    "model without preprocessing": (
+        "transform {dir}/bare.skdml {dir}/small.csv -o {out}/e.csv",
+        "no preprocessing",
+    ),
+    "data file as model": ("transform {dir}/small.csv {dir}/small.csv -o {out}/e.csv", "small"),
+    "missing column": ("transform {dir}/small.skdml {dir}/no_b.csv -o {out}/e.csv", "'b'"),
+    "text in numeric column": (
+        "transform {dir}/small.skdml {dir}/garbage.csv -o {out}/e.csv",
+        "'12,5kg'",
+    ),
+    "unknown output type": ("transform {dir}/small.skdml {dir}/small.csv -o {out}/e.xls", ".xls"),
+    "evaluate without target": ("evaluate {dir}/small.skdml {dir}/no_label.csv", "'label'"),
+    "evaluate missing target": (
+        "evaluate {dir}/small.skdml {dir}/small.csv --target nope",
+        "'nope'",
+    ),
+    "unknown image type": ("plot {dir}/small.skdml {dir}/small.csv -o {out}/f.xyz", "image"),
+    "unknown command": ("frobnicate", "invalid choice"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUT)
+def test_bad_input_is_one_line_and_exit_status_2(case, small, tmp_path):
+    template, expected = BAD_INPUT[case]
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = [token.format(dir=small, out=out) for token in template.split()]
+    code, stdout, stderr = call(*argv)
+    assert code == 2
+    assert len(stderr.splitlines()) == 1, stderr
+    assert stderr.startswith("sk-dml: error: ") and expected in stderr
+    assert "Traceback" not in stderr and stdout == ""
+    assert list(out.iterdir()) == []
+
+
+def test_real_entry_point_reports_bad_input_in_one_line(small, tmp_path):
+    for args in (
+        ["transform", small / "pickle.skdml", small / "small.csv", "-o", tmp_path / "e.csv"],
+        ["transform", small / "small.skdml", small / "garbage.csv", "-o", tmp_path / "e.csv"],
+    ):
+        result = run_cli(*args)
+        assert result.returncode == 2
+        assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+        assert result.stderr.startswith("sk-dml: error: ")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_write_leaves_no_file(small, tmp_path, monkeypatch):
+    def write_half_then_fail(self, path, *args, **kwargs):
+        Path(path).write_text("emb0\n0.1")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", write_half_then_fail)
+    code, _, stderr = call("transform", small / "small.skdml", small / "small.csv", "-o",
+                           tmp_path / "e.csv")  # fmt: skip
+    assert code == 2 and "No space left on device" in stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unexpected_errors_exit_1_and_debug_shows_the_traceback(small, tmp_path, monkeypatch):
+    def broken(args):
+        raise RuntimeError("something broke")
+
+    monkeypatch.setattr(cli, "_cmd_evaluate", broken)
+    code, _, stderr = call("evaluate", small / "small.skdml", small / "small.csv")
+    assert code == 1
+    assert stderr.splitlines() == [
+        "sk-dml: error: unexpected RuntimeError: something broke "
+        "(set SK_DML_DEBUG=1 to see the traceback)"
+    ]
+    monkeypatch.setenv("SK_DML_DEBUG", "1")
+    with pytest.raises(RuntimeError, match="something broke"):
+        cli.main(["evaluate", str(small / "small.skdml"), str(small / "small.csv")])
+    with pytest.raises(cli.CLIError, match="no such file"):
+        cli.main(["fit", str(tmp_path / "nope.csv"), "--target", "y", "-o", str(tmp_path / "m")])
+
+
+# -------------------------------------------------------------------------------- fuzzing
+GARBAGE = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.sampled_from(["", "nan", "inf", "NA", "True", "1e999", '"', '"1,2"', "p\nq"]),
+    st.text(max_size=4),
+)
+# Values a column of the small model's data would hold.
+CLEAN = {
+    "a": st.floats(-10, 10).map(lambda v: f"{v:.3g}"),
+    "b": st.integers(-3, 3).map(str),
+    "c": st.sampled_from(["p", "q", "r", "unseen"]),
+    "label": st.sampled_from(["x", "y"]),
+    "z": st.text(max_size=3),
+}
+
+
+@st.composite
+def malformed_csv(draw) -> bytes:
+    """Random bytes, random text, or a table of the small model's columns (some missing,
+    some repeated, in any order) whose values and row lengths are then damaged a few times."""
+    kind = draw(st.sampled_from(["bytes", "text", "table", "table", "table"]))
+    if kind == "bytes":
+        return draw(st.binary(max_size=200))
+    if kind == "text":
+        return draw(st.text(max_size=200)).encode()
+    header = draw(
+        st.one_of(
+            st.permutations(list(CLEAN)),
+            st.lists(st.sampled_from([*CLEAN, ""]), max_size=6),
+        )
+    )
+    n_rows = draw(st.integers(0, 30))
+    rows = [[draw(CLEAN.get(name, GARBAGE)) for name in header] for _ in range(n_rows)]
+    for _ in range(draw(st.integers(0, 3)) if rows else 0):
+        row = rows[draw(st.integers(0, len(rows) - 1))]
+        damage = draw(st.sampled_from(["value", "short", "long"]))
+        if damage == "value" and row:
+            row[draw(st.integers(0, len(row) - 1))] = draw(GARBAGE)
+        elif damage == "short" and row:
+            row.pop()
+        elif damage == "long":
+            row.append(draw(GARBAGE))
+    text = "\n".join(",".join(row) for row in [header, *rows])
+    return text.encode(draw(st.sampled_from(["utf-8", "latin-1"])), errors="replace")
+
+
+def run_fuzzed(command: list[str], data: bytes, output_name: str) -> None:
+    """Run ``command`` on ``data`` written to a CSV file, and check the outcome."""
+    with tempfile.TemporaryDirectory() as folder:
+        source, out = Path(folder) / "data.csv", Path(folder) / "out"
+        source.write_bytes(data)
+        out.mkdir()
+        code, _, stderr = call(*command, source, "-o", out / output_name)
+        assert code in (0, 2), stderr
+        assert "Traceback" not in stderr
+        assert all(line.startswith("sk-dml: ") for line in stderr.splitlines()), stderr
+        written = [p.name for p in out.iterdir()]
+        assert written == ([output_name] if code == 0 else []), (code, stderr, written)
+
+
+FUZZ = settings(
+    max_examples=25,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+CORNER_CASES = [
+    b"",
+    b"a,b,c,label\n",
+    b"\xff\xfe\x00\x81garbage",
+    b"a,b,c,label\n1,2,p\n1,2,p,x,9,9\n",
+    b'a,b,c,label\n1,2,"p,x\n',
+]
+
+
+@FUZZ
+@given(data=malformed_csv())
+@example(data=CORNER_CASES[0])
+@example(data=CORNER_CASES[1])
+@example(data=CORNER_CASES[2])
+@example(data=CORNER_CASES[3])
+@example(data=CORNER_CASES[4])
+def test_fuzzed_csv_to_fit(data):
+    tiny = ["--epochs", "1", "--hidden-layer-sizes", "4", "--n-components", "2"]
+    run_fuzzed(["fit", "--target", "label", *tiny, "--batch-size", "8"], data, "m.skdml")
+
+
+@FUZZ
+@given(data=malformed_csv())
+@example(data=CORNER_CASES[0])
+@example(data=CORNER_CASES[1])
+@example(data=CORNER_CASES[2])
+@example(data=CORNER_CASES[3])
+@example(data=b"a,b,c\n1,2,p\n0.5,-1,unseen\n")
+def test_fuzzed_csv_to_transform(data, small):
+    run_fuzzed(["transform", small / "small.skdml"], data, "e.csv")
