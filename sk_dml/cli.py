@@ -245,6 +245,23 @@ def _prepare(frame: pd.DataFrame, columns: list[str], numeric: list[str], source
     return pd.DataFrame(prepared, index=frame.index)
 
 
+def _preprocess(transformer: ColumnTransformer, prepared: pd.DataFrame, source) -> np.ndarray:
+    """``transformer.transform(prepared)``, refusing values that overflow float32 (the
+    network's precision): numbers too large to standardise, or far outside the training range.
+    """
+    with np.errstate(all="ignore"):
+        X = transformer.transform(prepared)
+    overflow = ~(np.abs(X) <= np.finfo(np.float32).max)  # also true for inf and NaN
+    if overflow.any():
+        names = transformer.get_feature_names_out()[overflow.any(axis=0)]
+        columns = sorted({name.split("__", 1)[1] for name in names})
+        raise CLIError(
+            f"{source}: column(s) {_names(columns)} hold numbers too large for float32 once "
+            "standardised"
+        )
+    return X
+
+
 def _column_transformer(numeric, categorical, categories="auto") -> ColumnTransformer:
     """StandardScaler on ``numeric``, OneHotEncoder on ``categorical``; dense output."""
     parts = []
@@ -364,7 +381,7 @@ class Model:
         prepared = _prepare(
             frame, self.preprocessing["columns"], self.preprocessing["numeric"]["columns"], source
         )
-        return self.transformer.transform(prepared)
+        return _preprocess(self.transformer, prepared, source)
 
     def describe(self) -> str:
         """One line: the file, the embedder, the embedding's size and metric."""
@@ -586,17 +603,21 @@ def _cmd_fit(args) -> None:
         raise CLIError(f"{args.data}: no feature columns besides the target {args.target!r}")
     numeric, categorical = _split_columns(features, args.data)
     prepared = _prepare(features, list(features.columns), numeric, args.data)
-    transformer = _column_transformer(numeric, categorical).fit(prepared)
-    X = transformer.transform(prepared)
+    transformer = _column_transformer(numeric, categorical)
+    with np.errstate(all="ignore"):  # an overflow is reported by _preprocess
+        transformer.fit(prepared)
+    X = _preprocess(transformer, prepared, args.data)
     tic = time.perf_counter()
     estimator.fit(X, labels)
     fit_time = time.perf_counter() - tic
     extra = {"preprocessing": preprocessing_to_dict(transformer), "target": args.target}
     save(estimator, args.output, extra=extra)
+    losses = estimator.loss_curve_  # empty when the first epoch diverged (a warning says so)
     print(
         f"{type(estimator).__name__} trained on {len(X)} rows ({len(numeric)} numeric and "
         f"{len(categorical)} categorical columns -> {X.shape[1]} features) in "
-        f"{estimator.n_iter_} epochs, {fit_time:.1f} s; final loss {estimator.loss_curve_[-1]:.4g}"
+        f"{estimator.n_iter_} epochs, {fit_time:.1f} s"
+        + (f"; final loss {losses[-1]:.4g}" if losses else "")
     )
     print(f"saved {args.output}")
 
