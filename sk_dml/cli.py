@@ -52,7 +52,16 @@ from .metrics import mean_average_precision_at_r, precision_at_k
 from .miners import TRIPLET_MINING
 from .persistence import load, read_metadata, save
 
-__all__ = ["main", "preprocessing_from_dict", "preprocessing_to_dict"]
+__all__ = [
+    "CLIError",
+    "Model",
+    "build_parser",
+    "main",
+    "preprocessing_from_dict",
+    "preprocessing_to_dict",
+    "read_table",
+    "write_table",
+]
 
 PROG = "sk-dml"
 EMBEDDERS = {
@@ -422,13 +431,17 @@ def _pca_2d(Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _class_colours(n_classes: int) -> np.ndarray:
-    """One RGBA colour per class: qualitative maps up to 20 classes, else a spectrum."""
+    """One RGBA colour per class: qualitative up to 40 classes (those get a legend), else a
+    spectrum (those get a colour bar)."""
     from matplotlib import colormaps
 
     if n_classes <= 10:
         return colormaps["tab10"](np.arange(n_classes))
-    if n_classes <= 20:
-        return colormaps["tab20"](np.arange(n_classes))
+    if n_classes <= 40:
+        qualitative = np.vstack(
+            [colormaps["tab20"](np.arange(20)), colormaps["tab20b"](np.arange(20))]
+        )
+        return qualitative[:n_classes]
     return colormaps["turbo"](np.linspace(0.05, 0.95, n_classes))
 
 
@@ -646,6 +659,11 @@ def _cmd_evaluate(args) -> None:
     frame = read_table(args.data)
     target = _target_of(args, model)
     labels = _labels(frame, target, args.data)
+    if len(labels) < 2 * N_FOLDS or np.unique(labels, return_counts=True)[1].max() < N_FOLDS:
+        raise CLIError(
+            f"{args.data}: {N_FOLDS}-fold cross-validation needs at least {2 * N_FOLDS} rows and "
+            f"a class of {N_FOLDS} or more"
+        )
     X = model.features(frame, args.data)
     Z = model.estimator.transform(X)
     metric = model.estimator.embedding_metric_
@@ -802,9 +820,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # --------------------------------------------------------------------------------- main
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Print a warning as one line, like the errors."""
-    print(f"{PROG}: warning: {_one_line(message)}", file=sys.stderr)
+def _warning_printer():
+    """A ``warnings.showwarning`` that prints each distinct warning once, as one line."""
+    shown = set()
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = _one_line(message)
+        if text not in shown:
+            shown.add(text)
+            print(f"{PROG}: warning: {text}", file=sys.stderr)
+
+    return show
 
 
 def _message(error: BaseException) -> str:
@@ -826,7 +852,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = os.environ.get("SK_DML_DEBUG") == "1"
     try:
         with warnings.catch_warnings():
-            warnings.showwarning = _show_warning
+            warnings.showwarning = _warning_printer()
             try:
                 args = build_parser().parse_args(argv)
             except SystemExit as done:  # --help and --version

@@ -9,14 +9,35 @@ one-liner. Unlike metric-learn's closure, it pickles (with the estimator it refe
 
 from __future__ import annotations
 
-import numpy as np
+import math
 
-from .distances import paired_distance
+import numpy as np
 
 __all__ = ["LearnedMetric"]
 
 # Rows kept in the embedding cache before it is cleared (bounds its memory).
 _CACHE_ROWS = 1 << 18
+
+
+def _euclidean(a, b):
+    d = a - b
+    return math.sqrt(np.dot(d, d))
+
+
+def _sqeuclidean(a, b):
+    d = a - b
+    return float(np.dot(d, d))
+
+
+# Distances of two 1-D float64 embeddings, the cheapest numpy way (this runs once per pair).
+# Cosine embeddings are cached already L2-normalised, so cosine is one dot product.
+_PAIR = {
+    "euclidean": _euclidean,
+    "sqeuclidean": _sqeuclidean,
+    "manhattan": lambda a, b: float(np.abs(a - b).sum()),
+    "chebyshev": lambda a, b: float(np.abs(a - b).max()),
+    "cosine": lambda a, b: max(0.0, 1.0 - float(np.dot(a, b))),
+}
 
 
 class LearnedMetric:
@@ -35,6 +56,7 @@ class LearnedMetric:
     def __init__(self, embedder):
         self.embedder = embedder
         self.metric = embedder.embedding_metric_
+        self._pair = _PAIR[self.metric]
         self._cache: dict[bytes, np.ndarray] = {}
 
     def _embedding(self, row: np.ndarray) -> np.ndarray:
@@ -45,13 +67,14 @@ class LearnedMetric:
                 self._cache.clear()
             found = self.embedder._embed(row.reshape(1, -1).astype(np.float32))[0]
             found = found.astype(np.float64)
+            if self.metric == "cosine":
+                norm = np.linalg.norm(found)
+                found = found / norm if norm > 0 else found
             self._cache[key] = found
         return found
 
     def __call__(self, u, v) -> float:
-        u = np.asarray(u, dtype=np.float64)
-        v = np.asarray(v, dtype=np.float64)
-        return float(paired_distance(self._embedding(u), self._embedding(v), self.metric))
+        return self._pair(self._embedding(np.asarray(u)), self._embedding(np.asarray(v)))
 
     def pairwise(self, X, Y=None) -> np.ndarray:
         """The whole (n, m) matrix at once: ``embedder.pairwise_distances(X, Y)``."""
@@ -61,7 +84,7 @@ class LearnedMetric:
         return {"embedder": self.embedder, "metric": self.metric}
 
     def __setstate__(self, state):
-        self.__dict__.update(state, _cache={})
+        self.__dict__.update(state, _cache={}, _pair=_PAIR[state["metric"]])
 
     def __repr__(self) -> str:
         return f"LearnedMetric({type(self.embedder).__name__}, metric={self.metric!r})"

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -43,10 +44,10 @@ def no_debug(monkeypatch):
     monkeypatch.delenv("SK_DML_DEBUG", raising=False)
 
 
-def run_cli(*args, cwd=None) -> subprocess.CompletedProcess:
+def run_cli(*args) -> subprocess.CompletedProcess:
     """``python -m sk_dml ARGS`` in a subprocess."""
     command = [sys.executable, "-m", "sk_dml", *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, env=ENV, cwd=cwd, timeout=600)
+    return subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=600)
 
 
 def call(*args) -> tuple[int, str, str]:
@@ -129,11 +130,18 @@ def test_fit_transform_evaluate_plot_end_to_end(tmp_path, mixed_table):
     assert fit.returncode == 0, fit.stderr
     assert "ContrastiveEmbedder" in fit.stdout and model.is_file()
     assert "Traceback" not in fit.stderr
+    saved = read_metadata(model)
+    assert saved["estimator"] == "ContrastiveEmbedder" and saved["params"]["margin"] == 0.8
+    assert saved["params"]["max_epochs"] == 2 and saved["params"]["hidden_layer_sizes"] == [16]
 
     # New rows: no target, columns reordered, an extra id column; CSV or Parquet in, gzip out.
     new = mixed_table.drop(columns="label").iloc[:50, ::-1].assign(id=np.arange(50))
-    source = tmp_path / ("new.parquet" if HAS_PYARROW else "new.csv")
-    new.to_parquet(source) if HAS_PYARROW else new.to_csv(source, index=False)
+    if HAS_PYARROW:
+        source = tmp_path / "new.parquet"
+        new.to_parquet(source)
+    else:
+        source = tmp_path / "new.csv"
+        new.to_csv(source, index=False)
     out = tmp_path / "emb.csv.gz"
     transform = run_cli("transform", model, source, "-o", out)
     assert transform.returncode == 0, transform.stderr
@@ -145,13 +153,10 @@ def test_fit_transform_evaluate_plot_end_to_end(tmp_path, mixed_table):
 
     evaluate = run_cli("evaluate", model, data)  # the target defaults to the model's
     assert evaluate.returncode == 0, evaluate.stderr
-    scores = {}
-    for line in evaluate.stdout.splitlines()[3:]:
-        name, value = line[:14].strip(), float(line[15:].split()[0])
-        scores.setdefault(name, []).append(value)
-    assert set(scores) == {"precision@1", "MAP@R", "5-NN accuracy"}
-    assert len(scores["5-NN accuracy"]) == 2 and "5-fold stratified" in evaluate.stdout
-    assert all(0 <= v <= 1 for values in scores.values() for v in values)
+    scores = re.findall(r"^(precision@1|MAP@R|5-NN accuracy) +([\d.]+)", evaluate.stdout, re.M)
+    assert [name for name, _ in scores] == ["precision@1", "MAP@R", *["5-NN accuracy"] * 2]
+    assert all(0 <= float(value) <= 1 for _, value in scores)
+    assert "5-fold stratified cross-validation" in evaluate.stdout
 
     figure = tmp_path / "embedding.png"
     plot = run_cli("plot", model, data, "--target", "label", "-o", figure)

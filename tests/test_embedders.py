@@ -105,7 +105,9 @@ def test_score_is_leave_one_out_precision_at_1(wine):
     assert emb.score(X, y) == pytest.approx(np.mean(y[nearest] == y))
 
 
-@pytest.mark.parametrize("distance", ["euclidean", "cosine", "manhattan"])
+@pytest.mark.parametrize(
+    "distance", ["euclidean", "sqeuclidean", "cosine", "manhattan", "chebyshev"]
+)
 def test_learned_metric_matches_the_pipeline_route(distance, digits_split):
     X_train, X_test, y_train, y_test = digits_split
     X_train, y_train, X_test = X_train[:300], y_train[:300], X_test[:60]

@@ -1,0 +1,262 @@
+"""5-NN accuracy and fit time of sk_dml's embedders against plain kNN, NCA and a PML loop.
+
+Every method sees the same stratified 70/30 split (one per seed) and the same standardised
+features (nursery is one-hot encoded first). The PML loop trains the same MLP as sk_dml's
+defaults with the same optimizer, schedule, batch size and epoch budget, so the comparison is
+about the losses, mining and sampling, not the network.
+
+    python benchmarks/accuracy.py                      # everything, 3 seeds (long)
+    python benchmarks/accuracy.py --datasets letter --methods plain sk_dml --seeds 0
+
+Writes benchmarks/results/accuracy.csv (one row per run), accuracy.md and accuracy.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+import warnings
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sklearn
+import torch
+from sklearn.datasets import load_breast_cancer, load_digits, load_wine
+from sklearn.model_selection import train_test_split
+from sklearn.neighbors import KNeighborsClassifier, NeighborhoodComponentsAnalysis
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+import sk_dml
+from sk_dml import ContrastiveEmbedder, LiftedStructEmbedder, NPairEmbedder, TripletEmbedder
+from sk_dml.datasets import load_letter, load_nursery, load_segment
+
+RESULTS = Path(__file__).parent / "results"
+EMBEDDERS = {
+    "sk_dml triplet": TripletEmbedder,
+    "sk_dml contrastive": ContrastiveEmbedder,
+    "sk_dml npair": NPairEmbedder,
+    "sk_dml lifted": LiftedStructEmbedder,
+}
+NCA_MAX_ROWS = 5000
+
+
+def load(name: str) -> tuple[np.ndarray, np.ndarray]:
+    if name == "nursery":
+        X, y = load_nursery()
+        return OneHotEncoder(sparse_output=False).fit_transform(X), y.to_numpy()
+    loaders = {
+        "letter": load_letter,
+        "segment": load_segment,
+        "digits": lambda: load_digits(return_X_y=True, as_frame=True),
+        "wine": lambda: load_wine(return_X_y=True, as_frame=True),
+        "breast_cancer": lambda: load_breast_cancer(return_X_y=True, as_frame=True),
+    }
+    X, y = loaders[name]()
+    return X.to_numpy(dtype=float), y.to_numpy()
+
+
+def knn_accuracy(Z_train, y_train, Z_test, y_test, metric="euclidean") -> float:
+    knn = KNeighborsClassifier(n_neighbors=5, metric=metric).fit(Z_train, y_train)
+    return knn.score(Z_test, y_test)
+
+
+def run_plain(X_train, y_train, X_test, y_test, seed):
+    return knn_accuracy(X_train, y_train, X_test, y_test), 0.0, ""
+
+
+def run_nca(X_train, y_train, X_test, y_test, seed):
+    note = ""
+    if len(X_train) > NCA_MAX_ROWS:  # NCA is O(n^2) per iteration: fit on a subsample
+        X_fit, _, y_fit, _ = train_test_split(
+            X_train, y_train, train_size=NCA_MAX_ROWS, stratify=y_train, random_state=seed
+        )
+        note = f"NCA fitted on {NCA_MAX_ROWS} of {len(X_train)} training rows"
+    else:
+        X_fit, y_fit = X_train, y_train
+    start = time.perf_counter()
+    nca = NeighborhoodComponentsAnalysis(random_state=seed).fit(X_fit, y_fit)
+    elapsed = time.perf_counter() - start
+    acc = knn_accuracy(nca.transform(X_train), y_train, nca.transform(X_test), y_test)
+    return acc, elapsed, note
+
+
+def run_pml(X_train, y_train, X_test, y_test, seed):
+    """pytorch-metric-learning's triplet recipe with sk_dml's default network and budget."""
+    from pytorch_metric_learning import losses, miners, samplers
+
+    defaults = TripletEmbedder()
+    codes = np.unique(y_train, return_inverse=True)[1]
+    torch.manual_seed(seed)
+    net = sk_dml.nets.make_mlp(X_train.shape[1], defaults.n_components, defaults.hidden_layer_sizes)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=defaults.learning_rate)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, defaults.max_epochs)
+    loss_fn = losses.TripletMarginLoss(margin=defaults.margin)
+    miner = miners.TripletMarginMiner(margin=defaults.margin, type_of_triplets="semihard")
+    sampler = samplers.MPerClassSampler(
+        codes, m=defaults.samples_per_class, batch_size=defaults.batch_size,
+        length_before_new_iter=len(codes),
+    )  # fmt: skip
+    X_t = torch.tensor(X_train, dtype=torch.float32)
+    y_t = torch.tensor(codes)
+    start = time.perf_counter()
+    for _ in range(defaults.max_epochs):
+        order = torch.tensor(list(iter(sampler)))
+        for batch in order.split(defaults.batch_size):
+            emb = net(X_t[batch])
+            loss = loss_fn(emb, y_t[batch], miner(emb, y_t[batch]))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        scheduler.step()
+    elapsed = time.perf_counter() - start
+    net.eval()
+    with torch.no_grad():
+        Z_train = net(X_t).numpy()
+        Z_test = net(torch.tensor(X_test, dtype=torch.float32)).numpy()
+    return knn_accuracy(Z_train, y_train, Z_test, y_test), elapsed, "semihard miner"
+
+
+def make_sk_dml_runner(cls):
+    def run(X_train, y_train, X_test, y_test, seed):
+        emb = cls(random_state=seed, device="cpu")
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # tiny classes are padded: expected
+            emb.fit(X_train, y_train)
+        elapsed = time.perf_counter() - start
+        acc = knn_accuracy(
+            emb.transform(X_train), y_train, emb.transform(X_test), y_test, emb.embedding_metric_
+        )
+        return acc, elapsed, f"{emb.n_iter_} epochs"
+
+    return run
+
+
+METHODS = {
+    "plain 5-NN": run_plain,
+    "NCA": run_nca,
+    "PML triplet": run_pml,
+    **{name: make_sk_dml_runner(cls) for name, cls in EMBEDDERS.items()},
+}
+METHOD_GROUPS = {"plain": ["plain 5-NN"], "nca": ["NCA"], "pml": ["PML triplet"],
+                 "sk_dml": list(EMBEDDERS)}  # fmt: skip
+DATASETS = ["letter", "nursery", "segment", "digits", "wine", "breast_cancer"]
+
+
+def summarise(runs: pd.DataFrame) -> str:
+    table = runs.groupby(["dataset", "method"], sort=False).agg(
+        accuracy=("accuracy", "mean"), spread=("accuracy", "std"), fit_s=("fit_s", "mean"),
+        seeds=("seed", "nunique"),
+    ).reset_index()  # fmt: skip
+    lines = ["| data set | method | 5-NN accuracy (mean ± std) | fit time (s) | seeds |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for row in table.itertuples():
+        spread = 0.0 if np.isnan(row.spread) else row.spread
+        lines.append(
+            f"| {row.dataset} | {row.method} | {row.accuracy:.4f} ± {spread:.4f} | "
+            f"{row.fit_s:.1f} | {row.seeds} |"
+        )
+    checks = []
+    for dataset, group in table.groupby("dataset", sort=False):
+        by = dict(zip(group.method, group.accuracy, strict=True))
+        ours = {m: a for m, a in by.items() if m.startswith("sk_dml")}
+        if not ours:
+            continue
+        best = max(ours.values())
+        if "plain 5-NN" in by:
+            worst = min(ours, key=ours.get)
+            ok = ours[worst] >= by["plain 5-NN"]
+            checks.append(
+                f"- {dataset}: every embedder >= plain 5-NN: {'met' if ok else 'MISSED'}"
+                f" (worst {worst} {ours[worst]:.4f} vs {by['plain 5-NN']:.4f})"
+            )
+        for rival in ("NCA", "PML triplet"):
+            if rival in by:
+                ok = best >= by[rival]
+                checks.append(
+                    f"- {dataset}: best embedder >= {rival}: "
+                    f"{'met' if ok else 'MISSED'} ({best:.4f} vs {by[rival]:.4f})"
+                )
+        if dataset == "letter":
+            best_name = max(ours, key=ours.get)
+            fit = group.set_index("method").loc[best_name, "fit_s"]
+            ok = best >= 0.975 and fit < 60
+            checks.append(
+                f"- letter: best embedder >= 0.975 in under 60 s: "
+                f"{'met' if ok else 'MISSED'} ({best_name}: {best:.4f}, {fit:.1f} s)"
+            )
+    return "\n".join(lines + ["", "Targets:", *checks])
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=DATASETS, choices=DATASETS)
+    parser.add_argument("--methods", nargs="+", default=list(METHOD_GROUPS),
+                        choices=list(METHOD_GROUPS))  # fmt: skip
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--out", default="accuracy", help="file stem under benchmarks/results")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    rows = []
+    for dataset in args.datasets:
+        X, y = load(dataset)
+        for seed in args.seeds:
+            X_train, X_test, y_train, y_test = train_test_split(
+                X, y, test_size=0.3, stratify=y, random_state=seed
+            )
+            scaler = StandardScaler().fit(X_train)
+            X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
+            for group in args.methods:
+                for method in METHOD_GROUPS[group]:
+                    acc, fit_s, note = METHODS[method](X_train, y_train, X_test, y_test, seed)
+                    rows.append(dict(dataset=dataset, seed=seed, method=method, accuracy=acc,
+                                     fit_s=fit_s, note=note, n_train=len(X_train)))  # fmt: skip
+                    print(f"{dataset:14s} seed={seed} {method:20s} acc={acc:.4f} "
+                          f"fit={fit_s:6.1f}s {note}", flush=True)  # fmt: skip
+    runs = pd.DataFrame(rows)
+    RESULTS.mkdir(exist_ok=True)
+    runs.to_csv(RESULTS / f"{args.out}.csv", index=False)
+    header = (
+        f"# 5-NN accuracy: sk_dml vs plain kNN, NCA and a PML triplet loop\n\n"
+        f"Generated by `python benchmarks/accuracy.py {' '.join(sys.argv[1:])}` on {date.today()}"
+        f" ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads; "
+        f"torch {torch.__version__}, scikit-learn {sklearn.__version__}). 70/30 stratified "
+        f"splits, one per seed; features standardised on the training part; NCA on at most "
+        f"{NCA_MAX_ROWS} training rows.\n\n"
+    )
+    (RESULTS / f"{args.out}.md").write_text(header + summarise(runs) + "\n")
+    plot(runs, RESULTS / f"{args.out}.png")
+    print(summarise(runs))
+
+
+def plot(runs: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = runs.groupby(["dataset", "method"], sort=False)["accuracy"].agg(["mean", "std"])
+    datasets = list(dict.fromkeys(runs.dataset))
+    methods = list(dict.fromkeys(runs.method))
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(datasets)), 4.5))
+    width = 0.8 / len(methods)
+    for i, method in enumerate(methods):
+        means = [table["mean"].get((d, method), np.nan) for d in datasets]
+        stds = [table["std"].get((d, method), 0) for d in datasets]
+        ax.bar(np.arange(len(datasets)) + i * width, means, width, yerr=stds, label=method)
+    ax.set_xticks(np.arange(len(datasets)) + 0.4 - width / 2, datasets)
+    ax.set_ylabel("5-NN test accuracy")
+    low = np.nanmin(table["mean"].to_numpy())
+    ax.set_ylim(max(0.0, low - 0.05), 1.0)
+    ax.legend(fontsize=8, ncol=2, loc="lower right")
+    ax.set_title("5-NN accuracy in each learned space (mean over seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()
