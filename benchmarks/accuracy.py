@@ -96,10 +96,11 @@ def run_pml(X_train, y_train, X_test, y_test, seed):
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, defaults.max_epochs)
     loss_fn = losses.TripletMarginLoss(margin=defaults.margin)
     miner = miners.TripletMarginMiner(margin=defaults.margin, type_of_triplets="semihard")
+    # PML's sampler needs m * n_classes >= batch_size, so m grows when classes are few.
+    m = max(defaults.samples_per_class, -(-defaults.batch_size // (codes.max() + 1)))
     sampler = samplers.MPerClassSampler(
-        codes, m=defaults.samples_per_class, batch_size=defaults.batch_size,
-        length_before_new_iter=len(codes),
-    )  # fmt: skip
+        codes, m=m, batch_size=defaults.batch_size, length_before_new_iter=len(codes)
+    )
     X_t = torch.tensor(X_train, dtype=torch.float32)
     y_t = torch.tensor(codes)
     start = time.perf_counter()
