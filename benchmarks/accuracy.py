@@ -96,17 +96,18 @@ def run_pml(X_train, y_train, X_test, y_test, seed):
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, defaults.max_epochs)
     loss_fn = losses.TripletMarginLoss(margin=defaults.margin)
     miner = miners.TripletMarginMiner(margin=defaults.margin, type_of_triplets="semihard")
-    # PML's sampler needs m * n_classes >= batch_size, so m grows when classes are few.
-    m = max(defaults.samples_per_class, -(-defaults.batch_size // (codes.max() + 1)))
+    # PML's sampler needs m * n_classes >= batch_size and batch_size <= the data's size.
+    batch_size = min(defaults.batch_size, len(codes))
+    m = max(defaults.samples_per_class, -(-batch_size // (codes.max() + 1)))
     sampler = samplers.MPerClassSampler(
-        codes, m=m, batch_size=defaults.batch_size, length_before_new_iter=len(codes)
+        codes, m=m, batch_size=batch_size, length_before_new_iter=len(codes)
     )
     X_t = torch.tensor(X_train, dtype=torch.float32)
     y_t = torch.tensor(codes)
     start = time.perf_counter()
     for _ in range(defaults.max_epochs):
         order = torch.tensor(list(iter(sampler)))
-        for batch in order.split(defaults.batch_size):
+        for batch in order.split(batch_size):
             emb = net(X_t[batch])
             loss = loss_fn(emb, y_t[batch], miner(emb, y_t[batch]))
             optimizer.zero_grad()
