@@ -422,10 +422,15 @@ def _labels(frame: pd.DataFrame, column: str, source) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ figures
-def _pca_2d(Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The 2-D PCA projection of the rows of ``Z`` and the variance ratio of both axes."""
+def _pca_2d(Z: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """The 2-D PCA projection of the embeddings ``Z`` and the variance ratio of both axes.
+
+    With the cosine metric only directions count, so the rows are L2-normalised first.
+    """
     if Z.shape[1] < 2:
         raise CLIError("the embedding has a single dimension; a 2-D plot needs 2 or more")
+    if metric == "cosine":
+        Z = Z / np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), np.finfo(Z.dtype).tiny)
     pca = PCA(n_components=2, random_state=0)
     return pca.fit_transform(Z), pca.explained_variance_ratio_
 
@@ -491,17 +496,18 @@ def _class_key(fig, target, classes, colours) -> None:
 
 
 def _embedding_figure(panels, labels, target, title, n_cols: int = 1):
-    """A figure with one 2-D PCA scatter per ``(panel title, embedding)``, coloured by class."""
+    """A figure with one 2-D PCA scatter per ``(panel title, embeddings, metric)``, coloured
+    by class."""
     from matplotlib.figure import Figure
 
     classes, codes = np.unique(labels, return_inverse=True)
     colours = _class_colours(len(classes))
     n_rows = math.ceil(len(panels) / n_cols)
     fig = Figure(figsize=(1.5 + 4.6 * n_cols, 0.6 + 4.2 * n_rows), layout="constrained")
-    for ax, (panel_title, Z) in zip(
+    for ax, (panel_title, Z, metric) in zip(
         fig.subplots(n_rows, n_cols, squeeze=False).ravel(), panels, strict=True
     ):
-        points, ratio = _pca_2d(Z)
+        points, ratio = _pca_2d(Z, metric)
         _scatter(ax, points, codes, colours, ratio)
         ax.set_title(panel_title, fontsize="medium")
     _class_key(fig, target, classes, colours)
@@ -570,7 +576,9 @@ def _cmd_demo(args) -> None:
                 accuracy = knn.fit(Z_train, y_train).score(Z_test, y_test)
                 rows.append((name, cls.__name__, estimator.n_iter_, f"{fit_time:.1f}", accuracy))
                 if name == "digits":
-                    panels.append((f"{cls.__name__}: 5-NN accuracy {accuracy:.3f}", Z_test))
+                    metric = estimator.embedding_metric_
+                    panel = f"{cls.__name__} ({metric}): 5-NN accuracy {accuracy:.3f}"
+                    panels.append((panel, Z_test, metric))
                 progress.update()
         progress.close()
     print(f"\n5-NN accuracy on the stratified 30% test split{' (--quick)' * args.quick}:\n")
@@ -700,11 +708,12 @@ def _cmd_plot(args) -> None:
     target = _target_of(args, model)
     labels = _labels(frame, target, args.data)
     Z = model.estimator.transform(model.features(frame, args.data))
+    metric = model.estimator.embedding_metric_
     title = (
-        f"{type(model.estimator).__name__} embedding of {Path(args.data).name} "
-        f"({len(Z)} rows, {Z.shape[1]}-D), 2-D PCA"
+        f"{type(model.estimator).__name__} embedding of {Path(args.data).name}\n"
+        f"{len(Z)} rows, {Z.shape[1]}-D, {metric} metric: 2-D PCA"
     )
-    _save_figure(_embedding_figure([("", Z)], labels, target, title), args.output)
+    _save_figure(_embedding_figure([("", Z, metric)], labels, target, title), args.output)
     print(f"wrote {args.output}")
 
 
@@ -807,7 +816,8 @@ def build_parser() -> argparse.ArgumentParser:
     plot = commands.add_parser(
         "plot",
         help="draw a 2-D PCA scatter of a table's embedding",
-        description="Draw the 2-D PCA projection of DATA's embedding, coloured by class.",
+        description="Draw the 2-D PCA projection of DATA's embedding, coloured by class "
+        "(of the L2-normalised embedding when the model's metric is cosine).",
     )
     plot.add_argument("model", metavar="MODEL", help="a model file written by 'fit'")
     plot.add_argument("data", metavar="DATA", help=table)

@@ -91,6 +91,9 @@ def save(estimator, path, *, extra: dict | None = None) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         save_file(tensors, str(tmp), metadata=metadata)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # safetensors writes 0600; use the usual permissions
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
