@@ -91,9 +91,7 @@ def save(estimator, path, *, extra: dict | None = None) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         save_file(tensors, str(tmp), metadata=metadata)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # safetensors writes 0600; use the usual permissions
+        os.chmod(tmp, 0o644)  # safetensors writes 0600; a model file is usually shared
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
