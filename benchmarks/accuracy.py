@@ -96,9 +96,11 @@ def run_pml(X_train, y_train, X_test, y_test, seed):
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, defaults.max_epochs)
     loss_fn = losses.TripletMarginLoss(margin=defaults.margin)
     miner = miners.TripletMarginMiner(margin=defaults.margin, type_of_triplets="semihard")
-    # PML's sampler needs m * n_classes >= batch_size and batch_size <= the data's size.
+    # PML's sampler needs m * n_classes >= batch_size, m dividing batch_size, and
+    # batch_size <= the data's size.
     batch_size = min(defaults.batch_size, len(codes))
     m = max(defaults.samples_per_class, -(-batch_size // (codes.max() + 1)))
+    batch_size = int(batch_size - batch_size % m)
     sampler = samplers.MPerClassSampler(
         codes, m=m, batch_size=batch_size, length_before_new_iter=len(codes)
     )
