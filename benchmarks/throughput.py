@@ -86,8 +86,9 @@ def pml_rate(X, y, args, device, mining) -> float:
         miner = miners.BatchHardMiner()
     else:
         miner = miners.TripletMarginMiner(margin=0.2, type_of_triplets=mining)
-    # PML's sampler needs m * n_classes >= batch_size, so m grows with the batch.
-    m = max(4, -(-args.batch_size // len(np.unique(y))))
+    # PML's sampler needs m * n_classes >= batch_size and m dividing batch_size.
+    low = max(4, -(-args.batch_size // len(np.unique(y))))
+    m = next(d for d in range(low, args.batch_size + 1) if args.batch_size % d == 0)
     sampler = samplers.MPerClassSampler(
         y, m=m, batch_size=args.batch_size, length_before_new_iter=len(y)
     )

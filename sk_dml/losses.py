@@ -165,15 +165,12 @@ def _window_totals_per_anchor(dist, positive, negative, margin: float, mining: s
     d_ap = dist.gather(1, pos_index)  # (B, M), connected to the graph
     with torch.no_grad():
         low, high = triplet_window(d_ap, margin, mining)  # (B, M)
-        d_an = dist.unsqueeze(1)  # (B, 1, B)
-        in_window = (
-            pos_valid.unsqueeze(2)
-            & negative.unsqueeze(1)
-            & (d_an > low.unsqueeze(2))
-            & (d_an < high.unsqueeze(2))
-        )  # (B, M, B) over (a, p, n)
-        count_ap = in_window.sum(2).to(dist.dtype)  # negatives in each pair's window
-        count_an = in_window.sum(1).to(dist.dtype)  # windows each (a, n) falls in
+        low = low.masked_fill(~pos_valid, float("inf"))  # padding slots: an empty window
+        # Non-negatives become NaN, which no comparison keeps: the masks fold into the bounds.
+        d_an = dist.masked_fill(~negative, float("nan")).unsqueeze(1)  # (B, 1, B)
+        in_window = (d_an > low.unsqueeze(2)) & (d_an < high.unsqueeze(2))  # (B, M, B): a, p, n
+        count_ap = in_window.sum(2, dtype=dist.dtype)  # negatives in each pair's window
+        count_an = in_window.sum(1, dtype=dist.dtype)  # windows each (a, n) falls in
     total = (count_ap * (d_ap + margin)).sum() - (count_an * dist).sum()
     return total, count_ap.sum()
 
