@@ -63,7 +63,8 @@ CASES: tuple[tuple[str, str, str, str], ...] = (
         "triplet",
         "semihard",
         'triplet_loss(mining="semihard", margin=0.2)',
-        'TripletMarginLoss(margin=0.2) + TripletMarginMiner(margin=0.2, type_of_triplets="semihard")',
+        "TripletMarginLoss(margin=0.2) + "
+        'TripletMarginMiner(margin=0.2, type_of_triplets="semihard")',
     ),
     (
         "triplet",
@@ -397,39 +398,66 @@ def run_point(library, loss, mode, batch, args, wait_left: float = 0.0) -> dict:
     return result
 
 
+def _combine(runs: list[dict]) -> dict:
+    """One row from the repeated runs of a point: median times, largest memory."""
+    if any(r["status"] != "ok" for r in runs):
+        return next(r for r in runs if r["status"] != "ok")
+    out = dict(runs[0])
+    for key in ("time_ms", "loss_only_ms", "external_load", "loss_only_load"):
+        out[key] = statistics.median(r[key] for r in runs)
+    for key in ("peak_rss_mb", "delta_rss_mb"):
+        out[key] = max(r[key] for r in runs)
+    out["waited_s"] = sum(r["waited_s"] for r in runs)
+    out["runs"] = runs
+    return out
+
+
+def _selected(loss: str, mode: str, only) -> bool:
+    return not only or any(sel in (loss, f"{loss}:{mode}") for sel in only)
+
+
 def run_all(args) -> list[dict]:
     rows = []
     limit = args.pml_limit_gb * 2**30
-    total = len(CASES) * len(args.batches) * len(LIBRARIES)
+    cases = [c for c in CASES if _selected(c[0], c[1], args.only)]
+    total = len(cases) * len(args.batches) * len(LIBRARIES) * args.repeats
     wait_left = args.wait_budget
     done = 0
-    for loss, mode, _, _ in CASES:
+    for loss, mode, _, _ in cases:
         for batch in args.batches:
-            for library in LIBRARIES:  # side by side: the pair runs back to back
-                done += 1
-                estimate = pml_estimate_bytes(loss, mode, batch) if library == "pml" else None
-                if estimate is not None and estimate > limit:
-                    res = {"status": SKIPPED}
-                else:
-                    res = run_point(library, loss, mode, batch, args, wait_left)
-                    wait_left -= res.get("waited_s", 0.0)
-                row = {"loss": loss, "mode": mode, "batch": batch, "library": library, **res}
-                if estimate is not None:
-                    row["estimate_mb"] = estimate / 2**20
+            runs = {library: [] for library in LIBRARIES}
+            # Side by side: the two libraries of a point run back to back (alternating when
+            # repeated), so both see the same state of the shared machine.
+            for _ in range(args.repeats):
+                for library in LIBRARIES:
+                    done += 1
+                    estimate = pml_estimate_bytes(loss, mode, batch) if library == "pml" else None
+                    if estimate is not None and estimate > limit:
+                        res = {"status": SKIPPED}
+                    else:
+                        res = run_point(library, loss, mode, batch, args, wait_left)
+                        wait_left -= res.get("waited_s", 0.0)
+                    runs[library].append(res)
+                    shown = (
+                        f"{res['time_ms']:9.2f} ms (loss alone {res['loss_only_ms']:8.2f})  "
+                        f"peak {res['peak_rss_mb']:6.0f} MB  "
+                        f"delta {res['delta_rss_mb']:7.1f} MB  ({res['reps']} reps, other load "
+                        f"{res['external_load']:.2f}, try {res['attempts']}, "
+                        f"waited {res['waited_s']:.0f} s)"
+                        if res["status"] == "ok"
+                        else res["status"]
+                    )
+                    print(
+                        f"[{done:3d}/{total}] {library:6s} {loss:11s} {mode:10s} B={batch:5d}  "
+                        f"{shown}",
+                        flush=True,
+                    )
+            for library in LIBRARIES:
+                row = {"loss": loss, "mode": mode, "batch": batch, "library": library}
+                row.update(_combine(runs[library]))
+                if library == "pml":
+                    row["estimate_mb"] = pml_estimate_bytes(loss, mode, batch) / 2**20
                 rows.append(row)
-                shown = (
-                    f"{res['time_ms']:9.2f} ms (loss alone {res['loss_only_ms']:8.2f})  "
-                    f"peak {res['peak_rss_mb']:6.0f} MB  "
-                    f"delta {res['delta_rss_mb']:7.1f} MB  ({res['reps']} reps, other load "
-                    f"{res['external_load']:.2f}, try {res['attempts']}, "
-                    f"waited {res['waited_s']:.0f} s)"
-                    if res["status"] == "ok"
-                    else res["status"]
-                )
-                print(
-                    f"[{done:3d}/{total}] {library:6s} {loss:11s} {mode:10s} B={batch:5d}  {shown}",
-                    flush=True,
-                )
     return rows
 
 
@@ -478,6 +506,18 @@ def _get(idx, loss, mode, batch, library, key):
     return r.get(key) if r and r["status"] == "ok" else None
 
 
+def _speedup(idx, loss, mode, batch, key="time_ms"):
+    """PML time / sk_dml time; with repeated runs, the median of the paired (run i) ratios."""
+    sk = idx.get((loss, mode, batch, "sk_dml"))
+    pml = idx.get((loss, mode, batch, "pml"))
+    if not (sk and pml and sk["status"] == "ok" and pml["status"] == "ok"):
+        return None
+    if "runs" in sk and len(sk["runs"]) > 1:
+        pairs = zip(pml["runs"], sk["runs"], strict=True)
+        return statistics.median(p[key] / q[key] for p, q in pairs)
+    return pml[key] / sk[key]
+
+
 def evaluate_targets(rows) -> list[tuple[str, str, bool | None, str]]:
     """(target, measured, met, diagnostic) for the four targets; met is None when not measured.
 
@@ -487,12 +527,16 @@ def evaluate_targets(rows) -> list[tuple[str, str, bool | None, str]]:
     idx = _index(rows)
 
     def speedup(loss, mode, batch, key="time_ms"):
-        sk = _get(idx, loss, mode, batch, "sk_dml", key)
-        pml = _get(idx, loss, mode, batch, "pml", key)
-        return None if sk is None or pml is None else pml / sk
+        return _speedup(idx, loss, mode, batch, key)
 
-    def show(value):
-        return "n/a" if value is None else f"{value:.1f}x"
+    def show(value, loss=None, mode=None, key="time_ms"):
+        if value is None:
+            return "n/a"
+        sk, pml = idx.get((loss, mode, 256, "sk_dml")), idx.get((loss, mode, 256, "pml"))
+        if loss is None or "runs" not in sk or len(sk["runs"]) < 2:
+            return f"{value:.1f}x"
+        ratios = [p[key] / q[key] for p, q in zip(pml["runs"], sk["runs"], strict=True)]
+        return f"{value:.1f}x [{min(ratios):.1f}-{max(ratios):.1f}]"
 
     out = []
     for (loss, mode), need, doc in (
@@ -503,9 +547,9 @@ def evaluate_targets(rows) -> list[tuple[str, str, bool | None, str]]:
         out.append(
             (
                 doc,
-                "not measured" if s is None else show(s),
+                "not measured" if s is None else show(s, loss, mode),
                 None if s is None else s >= need,
-                show(speedup(loss, mode, 256, "loss_only_ms")),
+                show(speedup(loss, mode, 256, "loss_only_ms"), loss, mode, "loss_only_ms"),
             )
         )
 
@@ -532,8 +576,9 @@ def evaluate_targets(rows) -> list[tuple[str, str, bool | None, str]]:
     parts, kernel_parts, met = [], [], True
     for mode in ("semihard", "batch_hard"):
         s = speedup("triplet", mode, 256)
-        parts.append(f"{mode} {show(s)}")
-        kernel_parts.append(f"{mode} {show(speedup('triplet', mode, 256, 'loss_only_ms'))}")
+        kernel = speedup("triplet", mode, 256, "loss_only_ms")
+        parts.append(f"{mode} {show(s, 'triplet', mode)}")
+        kernel_parts.append(f"{mode} {show(kernel, 'triplet', mode, 'loss_only_ms')}")
         met = None if (s is None or met is None) else (met and s >= 10.0)
     out.append((TARGETS_DOC[3], ", ".join(parts), met, ", ".join(kernel_parts)))
     return out
@@ -641,7 +686,14 @@ def write_markdown(rows, path: Path, args, png_name: str, wall_s: float) -> None
         f"- Timing: forward (model + loss) + backward, median of the repetitions after one "
         f"warm-up, at least {args.min_reps} repetitions and until {args.budget:g} s of timed "
         f"work (at most {args.max_reps}). Each point runs in a fresh subprocess; the two "
-        "libraries of a row run back to back.",
+        "libraries of a row run back to back."
+        + (
+            f" Each point was measured {args.repeats} times, alternating the libraries: times "
+            "are the medians of the runs, speed-ups the medians of the paired ratios (range in "
+            "brackets in the targets), memory the largest run."
+            if args.repeats > 1
+            else ""
+        ),
         "- Memory: peak = `ru_maxrss` of the worker (torch + one library imported); "
         "increment (Δ) = peak minus the RSS measured after imports, model and batch creation. "
         "MB = 2^20 bytes. The sk_dml worker does not import PML and vice versa, so compare Δ "
@@ -694,7 +746,7 @@ def write_markdown(rows, path: Path, args, png_name: str, wall_s: float) -> None
             sk_ok, pml_ok = sk["status"] == "ok", pml["status"] == "ok"
             sk_t = sk["time_ms"] if sk_ok else None
             pml_t = pml["time_ms"] if pml_ok else None
-            speed = f"{pml_t / sk_t:.1f}x" if sk_t and pml_t else "-"
+            speed = _fmt(_speedup(idx, loss, mode, batch), ".1f") + ("x" if pml_ok else "")
             ratio = (
                 "-"
                 if not (sk_ok and pml_ok) or sk["delta_rss_mb"] < 1
@@ -728,7 +780,11 @@ def write_markdown(rows, path: Path, args, png_name: str, wall_s: float) -> None
             if sk_t is None or pml_row is None:
                 continue
             pml_time = _fmt(pml_t, ".2f") if pml_t is not None else pml_row["status"]
-            speed = f"{pml_t / sk_t:.1f}x" if pml_t is not None else "-"
+            speed = (
+                f"{_speedup(idx, loss, mode, batch, 'loss_only_ms'):.1f}x"
+                if pml_t is not None
+                else "-"
+            )
             lines.append(f"| {loss} | {mode} | {batch} | {sk_t:.3f} | {pml_time} | {speed} |")
 
     lines += [
@@ -906,6 +962,20 @@ def parse_args(argv):
         help="OMP_WAIT_POLICY of the workers (default passive: with 2 threads on a "
         "shared 2-core machine, spinning OpenMP threads turn a busy neighbour into "
         "100x slowdowns)",
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="measure each point this many times, alternating the libraries, and report the "
+        "median (for a noisy machine; the speed-up is then the median of the paired ratios)",
+    )
+    p.add_argument(
+        "--only",
+        nargs="+",
+        default=None,
+        metavar="LOSS[:MODE]",
+        help="run only these cases, e.g. triplet:all lifted",
     )
     p.add_argument("--out-dir", type=Path, default=RESULTS)
     args = p.parse_args(argv)

@@ -152,20 +152,15 @@ def run_epochs(
             if stop_early and state.no_improvement >= settings.n_iter_no_change:
                 converged = True
                 break
-    except FloatingPointError as error:
+    except (FloatingPointError, KeyboardInterrupt) as error:
         module.load_state_dict(state.best_weights)
+        module.eval()
+        if isinstance(error, FloatingPointError):
+            what = f"Training diverged: {error}. Lower learning_rate (or use normalize=True)."
+        else:
+            what = f"Training interrupted after {state.n_iter} epochs."
         warnings.warn(
-            f"Training diverged: {error}. The best weights so far were restored. "
-            "Lower learning_rate (or use normalize=True) to train stably.",
-            RuntimeWarning,
-            stacklevel=5,  # the user's fit/partial_fit call
-        )
-        return False
-    except KeyboardInterrupt:
-        module.load_state_dict(state.best_weights)
-        warnings.warn(
-            f"Training interrupted after {state.n_iter} epochs; the best weights so far were "
-            "restored and the estimator is usable.",
+            f"{what} The best weights so far were restored and the estimator is usable.",
             RuntimeWarning,
             stacklevel=5,  # the user's fit/partial_fit call
         )
