@@ -71,8 +71,9 @@ def run_plain(X_train, y_train, X_test, y_test, seed):
 def run_nca(X_train, y_train, X_test, y_test, seed):
     note = ""
     if len(X_train) > NCA_MAX_ROWS:  # NCA is O(n^2) per iteration: fit on a subsample
+        stratify = y_train if np.unique(y_train, return_counts=True)[1].min() >= 2 else None
         X_fit, _, y_fit, _ = train_test_split(
-            X_train, y_train, train_size=NCA_MAX_ROWS, stratify=y_train, random_state=seed
+            X_train, y_train, train_size=NCA_MAX_ROWS, stratify=stratify, random_state=seed
         )
         note = f"NCA fitted on {NCA_MAX_ROWS} of {len(X_train)} training rows"
     else:
@@ -203,9 +204,15 @@ def main(argv=None) -> None:
                         choices=list(METHOD_GROUPS))  # fmt: skip
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--out", default="accuracy", help="file stem under benchmarks/results")
+    parser.add_argument("--append", action="store_true",
+                        help="keep the other data sets' rows of an earlier run's CSV")  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     rows = []
+    earlier = RESULTS / f"{args.out}.csv"
+    if args.append and earlier.exists():
+        rows = [r for r in pd.read_csv(earlier).to_dict("records")
+                if r["dataset"] not in args.datasets]  # fmt: skip
     for dataset in args.datasets:
         X, y = load(dataset)
         for seed in args.seeds:
