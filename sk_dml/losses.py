@@ -238,7 +238,7 @@ def lifted_struct_loss(
       ``J_ij = D_ij + log(sum_{k in N_i} exp(margin - D_ik) + sum_{l in N_j} exp(margin - D_jl))``.
 
     loss = ``1 / (2|P|) * sum relu(J_ij)^2`` over the pairs P that have a negative. Each row's
-    negatives are reduced once (a min or a logsumexp), so nothing of size |P| x |N| is built.
+    negatives are reduced once (a min or a logsumexp), so nothing of size ``|P| x |N|`` is built.
     """
     labels = _check_batch(embeddings, labels)
     _check_margin(margin)

@@ -6,14 +6,14 @@ anchor-negative distance, which is what lets :func:`sk_dml.losses.triplet_loss` 
 in O(B^2 log B) without listing triplets; :func:`mine_triplets` lists them explicitly for use
 in one's own loss.
 
-=============  =================================================  ==============================
-mining         negatives n counted for the positive pair (a, p)   reference
-=============  =================================================  ==============================
-``all``        D_an < D_ap + margin (the triplets with a loss)    Hermans et al. 2017, batch-all
-``semihard``   D_ap < D_an < D_ap + margin                        Schroff et al. 2015 (FaceNet)
-``hard``       D_an < D_ap                                        (the violating triplets)
-``batch_hard`` per anchor: farthest positive, nearest negative    Hermans et al. 2017
-=============  =================================================  ==============================
+==============  =================================================  ==============================
+mining          negatives n counted for the positive pair (a, p)   reference
+==============  =================================================  ==============================
+``all``         D_an < D_ap + margin (the triplets with a loss)    Hermans et al. 2017, batch-all
+``semihard``    D_ap < D_an < D_ap + margin                        Schroff et al. 2015 (FaceNet)
+``hard``        D_an < D_ap                                        (the violating triplets)
+``batch_hard``  per anchor: farthest positive, nearest negative    Hermans et al. 2017
+==============  =================================================  ==============================
 """
 
 from __future__ import annotations

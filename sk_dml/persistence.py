@@ -64,7 +64,7 @@ def save(estimator, path, *, extra: dict | None = None) -> None:
     path : str or Path
     extra : dict, optional
         JSON-serialisable data stored alongside (the CLI keeps its preprocessing there); read
-        it back with :func:`read_metadata`.
+        it back with :func:`~sk_dml.persistence.read_metadata`.
 
     The file is written to a temporary name and renamed, so an interrupted save never leaves
     a truncated model behind.
