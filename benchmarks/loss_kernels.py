@@ -867,10 +867,11 @@ def write_plot(rows, path: Path, batches) -> None:
     import matplotlib.pyplot as plt
 
     idx = _index(rows)
-    ncols = 4
-    nrows = math.ceil(len(CASES) / ncols)
+    cases = [c for c in CASES if any((r["loss"], r["mode"]) == c[:2] for r in rows)]
+    ncols = min(4, len(cases))
+    nrows = math.ceil(len(cases) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3.4 * nrows), squeeze=False)
-    for ax, (loss, mode, _, _) in zip(axes.flat, CASES, strict=False):
+    for ax, (loss, mode, _, _) in zip(axes.flat, cases, strict=False):
         for library, style in (("sk_dml", "o-"), ("pml", "s--")):
             pts = [(b, _get(idx, loss, mode, b, library, "time_ms")) for b in batches]
             pts = [(b, t) for b, t in pts if t is not None]
@@ -891,7 +892,7 @@ def write_plot(rows, path: Path, batches) -> None:
         ax.set_ylabel("fwd+bwd time (ms)")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-    for ax in list(axes.flat)[len(CASES) :]:
+    for ax in list(axes.flat)[len(cases) :]:
         ax.axis("off")
     fig.suptitle("sk_dml vs pytorch-metric-learning: forward + backward time, CPU, 2 threads")
     fig.tight_layout()

@@ -772,7 +772,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--mining", choices=TRIPLET_MINING, help="triplet mining (triplet only; default semihard)"
     )
-    fit.add_argument("--epochs", type=_positive_int, metavar="N", help="maximum epochs (100)")
+    fit.add_argument("--epochs", type=_positive_int, metavar="N", help="maximum epochs (60)")
     fit.add_argument(
         "--n-components", type=_positive_int, metavar="N", help="embedding dimension (32)"
     )
