@@ -774,7 +774,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--epochs", type=_positive_int, metavar="N", help="maximum epochs (60)")
     fit.add_argument(
-        "--n-components", type=_positive_int, metavar="N", help="embedding dimension (32)"
+        "--n-components", type=_positive_int, metavar="N", help="embedding dimension (64)"
     )
     fit.add_argument(
         "--hidden-layer-sizes",
