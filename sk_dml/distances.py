@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch.autograd.function import once_differentiable
 
 __all__ = ["METRICS", "check_metric", "paired_distance", "pairwise_distance"]
 
@@ -31,6 +32,37 @@ def check_metric(metric: str) -> str:
     return "manhattan" if metric == "cityblock" else metric
 
 
+class _EuclideanDistance(torch.autograd.Function):
+    """Exact Euclidean distances with a backward made of two matmuls.
+
+    The forward is torch.cdist's direct kernel (differences, not the ``||x||^2 + ||y||^2 -
+    2x.y`` expansion, which loses all precision in float32 for close points far from the
+    origin). torch's own backward for it runs a slow per-pair kernel; the gradient
+    ``dD_ij/dx_i = (x_i - y_j) / D_ij`` summed with weights W = G / D is
+    ``rowsum(W) x - W y``, two matmuls, and 0 where rows coincide (D = 0).
+    """
+
+    @staticmethod
+    def forward(ctx, x, y):
+        same = y is None
+        dist = torch.cdist(x, x if same else y, compute_mode="donot_use_mm_for_euclid_dist")
+        ctx.same = same
+        ctx.save_for_backward(x, dist) if same else ctx.save_for_backward(x, y, dist)
+        return dist
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        if ctx.same:
+            x, dist = ctx.saved_tensors
+            w = torch.where(dist > 0, grad / dist, 0.0)
+            w = w + w.T  # x is both sides of every pair
+            return w.sum(1, keepdim=True) * x - w @ x, None
+        x, y, dist = ctx.saved_tensors
+        w = torch.where(dist > 0, grad / dist, 0.0)
+        return w.sum(1, keepdim=True) * x - w @ y, w.sum(0).unsqueeze(1) * y - w.T @ x
+
+
 def _torch_pairwise(x: torch.Tensor, y: torch.Tensor | None, metric: str) -> torch.Tensor:
     same = y is None
     y = x if same else y
@@ -40,10 +72,7 @@ def _torch_pairwise(x: torch.Tensor, y: torch.Tensor | None, metric: str) -> tor
             f"got shapes {tuple(x.shape)} and {tuple(y.shape)}."
         )
     if metric in ("euclidean", "sqeuclidean"):
-        # Direct differences, not the ||x||^2 + ||y||^2 - 2x.y expansion: the expansion loses
-        # all precision in float32 for close points far from the origin. The kernel loops over
-        # features (no (n, m, d) tensor) and its gradient is 0 where two rows coincide.
-        dist = torch.cdist(x, y, compute_mode="donot_use_mm_for_euclid_dist")
+        dist = _EuclideanDistance.apply(x, None if same else y)
         return dist.square() if metric == "sqeuclidean" else dist
     if metric == "cosine":
         xn = torch.nn.functional.normalize(x, dim=1)
