@@ -19,6 +19,14 @@ PML points whose estimated memory is above ``--pml-limit-gb`` (6 GB by default) 
 are reported as ``skipped (would exceed 8 GB)``; the estimate is the size of the tensors PML
 materialises (see :func:`pml_estimate_bytes`). As a second guard the parent kills a worker whose
 RSS goes over ``--kill-gb`` or that runs longer than ``--timeout``.
+
+On a shared machine (2 threads on 2 cores), another busy process distorts the times, so each
+worker waits for the machine to be quiet before timing, measures how many cores other processes
+used meanwhile, times again if that was above ``--load-threshold``, and the markdown marks the
+points that still ran on a busy machine. ``--repeats N`` measures each point N times, alternating
+the libraries, and ``--only triplet:all lifted`` restricts the cases: use both for a closer look
+at one target. Beside the step time (MLP forward, loss, backward), each worker also times the
+loss alone on a leaf copy of the embeddings, as a diagnostic.
 """
 
 from __future__ import annotations
@@ -49,6 +57,16 @@ MARGIN = 0.2  # triplet margin, both libraries
 NUM_THREADS = 2
 IN_DIM, HIDDEN, EMB_DIM = 16, 128, 32
 RESULT_TAG = "RESULT "
+# OpenMP wait settings of the workers (--omp-wait-policy). Measured on the 2-vCPU VM this was
+# written on, triplet "all" at B=256 (sk_dml / PML ms): quiet machine, passive 3.5 / 15,
+# GOMP_SPINCOUNT=1000 1.6 / -, 10000 1.5 / 12.9; one busy neighbour, passive 2.5 / 23.5,
+# 1000 5.0 / 25.8, 10000 21 / -, libgomp's default 300 / 400.
+OMP_ENV = {
+    "spin": {"GOMP_SPINCOUNT": "1000"},
+    "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "active": {"OMP_WAIT_POLICY": "ACTIVE"},
+    "inherit": {},
+}
 SKIPPED = "skipped (would exceed 8 GB)"
 
 # (loss, mode): what sk_dml calls, and its PML counterpart.
@@ -364,8 +382,11 @@ def run_point(library, loss, mode, batch, args, wait_left: float = 0.0) -> dict:
     }
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
     env = dict(os.environ)
+    env.update(OMP_ENV[args.omp_wait_policy])
     if args.omp_wait_policy != "inherit":
-        env["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
+        for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+            if name not in OMP_ENV[args.omp_wait_policy]:
+                env.pop(name, None)
     kill_bytes = args.kill_gb * 2**30
     timeout = args.timeout + args.attempts * min(args.idle_wait, wait_left)
     status = None
@@ -677,9 +698,12 @@ def write_markdown(rows, path: Path, args, png_name: str, wall_s: float) -> None
             else ""
         ),
         f"- CPU: {_cpu_name()}, {os.cpu_count()} cores visible, "
-        f"`torch.set_num_threads({NUM_THREADS})` in every worker, OMP_WAIT_POLICY="
-        f"{args.omp_wait_policy if args.omp_wait_policy != 'inherit' else 'inherited'} "
-        "(spinning OpenMP threads make a busy neighbour slow 2-thread kernels down ~100x)",
+        f"`torch.set_num_threads({NUM_THREADS})` in every worker, OpenMP waiting "
+        f"`--omp-wait-policy {args.omp_wait_policy}` ("
+        + (" ".join(f"{k}={v}" for k, v in OMP_ENV[args.omp_wait_policy].items()) or "inherited")
+        + "). On this 2-vCPU VM, libgomp's default spinning turns a busy neighbour into "
+        "~100x slowdowns of 2-thread kernels, while fully passive waiting doubles the time of "
+        "small kernels on a quiet machine; a short spin is close to the best of both.",
         f"- Model: Linear({IN_DIM},{HIDDEN})-ReLU-Linear({HIDDEN},{EMB_DIM}), output "
         "L2-normalised; input `randn(B, 16)`; labels `arange(B) % (B//4)` shuffled (B/4 classes "
         "of 4); seed 0, so both libraries get the same batch.",
@@ -958,11 +982,11 @@ def parse_args(argv):
     )
     p.add_argument(
         "--omp-wait-policy",
-        choices=("passive", "active", "inherit"),
-        default="passive",
-        help="OMP_WAIT_POLICY of the workers (default passive: with 2 threads on a "
-        "shared 2-core machine, spinning OpenMP threads turn a busy neighbour into "
-        "100x slowdowns)",
+        choices=tuple(OMP_ENV),
+        default="spin",
+        help="how the workers' OpenMP threads wait: spin (default) = GOMP_SPINCOUNT=1000, a "
+        "short spin then sleep; passive/active = OMP_WAIT_POLICY; inherit = leave the "
+        "environment alone",
     )
     p.add_argument(
         "--repeats",
