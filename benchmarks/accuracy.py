@@ -257,7 +257,7 @@ def plot(runs: pd.DataFrame, path: Path) -> None:
     table = runs.groupby(["dataset", "method"], sort=False)["accuracy"].agg(["mean", "std"])
     datasets = list(dict.fromkeys(runs.dataset))
     methods = list(dict.fromkeys(runs.method))
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(datasets)), 4.5))
+    fig, ax = plt.subplots(figsize=(max(8, 1.8 * len(datasets)), 5))
     width = 0.8 / len(methods)
     for i, method in enumerate(methods):
         means = [table["mean"].get((d, method), np.nan) for d in datasets]
@@ -267,7 +267,8 @@ def plot(runs: pd.DataFrame, path: Path) -> None:
     ax.set_ylabel("5-NN test accuracy")
     low = np.nanmin(table["mean"].to_numpy())
     ax.set_ylim(max(0.0, low - 0.05), 1.0)
-    ax.legend(fontsize=8, ncol=2, loc="lower right")
+    ax.legend(fontsize=8, ncol=len(methods), loc="upper center", bbox_to_anchor=(0.5, -0.08),
+              frameon=False)  # fmt: skip
     ax.set_title("5-NN accuracy in each learned space (mean over seeds)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
