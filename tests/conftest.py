@@ -12,11 +12,19 @@ and ``y`` as a list of python ints.
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import settings
 from scipy.spatial.distance import cdist
+
+# CI (CI=true) replays the same hypothesis examples every run, so a red build is reproducible;
+# local runs keep exploring new ones.
+settings.register_profile("ci", derandomize=True, deadline=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 #: Canonical names of the distances (``cityblock`` is tested separately as an alias).
 DISTANCES = ("euclidean", "sqeuclidean", "manhattan", "chebyshev", "cosine")
