@@ -4,7 +4,9 @@ It holds the whole training set as tensors on the device and slices batches by i
 per-sample DataLoader would cost more than the network itself on a CPU), draws class-balanced
 batches, steps the optimizer, tracks the loss and an optional validation score, stops early,
 and protects the model: a non-finite loss or gradient, or a KeyboardInterrupt, ends training
-with the best weights seen so far restored and a warning that says why.
+with the best weights seen so far restored and a warning that says why. With a checkpoint it
+saves its whole state after every epoch and resumes from it (``sk_dml.checkpoint``); in a
+torch.distributed group it trains data-parallel (``sk_dml._distributed``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from tqdm.auto import tqdm
 
+from ._distributed import ProcessGroup, shard_batches
+from .checkpoint import Checkpoint, restore_rng, rng_state_to_tensors
 from .sampling import ClassBalancedBatchSampler
 
 __all__ = ["TrainingSettings", "TrainingState", "embed", "fresh_state", "run_epochs"]
@@ -70,31 +74,81 @@ def _improved(state: TrainingState, loss: float, score: float | None, tol: float
     return better
 
 
-def _train_one_epoch(module, loss_fn, X, y, sampler, optimizer) -> float:
-    """One pass over the sampler's batches; returns the mean batch loss.
+def _train_one_epoch(module, loss_fn, X, y, batches, optimizer, group) -> float:
+    """One pass over ``batches``; returns the mean batch loss (over all ranks in a group).
 
     Raises FloatingPointError at the first step whose loss or gradient is not finite, before
-    that step changes any weight.
+    that step changes any weight. In a group the check uses the summed loss and the
+    all-reduced gradient, so every rank raises at the same step.
     """
     module.train()
     total = torch.zeros((), dtype=torch.float64, device=X.device)
     n_batches = 0
-    for batch in sampler:
+    for batch in batches:
         index = torch.from_numpy(batch).to(X.device, non_blocking=True)
         loss = loss_fn(module(X[index]), y[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         # clip_grad_norm_ with an infinite bound only measures the gradient's norm.
         grad_norm = torch.nn.utils.clip_grad_norm_(module.parameters(), float("inf"))
-        if not torch.isfinite(loss.detach() + grad_norm):
+        step_loss = loss.detach() if group is None else group.sum(loss) / group.world_size
+        if not torch.isfinite(step_loss + grad_norm):
             raise FloatingPointError(
-                f"the {'loss' if not torch.isfinite(loss) else 'gradient'} became "
+                f"the {'loss' if not torch.isfinite(step_loss) else 'gradient'} became "
                 f"non-finite at step {n_batches + 1} of the epoch"
             )
         optimizer.step()
-        total += loss.detach()
+        total += step_loss
         n_batches += 1
     return float(total) / max(n_batches, 1)
+
+
+def _torch_rng_state(device: torch.device) -> dict:
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _checkpoint_state(module, state, scheduler, run_epoch, converged, group, device) -> dict:
+    """Everything a resumed fit needs to continue exactly as this one would."""
+    torch_rng = _torch_rng_state(device)
+    return {
+        "run_epoch": run_epoch,
+        "converged": converged,
+        "module": module.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "scheduler": None if scheduler is None else scheduler.state_dict(),
+        "best_weights": state.best_weights,
+        "loss_curve": list(state.loss_curve),
+        "validation_scores": list(state.validation_scores),
+        "best_loss": state.best_loss,
+        "best_score": state.best_score,
+        "no_improvement": state.no_improvement,
+        "sampler_rng": rng_state_to_tensors(state.rng),
+        "torch_rng": [torch_rng] if group is None else group.gather(torch_rng),
+    }
+
+
+def _restore(saved, module, state, scheduler, group, device) -> tuple[int, bool]:
+    """Load a checkpoint into the training objects; returns (epochs done, converged)."""
+    module.load_state_dict(saved["module"])
+    state.optimizer.load_state_dict(saved["optimizer"])
+    if scheduler is not None and saved["scheduler"] is not None:
+        scheduler.load_state_dict(saved["scheduler"])
+    state.best_weights = {k: v.to(device) for k, v in saved["best_weights"].items()}
+    state.loss_curve = list(saved["loss_curve"])
+    state.validation_scores = list(saved["validation_scores"])
+    state.best_loss = saved["best_loss"]
+    state.best_score = saved["best_score"]
+    state.no_improvement = saved["no_improvement"]
+    restore_rng(state.rng, saved["sampler_rng"])
+    # Each rank continues its own torch stream (dropout); exact when the group size is the same.
+    torch_rng = saved["torch_rng"][(group.rank if group else 0) % len(saved["torch_rng"])]
+    torch.set_rng_state(torch_rng["cpu"])
+    if device.type == "cuda" and "cuda" in torch_rng:
+        torch.cuda.set_rng_state(torch_rng["cuda"], device)
+    return saved["run_epoch"], saved["converged"]
 
 
 def run_epochs(
@@ -108,6 +162,9 @@ def run_epochs(
     validation: tuple[torch.Tensor, np.ndarray] | None = None,
     score_fn: Callable[[np.ndarray, np.ndarray], float] | None = None,
     stop_early: bool = True,
+    group: ProcessGroup | None = None,
+    checkpoint: Checkpoint | None = None,
+    resume: dict | None = None,
 ) -> bool:
     """Train ``module`` for up to ``max_epochs`` epochs; returns whether training converged.
 
@@ -119,28 +176,45 @@ def run_epochs(
         embeddings; the best-scoring weights are restored at the end
     stop_early : stop after ``n_iter_no_change`` epochs without improvement by ``tol``;
         ``False`` runs exactly ``max_epochs`` epochs (``partial_fit``)
+    group : train data-parallel in this torch.distributed group (every rank calls this with
+        the same data and settings)
+    checkpoint : save the state there after every epoch; deleted when training ends normally
+    resume : a checkpoint's saved state to continue from (its completed epochs are skipped)
     """
+    device = X.device
     sampler = ClassBalancedBatchSampler(
         y.cpu().numpy(), settings.batch_size, settings.samples_per_class, random_state=state.rng
     )
     if state.best_weights is None:
         state.best_weights = _snapshot(module)
     converged = False
-    for group in state.optimizer.param_groups:  # each run starts from the base rate
-        group["lr"] = settings.learning_rate
-        group.pop("initial_lr", None)
+    for param_group in state.optimizer.param_groups:  # each run starts from the base rate
+        param_group["lr"] = settings.learning_rate
+        param_group.pop("initial_lr", None)
     scheduler = None
     if settings.schedule == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(state.optimizer, T_max=max_epochs)
-    progress = tqdm(range(max_epochs), disable=not settings.verbose, desc="epochs", leave=False)
+    start_epoch = 0
+    if resume is not None:
+        start_epoch, converged = _restore(resume, module, state, scheduler, group, device)
+    trained = group.wrap(module) if group is not None else module
+    is_main = group is None or group.is_main
+    epochs = range(start_epoch, max_epochs if not converged else start_epoch)
+    progress = tqdm(epochs, disable=not (settings.verbose and is_main), desc="epochs", leave=False)
     try:
-        for _ in progress:
-            loss = _train_one_epoch(module, loss_fn, X, y, sampler, state.optimizer)
+        for epoch in progress:
+            batches = list(sampler)
+            if group is not None:
+                batches = shard_batches(batches, group.rank, group.world_size)
+            loss = _train_one_epoch(trained, loss_fn, X, y, batches, state.optimizer, group)
             if scheduler is not None:
                 scheduler.step()
             score = None
             if validation is not None:
-                score = score_fn(embed(module, validation[0]), validation[1])
+                if is_main:
+                    score = score_fn(embed(module, validation[0]), validation[1])
+                if group is not None:  # every rank takes rank 0's score, so all stop together
+                    score = group.broadcast_float(score, device)
                 state.validation_scores.append(score)
             state.loss_curve.append(loss)
             if _improved(state, loss, score, settings.tol):
@@ -149,8 +223,12 @@ def run_epochs(
             else:
                 state.no_improvement += 1
             progress.set_postfix(loss=f"{loss:.4g}", **({"val": f"{score:.4f}"} if score else {}))
-            if stop_early and state.no_improvement >= settings.n_iter_no_change:
-                converged = True
+            converged = stop_early and state.no_improvement >= settings.n_iter_no_change
+            if checkpoint is not None:
+                checkpoint.save(
+                    _checkpoint_state(module, state, scheduler, epoch + 1, converged, group, device)
+                )
+            if converged:
                 break
     except (FloatingPointError, KeyboardInterrupt) as error:
         module.load_state_dict(state.best_weights)
@@ -159,6 +237,8 @@ def run_epochs(
             what = f"Training diverged: {error}. Lower learning_rate (or use normalize=True)."
         else:
             what = f"Training interrupted after {state.n_iter} epochs."
+        if checkpoint is not None:
+            what += f" The last completed epoch is saved in {checkpoint.path}."
         warnings.warn(
             f"{what} The best weights so far were restored and the estimator is usable.",
             RuntimeWarning,
@@ -167,6 +247,8 @@ def run_epochs(
         return False
     finally:
         progress.close()
+    if checkpoint is not None:
+        checkpoint.remove()
     if validation is not None:
         module.load_state_dict(state.best_weights)
     module.eval()

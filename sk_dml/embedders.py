@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 from numbers import Integral, Real
 
 import numpy as np
@@ -26,7 +27,9 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import losses
+from ._distributed import current_group
 from ._training import TrainingSettings, embed, fresh_state, run_epochs
+from .checkpoint import Checkpoint, fingerprint, restore_rng, rng_state_to_tensors
 from .distances import METRICS, paired_distance, pairwise_distance
 from .metric import LearnedMetric
 from .metrics import precision_at_k
@@ -90,6 +93,14 @@ _COMMON_PARAMS_DOC = """
         Show a progress bar with the loss (and validation score) per epoch.
     device : str or torch.device, default="auto"
         "auto" trains on CUDA when available, else on the CPU; or "cpu", "cuda", "cuda:1", ...
+        Under ``torchrun`` (torch.distributed), "auto" and "cuda" mean each rank's own GPU.
+    checkpoint_dir : str or path-like, default=None
+        Save the whole training state to this folder after every epoch of ``fit``, atomically,
+        and resume from it: a fit that was killed and is run again (same estimator, same data)
+        continues from its last completed epoch and, with a fixed ``random_state``, ends with
+        the same weights as an uninterrupted fit. The file is named by a fingerprint of the
+        parameters and data, so fits never pick up each other's, and it is deleted when the fit
+        ends normally. ``partial_fit`` does not checkpoint.
 
     Attributes
     ----------
@@ -136,6 +147,7 @@ _COMMON_CONSTRAINTS = {
     "random_state": ["random_state"],
     "verbose": ["verbose"],
     "device": [str, torch.device],
+    "checkpoint_dir": [None, str, os.PathLike],
 }
 _COMMON_PARAMS = tuple(_COMMON_CONSTRAINTS)
 _MARGIN = [Interval(Real, 0, None, closed="left")]
@@ -198,6 +210,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         random_state,
         verbose,
         device,
+        checkpoint_dir,
     ):
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -219,6 +232,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         self.random_state = random_state
         self.verbose = verbose
         self.device = device
+        self.checkpoint_dir = checkpoint_dir
 
     # -- what a subclass decides ------------------------------------------------------------
     def _loss_function(self):
@@ -307,12 +321,28 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
 
     def _train(self, X, y, *, epochs: int, continuing: bool, stop_early: bool):
         X, codes = self._check_training_data(X, y, continuing)
-        device = resolve_device(self.device)
+        group = current_group()  # a torch.distributed group of 2+ processes, or None
+        device = resolve_device(group.device(self.device) if group else self.device)
         rng = check_random_state(self.random_state)
+        if group is not None:  # all ranks draw rank 0's batches
+            rng = group.share_rng(rng)
+        checkpoint, resume = None, None
+        if self.checkpoint_dir is not None and stop_early:
+            is_main = group is None or group.is_main
+            start_weights = self.module_.state_dict() if continuing else None
+            checkpoint = Checkpoint(
+                self.checkpoint_dir, fingerprint(self, X, codes, start_weights), writer=is_main
+            )
+            resume = checkpoint.load(map_location="cpu") if is_main else None
+            if group is not None:  # rank 0 alone touches files
+                resume = group.broadcast_object(resume)
+            if resume is not None:  # replay the interrupted fit's draws from its first one
+                rng = restore_rng(np.random.RandomState(), resume["start_rng"])
+            checkpoint.start_rng = rng_state_to_tensors(rng)
         seed = int(rng.randint(np.iinfo(np.int32).max))
         fork_devices = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=fork_devices):
-            torch.manual_seed(seed)
+            torch.manual_seed(seed + (group.rank if group else 0))  # own dropout per rank
             if continuing:
                 module = self.module_.to(device)
                 state = self._training_state or self._resumed_state(module, rng)
@@ -343,6 +373,9 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 validation=validation,
                 score_fn=functools.partial(precision_at_k, k=1, metric=metric),
                 stop_early=stop_early,
+                group=group,
+                checkpoint=checkpoint,
+                resume=resume,
             )
         # Only now, with training done, does the estimator change: a failed fit leaves a
         # previously fitted model intact.
@@ -468,7 +501,7 @@ class TripletEmbedder(BaseEmbedder):
         normalize=True, module=None, batch_size=256, samples_per_class=4, max_epochs=60,
         learning_rate=3e-3, learning_rate_schedule="cosine", weight_decay=0.0,
         early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
-        warm_start=False, random_state=None, verbose=0, device="auto",
+        warm_start=False, random_state=None, verbose=0, device="auto", checkpoint_dir=None,
     ):  # fmt: skip
         self.margin = margin
         self.mining = mining
@@ -509,7 +542,7 @@ class ContrastiveEmbedder(BaseEmbedder):
         normalize=True, module=None, batch_size=256, samples_per_class=4, max_epochs=60,
         learning_rate=3e-3, learning_rate_schedule="cosine", weight_decay=0.0,
         early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
-        warm_start=False, random_state=None, verbose=0, device="auto",
+        warm_start=False, random_state=None, verbose=0, device="auto", checkpoint_dir=None,
     ):  # fmt: skip
         self.margin = margin
         self.distance = distance
@@ -550,7 +583,7 @@ class NPairEmbedder(BaseEmbedder):
         normalize=False, module=None, batch_size=256, samples_per_class=4, max_epochs=60,
         learning_rate=3e-3, learning_rate_schedule="cosine", weight_decay=0.0,
         early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
-        warm_start=False, random_state=None, verbose=0, device="auto",
+        warm_start=False, random_state=None, verbose=0, device="auto", checkpoint_dir=None,
     ):  # fmt: skip
         self.l2_reg = l2_reg
         super().__init__(**_common(locals()))
@@ -593,7 +626,7 @@ class LiftedStructEmbedder(BaseEmbedder):
         normalize=False, module=None, batch_size=256, samples_per_class=4, max_epochs=60,
         learning_rate=3e-3, learning_rate_schedule="cosine", weight_decay=0.0,
         early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
-        warm_start=False, random_state=None, verbose=0, device="auto",
+        warm_start=False, random_state=None, verbose=0, device="auto", checkpoint_dir=None,
     ):  # fmt: skip
         self.margin = margin
         self.variant = variant

@@ -51,6 +51,8 @@ def _json_params(estimator) -> dict:
     if not (params["random_state"] is None or isinstance(params["random_state"], int)):
         params["random_state"] = None  # a RandomState instance is not data; it only seeds fit
     params["device"] = str(params["device"])
+    if params["checkpoint_dir"] is not None:
+        params["checkpoint_dir"] = os.fspath(params["checkpoint_dir"])
     params["hidden_layer_sizes"] = [int(h) for h in params["hidden_layer_sizes"]]
     return params
 

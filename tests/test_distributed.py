@@ -1,0 +1,138 @@
+"""Data-parallel training under torchrun: two gloo processes on this machine.
+
+Oracles: the two ranks' weights must be bit-identical to each other (DDP all-reduces the
+gradients), and the model's 5-NN accuracy on held-out digits must match a single-process fit
+of the same estimator within noise.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sk_dml._distributed import current_group, shard_batches
+
+_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import torch
+    import torch.distributed as dist
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    from sklearn.neighbors import KNeighborsClassifier
+    import sk_dml._training
+    import sk_dml.checkpoint
+    from sk_dml import TripletEmbedder
+
+    shown, written = [], []
+
+    class RecordingBar(sk_dml._training.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            shown.append(not self.disable)
+
+    def recording_save(self, state):
+        written.append(self.writer)
+
+    sk_dml._training.tqdm = RecordingBar
+    sk_dml.checkpoint.Checkpoint.save = recording_save
+
+    X, y = load_digits(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(
+        X / 16.0, y, test_size=0.3, stratify=y, random_state=0
+    )
+    common = dict(hidden_layer_sizes=(128,), n_components=16, batch_size=64, device="cpu")
+    emb = TripletEmbedder(max_epochs=20, random_state=0, verbose=1, **common).fit(X_train, y_train)
+    knn = KNeighborsClassifier(5).fit(emb.transform(X_train), y_train)
+    stopped = TripletEmbedder(
+        max_epochs=30, early_stopping=True, n_iter_no_change=3, random_state=1,
+        checkpoint_dir=sys.argv[1] + "/checkpoints", **common
+    ).fit(X_train, y_train)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    torch.save(
+        {
+            "weights": emb.module_.state_dict(),
+            "accuracy": knn.score(emb.transform(X_test), y_test),
+            "loss_curve": emb.loss_curve_,
+            "stopped_weights": stopped.module_.state_dict(),
+            "stopped_scores": stopped.validation_scores_,
+            "progress_shown": shown,
+            "checkpoint_writes": written,
+        },
+        f"{sys.argv[1]}/rank{rank}_of_{world}.pt",
+    )
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The script run once alone and once under torchrun with 2 processes (gloo)."""
+    out = tmp_path_factory.mktemp("ddp")
+    script = out / "train.py"
+    script.write_text(_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    env.pop("WORLD_SIZE", None)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    for command in (
+        [sys.executable, str(script), str(out)],
+        [*launcher, "--nproc_per_node", "2", str(script), str(out)],
+    ):
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+    return {
+        name: torch.load(out / f"{name}.pt") for name in ("rank0_of_1", "rank0_of_2", "rank1_of_2")
+    }
+
+
+def _equal_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_ranks_end_with_identical_weights(runs):
+    rank0, rank1 = runs["rank0_of_2"], runs["rank1_of_2"]
+    assert _equal_weights(rank0["weights"], rank1["weights"])
+    assert rank0["loss_curve"] == rank1["loss_curve"]  # the loss is averaged over the ranks
+    # Early stopping: every rank takes rank 0's validation score and stops at the same epoch.
+    assert _equal_weights(rank0["stopped_weights"], rank1["stopped_weights"])
+    assert rank0["stopped_scores"] == rank1["stopped_scores"]
+    assert len(rank0["stopped_scores"]) < 30
+
+
+def test_data_parallel_accuracy_matches_single_process(runs):
+    alone, parallel = runs["rank0_of_1"]["accuracy"], runs["rank0_of_2"]["accuracy"]
+    assert alone > 0.93 and parallel > 0.93
+    assert abs(alone - parallel) < 0.03
+    # Each rank saw only half the batches: the two fits really are different runs.
+    assert not _equal_weights(runs["rank0_of_1"]["weights"], runs["rank0_of_2"]["weights"])
+
+
+def test_only_rank_0_shows_progress_and_writes_checkpoints(runs):
+    assert runs["rank0_of_2"]["progress_shown"] == [True, False]  # verbose=1, then verbose=0
+    assert runs["rank1_of_2"]["progress_shown"] == [False, False]
+    assert runs["rank0_of_2"]["checkpoint_writes"] and all(runs["rank0_of_2"]["checkpoint_writes"])
+    assert runs["rank1_of_2"]["checkpoint_writes"]
+    assert not any(runs["rank1_of_2"]["checkpoint_writes"])
+
+
+@given(n_batches=st.integers(1, 40), world_size=st.integers(1, 8))
+def test_shards_cover_every_batch_with_equal_step_counts(n_batches, world_size):
+    batches = [f"b{i}" for i in range(n_batches)]
+    shares = [shard_batches(batches, rank, world_size) for rank in range(world_size)]
+    steps = {len(share) for share in shares}
+    assert steps == {-(-n_batches // world_size)}  # same number of steps on every rank
+    assert {b for share in shares for b in share} == set(batches)  # none dropped
+    # Padding repeats batches only to even out the ranks.
+    assert sum(map(len, shares)) - n_batches < world_size
+
+
+def test_a_single_process_is_not_a_group(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert not torch.distributed.is_initialized()
+    assert current_group() is None
