@@ -125,39 +125,40 @@ def triplet_loss(
         if len(anchors) == 0:
             return _zero(embeddings)
         return F.relu(dist[anchors, positives] - dist[anchors, negatives] + margin).mean()
+    # The masks below keep the value and the graph (zero gradients) when nothing is active,
+    # without asking the device whether anything is: a host sync stalls a GPU.
     if check_mining(mining) == "batch_hard":
         d_pos, d_neg, _, _, valid = hardest_pairs(dist, labels)
-        if not valid.any():
-            return _zero(embeddings)
-        return F.relu(d_pos[valid] - d_neg[valid] + margin).mean()
+        per_anchor = torch.where(valid, F.relu(d_pos - d_neg + margin), 0.0)
+        return per_anchor.sum() / valid.sum().clamp_min(1)
 
     positive, negative = pair_masks(labels)
     # Both forms are exact; the per-anchor one is cheaper when anchors have few positives.
-    batch = len(labels)
-    if int(positive.sum(1).max()) <= 2 * batch.bit_length():  # measured crossover, ~2 log2 B
-        total, n_active = _window_totals_per_anchor(dist, positive, negative, margin, mining)
+    per_anchor = positive.sum(1)
+    width = int(per_anchor.max())  # the one host sync of the choice
+    if width <= 2 * len(labels).bit_length():  # measured crossover, ~2 log2 B
+        total, n_active = _window_totals_per_anchor(
+            dist, positive, negative, margin, mining, per_anchor, width
+        )
     else:
         total, n_active = _window_totals_sorted(dist, positive, negative, margin, mining)
-    if n_active == 0:
-        return _zero(embeddings)
-    return (total / n_active).to(dist.dtype)
+    return (total / n_active.clamp_min(1)).to(dist.dtype)
 
 
-def _window_totals_per_anchor(dist, positive, negative, margin: float, mining: str):
+def _window_totals_per_anchor(dist, positive, negative, margin, mining, per_anchor, width):
     """Sum of l over the window's triplets, and their number, anchor by anchor.
 
     Each anchor's (at most M) positives are laid out in a (B, M) table and compared with the
     anchor's row of distances: O(B^2 M) time and memory, the cheapest form for class-balanced
     batches (M = K - 1). Window membership is piecewise constant, so the sum is computed as a
     linear function of the distances with counts found without autograd:
-    ``sum_(a,p) c_ap (D_ap + margin) - sum_(a,n) c_an D_an``.
+    ``sum_(a,p) c_ap (D_ap + margin) - sum_(a,n) c_an D_an``. ``per_anchor`` (B,) counts each
+    anchor's positives and ``width`` is their maximum M.
     """
     batch = len(dist)
-    per_anchor = positive.sum(1)  # (B,)
     anchors, positives = positive.nonzero(as_tuple=True)  # row-major: grouped by anchor
     first_of_anchor = per_anchor.cumsum(0) - per_anchor
     slot = torch.arange(len(anchors), device=dist.device) - first_of_anchor[anchors]
-    width = int(per_anchor.max())
     pos_index = torch.zeros(batch, width, dtype=torch.long, device=dist.device)
     pos_valid = torch.zeros(batch, width, dtype=torch.bool, device=dist.device)
     pos_index[anchors, slot] = positives

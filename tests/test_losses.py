@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -551,7 +552,11 @@ def test_triplet_window_forms_match_brute_force_and_gradient(mining, n_classes):
     expected = ref_triplet(loop_dist_matrix(emb_ref, "euclidean"), y, margin, mining)
     expected_grad = _grad(expected, emb_ref)
     positive, negative = pair_masks(torch.tensor(y))
-    for form in (losses._window_totals_per_anchor, losses._window_totals_sorted):
+    per_anchor = positive.sum(1)
+    per_anchor_form = functools.partial(
+        losses._window_totals_per_anchor, per_anchor=per_anchor, width=int(per_anchor.max())
+    )
+    for form in (per_anchor_form, losses._window_totals_sorted):
         emb = emb0.clone().requires_grad_(True)
         dist = losses.pairwise_distance(emb, metric="euclidean")
         total, n_active = form(dist, positive, negative, margin, mining)
