@@ -608,6 +608,7 @@ def _embedder(args):
         "n_components": args.n_components,
         "batch_size": args.batch_size,
         "hidden_layer_sizes": args.hidden_layer_sizes and tuple(args.hidden_layer_sizes),
+        "checkpoint_dir": args.checkpoint_dir,
     }
     params = {name: value for name, value in chosen.items() if value is not None}
     return cls(random_state=args.random_state, verbose=int(args.verbose), **params)
@@ -786,6 +787,12 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--batch-size", type=_positive_int, metavar="N", help="a multiple of 4 (256)")
     fit.add_argument("--random-state", type=int, metavar="N", help="seed, for reproducible fits")
     fit.add_argument("--verbose", action="store_true", help="show a progress bar of the epochs")
+    fit.add_argument(
+        "--checkpoint-dir",
+        metavar="DIR",
+        help="save the training state there after every epoch; rerunning the same command "
+        "after a crash resumes from the last completed epoch",
+    )
     fit.set_defaults(handler=_cmd_fit)
 
     target_help = "the class column (default: the one the model was trained on)"

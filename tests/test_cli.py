@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -165,6 +166,24 @@ def test_fit_transform_evaluate_plot_end_to_end(tmp_path, mixed_table):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["mixed.csv", "model.skdml", source.name, "emb.csv.gz", "embedding.png"]
     )
+
+
+def test_fit_with_a_checkpoint_dir_trains_the_same_model_and_cleans_up(tmp_path, mixed_table):
+    """Resuming after a kill is tested on the library (tests/test_checkpoint.py); here the
+    option reaches the estimator and changes nothing else."""
+    data = tmp_path / "mixed.csv"
+    mixed_table.to_csv(data, index=False)
+    command = ("fit", data, "--target", "label", *TINY)
+    plain = run_cli(*command, "-o", tmp_path / "plain.skdml")
+    assert plain.returncode == 0, plain.stderr
+    checkpoints = tmp_path / "ckpt"
+    resumed = run_cli(*command, "--checkpoint-dir", checkpoints, "-o", tmp_path / "resumed.skdml")
+    assert resumed.returncode == 0, resumed.stderr
+    assert read_metadata(tmp_path / "resumed.skdml")["params"]["checkpoint_dir"] == str(checkpoints)
+    assert list(checkpoints.iterdir()) == []  # a finished fit removes its checkpoint
+    a = cli.Model.load(tmp_path / "plain.skdml").estimator.module_.state_dict()
+    b = cli.Model.load(tmp_path / "resumed.skdml").estimator.module_.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_demo_quick(tmp_path):
