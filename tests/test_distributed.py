@@ -121,6 +121,52 @@ def test_only_rank_0_shows_progress_and_writes_checkpoints(runs):
     assert not any(runs["rank1_of_2"]["checkpoint_writes"])
 
 
+_OWN_GROUP_SCRIPT = textwrap.dedent(
+    """
+    import socket
+    import sys
+    import torch
+    import torch.distributed as dist
+    import torch.multiprocessing as mp
+    from sklearn.datasets import load_wine
+    from sk_dml import NPairEmbedder
+
+    def train(rank, port, out):
+        dist.init_process_group(
+            "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2
+        )
+        X, y = load_wine(return_X_y=True)
+        emb = NPairEmbedder(hidden_layer_sizes=(32,), n_components=8, batch_size=32,
+                            max_epochs=3, device="cpu")  # random_state=None: rank 0's draw
+        emb.fit(X / X.max(0), y)
+        emb.partial_fit(X / X.max(0), y)
+        torch.save(emb.module_.state_dict(), f"{out}/own_group_rank{rank}.pt")
+        dist.destroy_process_group()
+
+    if __name__ == "__main__":
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        mp.spawn(train, args=(port, sys.argv[1]), nprocs=2)
+    """
+)
+
+
+def test_a_process_group_created_by_the_user_is_used(tmp_path):
+    """No torchrun: the script creates the group itself; fit and partial_fit run in it."""
+    script = tmp_path / "own_group.py"
+    script.write_text(_OWN_GROUP_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    env.pop("WORLD_SIZE", None)
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    rank0, rank1 = (torch.load(tmp_path / f"own_group_rank{r}.pt") for r in (0, 1))
+    assert _equal_weights(rank0, rank1)
+
+
 @given(n_batches=st.integers(1, 40), world_size=st.integers(1, 8))
 def test_shards_cover_every_batch_with_equal_step_counts(n_batches, world_size):
     batches = [f"b{i}" for i in range(n_batches)]
