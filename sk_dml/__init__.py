@@ -3,11 +3,13 @@
 from . import datasets, distances, losses, metrics, miners, nets, sampling
 from .embedders import ContrastiveEmbedder, LiftedStructEmbedder, NPairEmbedder, TripletEmbedder
 from .metric import LearnedMetric
+from .neighbors import ApproximateKNeighborsTransformer
 from .persistence import load, save
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ApproximateKNeighborsTransformer",
     "ContrastiveEmbedder",
     "LearnedMetric",
     "LiftedStructEmbedder",
