@@ -26,7 +26,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import losses
+from . import _dask, losses
 from ._distributed import current_group
 from ._training import TrainingSettings, embed, fresh_state, run_epochs
 from .checkpoint import Checkpoint, fingerprint, restore_rng, rng_state_to_tensors
@@ -407,7 +407,12 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         return embed(self.module_, X)
 
     def transform(self, X):
-        """Embed ``X``: returns an array of shape (n_samples, dim), float32."""
+        """Embed ``X``: returns an array of shape (n_samples, dim), float32.
+
+        A dask array or DataFrame gives a lazy float32 dask array, computed block-wise.
+        """
+        if _dask.is_dask_collection(X):
+            return _dask.transform(self, X)
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float32, np.float64])
         return self._embed(X)
@@ -415,8 +420,11 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     def score(self, X, y) -> float:
         """Leave-one-out precision@1 of ``(X, y)`` in the learned space (higher is better).
 
-        This is what ``GridSearchCV`` maximises on a bare embedder.
+        This is what ``GridSearchCV`` maximises on a bare embedder. Dask input is embedded
+        block-wise; the neighbour search then runs in memory, in this process.
         """
+        if _dask.is_dask_collection(X) or _dask.is_dask_collection(y):
+            return _dask.score(self, X, y)
         return precision_at_k(self.transform(X), np.asarray(y), k=1, metric=self.embedding_metric_)
 
     def get_metric(self) -> LearnedMetric:
@@ -430,7 +438,12 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         return LearnedMetric(self)
 
     def pairwise_distances(self, X, Y=None) -> np.ndarray:
-        """Learned distances between the rows of X and of Y (or X itself), vectorised."""
+        """Learned distances between the rows of X and of Y (or X itself), vectorised.
+
+        Dask input (X or Y) gives a lazy (n, m) dask array, computed block pair by block pair.
+        """
+        if _dask.is_dask_collection(X) or _dask.is_dask_collection(Y):
+            return _dask.pairwise_distances(self, X, Y)
         Z = self.transform(X)
         return pairwise_distance(
             Z, None if Y is None else self.transform(Y), self.embedding_metric_

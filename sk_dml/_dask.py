@@ -1,0 +1,202 @@
+"""Dask collections in ``transform``, ``pairwise_distances`` and ``score``.
+
+Dask is optional (``pip install sk_dml[dask]``) and never imported by ``import sk_dml``: an
+object can only be a dask collection if dask is already imported, so :func:`is_dask_collection`
+looks in ``sys.modules`` first and costs nothing otherwise.
+
+What goes in and what comes out:
+
+- a **dask array** (n, n_features_in_) gives a lazy float32 dask array (n, dim) whose row
+  chunks are the input's and whose columns are one chunk of the embedding's width ``dim``, so
+  ``.shape`` and ``.chunks`` are right before anything runs (dask-ml's ``ParallelPostFit``
+  reports the input's width for a lazy ``transform``). Input split into several column chunks
+  is first rechunked to one.
+- a **dask DataFrame** gives a dask array too, as a pandas DataFrame gives a numpy array to the
+  in-memory ``transform``: arrays are what ``pairwise_distances``, ``score`` and most
+  downstream consumers take, and the index would not survive the in-memory path either. Its
+  row chunk lengths are unknown (``nan``), as after ``DataFrame.to_dask_array()``; call
+  ``compute_chunk_sizes()`` if you need them, or wrap it back with
+  ``dd.from_dask_array(Z, columns=emb.get_feature_names_out())``.
+
+Everything that the metadata decides is checked at once, with scikit-learn's own messages: the
+estimator is fitted, the input is 2-D, its width equals ``n_features_in_`` and, for a
+DataFrame, its column names match ``feature_names_in_``. What depends on the values (NaN or
+infinity, values that do not convert to float) is checked per block, so it raises when the
+result is computed, again with scikit-learn's message.
+
+The fitted estimator enters the graph once, as a single key (``dask.delayed(est, pure=True)``)
+that every block task depends on: a cluster ships it to each worker once, not with every task.
+Pickling it puts its network on the CPU (``BaseEmbedder.__getstate__``), so a CUDA-trained
+model runs on CPU workers.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+import pandas as pd
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+
+from .distances import pairwise_distance
+from .metrics import precision_at_k
+
+__all__ = ["is_dask_collection", "pairwise_distances", "score", "transform"]
+
+_FLOATS = [np.float32, np.float64]
+
+
+def is_dask_collection(X) -> bool:
+    """True when ``X`` is a dask collection; never imports dask."""
+    if "dask" not in sys.modules:
+        return False
+    return bool(sys.modules["dask"].is_dask_collection(X))
+
+
+def _kind(X) -> str:
+    """``"array"`` or ``"frame"``; a clear error for any other dask collection."""
+    dask_array = sys.modules.get("dask.array")
+    if dask_array is not None and isinstance(X, dask_array.Array):
+        return "array"
+    dask_frame = sys.modules.get("dask.dataframe")
+    if dask_frame is not None:
+        if isinstance(X, dask_frame.DataFrame):
+            return "frame"
+        if isinstance(X, dask_frame.Series):
+            raise ValueError(
+                "Expected 2D data, got a dask Series (1D) instead; use a dask DataFrame, e.g. "
+                "series.to_frame(), if it holds a single feature."
+            )
+    raise TypeError(
+        f"sk_dml accepts dask arrays and dask DataFrames, got {type(X).__module__}."
+        f"{type(X).__qualname__}; convert it first (e.g. dask.array.from_delayed)."
+    )
+
+
+def _shipped(estimator, for_array: bool = True):
+    """The estimator as one graph key, shared by every task that needs it."""
+    import dask
+    import dask.array as da
+
+    if for_array and getattr(da, "array_expr_enabled", lambda: False)():
+        # dask's experimental array query planning (off by default in dask 2026.8) drops a
+        # Delayed argument's graph: the estimator then travels inside every task instead.
+        return estimator
+    return dask.delayed(estimator, pure=True)
+
+
+def _check_array_metadata(estimator, X) -> None:
+    if X.ndim != 2:
+        raise ValueError(
+            f"Expected 2D array, got {X.ndim}D dask array instead (shape {X.shape}); reshape "
+            "it, e.g. X.reshape(-1, 1) if it holds a single feature."
+        )
+    if math.isnan(X.shape[1]):
+        raise ValueError(
+            f"X has an unknown number of columns (shape {X.shape}); call "
+            "X.compute_chunk_sizes() or give the chunk sizes explicitly."
+        )
+    # A stand-in with X's shape, minus the rows, through scikit-learn's own checks: its
+    # messages for the width ("X has 5 features, but ... is expecting 4 features as input.")
+    # and for an empty X.
+    n_rows = 0 if X.shape[0] == 0 else 1
+    validate_data(estimator, np.zeros((n_rows, X.shape[1]), np.float32), reset=False)
+
+
+def _check_frame_metadata(estimator, X) -> None:
+    # An all-zero pandas frame with X's column labels: scikit-learn checks the names against
+    # feature_names_in_ (and the width) exactly as for an in-memory DataFrame.
+    stand_in = pd.DataFrame(np.zeros((1, len(X.columns)), np.float32), columns=X.columns)
+    validate_data(estimator, stand_in, reset=False)
+
+
+def _embed_block(block, estimator) -> np.ndarray:
+    """One block or partition: validate its values (dtype, NaN, inf), then embed."""
+    block = check_array(
+        block, dtype=_FLOATS, ensure_min_samples=0, estimator=estimator, input_name="X"
+    )
+    if len(block) == 0:
+        return np.empty((0, estimator._n_features_out), np.float32)
+    return estimator._embed(block)
+
+
+def _embed_partition(partition, estimator) -> pd.DataFrame:
+    """One pandas partition (checked as a frame, so extension dtypes and pd.NA behave as in
+    memory), embedded into a frame with the output's names and the partition's index."""
+    Z = _embed_block(partition, estimator)
+    return pd.DataFrame(Z, index=partition.index, columns=estimator.get_feature_names_out())
+
+
+def transform(estimator, X):
+    """Lazy embedding of a dask array or DataFrame: a float32 dask array (n, dim)."""
+    kind = _kind(X)
+    check_is_fitted(estimator)
+    width = estimator._n_features_out
+    if kind == "frame":
+        _check_frame_metadata(estimator, X)
+        names = estimator.get_feature_names_out()
+        meta = pd.DataFrame(np.empty((0, width), np.float32), columns=names)
+        frame = X.map_partitions(_embed_partition, _shipped(estimator, for_array=False), meta=meta)
+        return frame.to_dask_array()
+    _check_array_metadata(estimator, X)
+    if len(X.chunks[1]) > 1:
+        X = X.rechunk({1: -1})
+    return X.map_blocks(
+        _embed_block,
+        _shipped(estimator),
+        dtype=np.float32,
+        chunks=(X.chunks[0], (width,)),
+        meta=np.empty((0, 0), np.float32),
+    )
+
+
+def _embedded(estimator, X):
+    """Lazy embedding of a dask collection, or the in-memory one as a single-chunk array."""
+    import dask.array as da
+
+    if is_dask_collection(X):
+        return transform(estimator, X)
+    Z = estimator.transform(X)
+    return da.from_array(Z, chunks=Z.shape)
+
+
+def _distance_block(x, y, metric: str, same: bool) -> np.ndarray:
+    # With Y=None, a diagonal block compares a block with itself: pairwise_distance(x, None)
+    # then gives the exact zero diagonal of the in-memory result. (Identical blocks off the
+    # diagonal hold identical rows, for which None is just as right.)
+    if same and (x is y or (x.shape == y.shape and np.array_equal(x, y))):
+        return pairwise_distance(x, None, metric)
+    return pairwise_distance(x, y, metric)
+
+
+def pairwise_distances(estimator, X, Y=None):
+    """Lazy (n, m) learned distances: blocks of rows of X against blocks of rows of Y."""
+    import dask.array as da
+
+    ZX = _embedded(estimator, X)
+    ZY = ZX if Y is None else _embedded(estimator, Y)
+    return da.blockwise(
+        _distance_block, "ij",
+        ZX, "ik",
+        ZY, "jk",
+        dtype=np.float32,
+        concatenate=True,
+        meta=np.empty((0, 0), np.float32),
+        metric=estimator.embedding_metric_,
+        same=Y is None,
+    )  # fmt: skip
+
+
+def score(estimator, X, y) -> float:
+    """Leave-one-out precision@1: embeddings are computed block-wise (on the cluster, when a
+    client is active), then the (n, dim) embedding and ``y`` come back to this process, where
+    the neighbour search runs in memory."""
+    import dask
+
+    Z = transform(estimator, X) if is_dask_collection(X) else estimator.transform(X)
+    dask_frame = sys.modules.get("dask.dataframe")
+    if dask_frame is not None and isinstance(y, (dask_frame.Series, dask_frame.DataFrame)):
+        y = y.to_dask_array()  # one kind of graph with Z's, so that a single compute runs both
+    Z, y = dask.compute(Z, y)
+    return precision_at_k(Z, np.asarray(y), k=1, metric=estimator.embedding_metric_)
