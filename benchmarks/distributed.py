@@ -92,13 +92,19 @@ def main() -> None:
         return
 
     n_devices = torch.cuda.device_count() if args.device == "cuda" else os.cpu_count()
-    runs = [("1 process", None, n_devices), ("torchrun x1", 1, n_devices)]
-    runs += [(f"torchrun x{n}", n, max(n_devices // n, 1)) for n in (2, 4, 8) if n <= n_devices]
+    # (name, processes, threads per process, epochs): each multi-process count runs twice, with
+    # the same epochs (1/W of the steps) and with W times the epochs (the same steps per rank).
+    runs = [("1 process", None, n_devices, args.epochs), ("torchrun x1", 1, n_devices, args.epochs)]
+    for n in (2, 4, 8):
+        if n <= n_devices:
+            threads = max(n_devices // n, 1)
+            runs.append((f"torchrun x{n}", n, threads, args.epochs))
+            runs.append((f"torchrun x{n}, {n}x epochs", n, threads, n * args.epochs))
     rows = []
-    for name, nproc, threads in runs:
+    for name, nproc, threads, epochs in runs:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "result.json"
-            own = [__file__, "--worker", str(out), "--epochs", str(args.epochs)]
+            own = [__file__, "--worker", str(out), "--epochs", str(epochs)]
             own += ["--device", args.device] + (["--quick"] if args.quick else [])
             if nproc is None:
                 command = [sys.executable, *own]
@@ -114,6 +120,7 @@ def main() -> None:
     table = pd.DataFrame(rows)
     base = table.loc[table["run"] == "1 process", "samples_per_s"].iloc[0]
     table["speed vs 1 process"] = table["samples_per_s"] / base
+    table["samples_per_s"] = table["samples_per_s"].round().astype(int)
     suffix = "_quick" if args.quick else ""
     RESULTS.mkdir(exist_ok=True)
     table.to_csv(RESULTS / f"distributed_{args.device}{suffix}.csv", index=False)
@@ -124,7 +131,9 @@ def main() -> None:
 
 {date.today()}, {machine}, torch {torch.__version__}. Letter (14,000 training rows, 16
 features, 26 classes), `TripletEmbedder(mining="batch_hard")` with the default network and
-batch size 256 per process, {args.epochs} epochs, 5-NN accuracy on the held-out 30%. Each row
+batch size 256 per process, {args.epochs} epochs unless the row says otherwise (with W times the
+epochs, each rank takes as many optimizer steps as one process does), 5-NN accuracy on the
+held-out 30%. Each row
 is a separate launch of the same script in this one benchmark run; "1 process" is a plain
 `python` run without torch.distributed.
 
