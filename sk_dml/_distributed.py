@@ -35,13 +35,15 @@ class ProcessGroup:
         """Rank 0 alone writes files and shows progress."""
         return self.rank == 0
 
-    def device(self, requested) -> torch.device:
-        """The device this rank trains on: ``auto``/``cuda`` mean the local rank's GPU."""
-        if isinstance(requested, str) and requested == "auto":
-            requested = "cuda" if torch.cuda.is_available() else "cpu"
-        device = torch.device(requested)
-        if device.type == "cuda" and device.index is None:
-            device = torch.device("cuda", self.local_rank % max(torch.cuda.device_count(), 1))
+    def device(self, device: torch.device) -> torch.device:
+        """The device this rank trains on, from a validated one: "cuda" means the local
+        rank's GPU (``LOCAL_RANK``), which also becomes the current CUDA device."""
+        if device.type == "cuda":
+            if device.index is None:
+                device = torch.device("cuda", self.local_rank % torch.cuda.device_count())
+            # NCCL's object collectives (checkpoint broadcast, RNG gather) use the current
+            # device: make it this rank's.
+            torch.cuda.set_device(device)
         if device.type == "cpu" and dist.get_backend() == "nccl":
             raise ValueError(
                 "The torch.distributed process group uses the NCCL backend, which needs CUDA "

@@ -322,7 +322,9 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     def _train(self, X, y, *, epochs: int, continuing: bool, stop_early: bool):
         X, codes = self._check_training_data(X, y, continuing)
         group = current_group()  # a torch.distributed group of 2+ processes, or None
-        device = resolve_device(group.device(self.device) if group else self.device)
+        device = resolve_device(self.device)
+        if group is not None:
+            device = group.device(device)
         rng = check_random_state(self.random_state)
         if group is not None:  # all ranks draw rank 0's batches
             rng = group.share_rng(rng)
