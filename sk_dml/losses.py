@@ -166,12 +166,16 @@ def _window_totals_per_anchor(dist, positive, negative, margin, mining, per_anch
     d_ap = dist.gather(1, pos_index)  # (B, M), connected to the graph
     with torch.no_grad():
         low, high = triplet_window(d_ap, margin, mining)  # (B, M)
-        low = low.masked_fill(~pos_valid, float("inf"))  # padding slots: an empty window
+        high = high.masked_fill(~pos_valid, float("-inf"))  # padding slots: an empty window
         # Non-negatives become NaN, which no comparison keeps: the masks fold into the bounds.
         d_an = dist.masked_fill(~negative, float("nan")).unsqueeze(1)  # (B, 1, B)
-        in_window = (d_an > low.unsqueeze(2)) & (d_an < high.unsqueeze(2))  # (B, M, B): a, p, n
-        count_ap = in_window.sum(2, dtype=dist.dtype)  # negatives in each pair's window
-        count_an = in_window.sum(1, dtype=dist.dtype)  # windows each (a, n) falls in
+        in_window = d_an < high.unsqueeze(2)  # (B, M, B) over (a, p, n)
+        if mining == "semihard":  # "all" and "hard" have no lower bound: one pass, not three
+            in_window &= d_an > low.unsqueeze(2)
+        # Converting once and summing floats is twice as fast as two converting sums.
+        in_window = in_window.to(dist.dtype)
+        count_ap = in_window.sum(2)  # negatives in each pair's window
+        count_an = in_window.sum(1)  # windows each (a, n) falls in
     total = (count_ap * (d_ap + margin)).sum() - (count_an * dist).sum()
     return total, count_ap.sum()
 
