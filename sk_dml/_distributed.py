@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ["ProcessGroup", "current_group", "shard_batches"]
+__all__ = ["ProcessGroup", "current_group", "on_main", "shard_batches"]
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,28 @@ def current_group() -> ProcessGroup | None:
 def _destroy() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def on_main(group: ProcessGroup | None, action):
+    """``action()`` on rank 0 only (or here, alone); its result, or its error, on every rank.
+
+    File work (reading and writing checkpoints) happens on rank 0; were its error raised there
+    alone, the other ranks would wait for rank 0 at their next collective until a timeout.
+    """
+    if group is None:
+        return action()
+    result, error = None, None
+    if group.is_main:
+        try:
+            result = action()
+        except Exception as exc:
+            error = exc
+    failure = group.broadcast_object(None if error is None else f"{type(error).__name__}: {error}")
+    if error is not None:
+        raise error
+    if failure is not None:
+        raise RuntimeError(f"Rank 0 failed, so rank {group.rank} stops too: {failure}")
+    return group.broadcast_object(result)
 
 
 def shard_batches(batches: list, rank: int, world_size: int) -> list:

@@ -11,6 +11,7 @@ torch.distributed group it trains data-parallel (``sk_dml._distributed``).
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from tqdm.auto import tqdm
 
-from ._distributed import ProcessGroup, shard_batches
+from ._distributed import ProcessGroup, on_main, shard_batches
 from .checkpoint import Checkpoint, restore_rng, rng_state_to_tensors
 from .sampling import ClassBalancedBatchSampler
 
@@ -185,8 +186,6 @@ def run_epochs(
     sampler = ClassBalancedBatchSampler(
         y.cpu().numpy(), settings.batch_size, settings.samples_per_class, random_state=state.rng
     )
-    if state.best_weights is None:
-        state.best_weights = _snapshot(module)
     converged = False
     for param_group in state.optimizer.param_groups:  # each run starts from the base rate
         param_group["lr"] = settings.learning_rate
@@ -197,7 +196,9 @@ def run_epochs(
     start_epoch = 0
     if resume is not None:
         start_epoch, converged = _restore(resume, module, state, scheduler, group, device)
-    trained = group.wrap(module) if group is not None else module
+    trained = group.wrap(module) if group is not None else module  # now rank 0's weights
+    if state.best_weights is None:
+        state.best_weights = _snapshot(module)
     is_main = group is None or group.is_main
     epochs = range(start_epoch, max_epochs if not converged else start_epoch)
     progress = tqdm(epochs, disable=not (settings.verbose and is_main), desc="epochs", leave=False)
@@ -225,9 +226,10 @@ def run_epochs(
             progress.set_postfix(loss=f"{loss:.4g}", **({"val": f"{score:.4f}"} if score else {}))
             converged = stop_early and state.no_improvement >= settings.n_iter_no_change
             if checkpoint is not None:
-                checkpoint.save(
-                    _checkpoint_state(module, state, scheduler, epoch + 1, converged, group, device)
+                saved = _checkpoint_state(
+                    module, state, scheduler, epoch + 1, converged, group, device
                 )
+                on_main(group, functools.partial(checkpoint.save, saved))
             if converged:
                 break
     except (FloatingPointError, KeyboardInterrupt) as error:
@@ -237,7 +239,7 @@ def run_epochs(
             what = f"Training diverged: {error}. Lower learning_rate (or use normalize=True)."
         else:
             what = f"Training interrupted after {state.n_iter} epochs."
-        if checkpoint is not None:
+        if checkpoint is not None and checkpoint.path.exists():
             what += f" The last completed epoch is saved in {checkpoint.path}."
         warnings.warn(
             f"{what} The best weights so far were restored and the estimator is usable.",
@@ -248,7 +250,7 @@ def run_epochs(
     finally:
         progress.close()
     if checkpoint is not None:
-        checkpoint.remove()
+        on_main(group, checkpoint.remove)
     if validation is not None:
         module.load_state_dict(state.best_weights)
     module.eval()

@@ -15,6 +15,7 @@ and cannot run code from the file. A fit that finishes deletes its checkpoint.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import tempfile
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["Checkpoint", "fingerprint", "restore_rng", "rng_state_to_tensors"]
+__all__ = ["Checkpoint", "fingerprint", "restore_rng", "rng_state_to_tensors", "weights_digest"]
 
 FORMAT_NAME = "sk_dml.checkpoint"
 FORMAT_VERSION = 1
@@ -31,24 +32,47 @@ FORMAT_VERSION = 1
 _IGNORED_PARAMS = ("verbose", "checkpoint_dir", "device", "warm_start")
 
 
-def fingerprint(estimator, X: np.ndarray, codes: np.ndarray, start_weights: dict | None) -> str:
-    """A hex digest of the class, the parameters, the data and (warm start) the start weights."""
+def weights_digest(state_dict: dict) -> str:
+    """A hex digest of a network's weights (names, shapes, dtypes and values)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(state_dict.items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype};".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _describe(value) -> str:
+    """A parameter's value as text that is the same in every process (no memory addresses)."""
+    if isinstance(value, torch.nn.Module):  # its class and its weights, not its repr
+        kind = type(value)
+        return f"{kind.__module__}.{kind.__qualname__}:{weights_digest(value.state_dict())}"
+    if isinstance(value, np.random.RandomState):
+        _, keys, pos, *_ = value.get_state()
+        return f"RandomState:{hashlib.sha256(keys.tobytes()).hexdigest()}:{pos}"
+    if isinstance(value, functools.partial):
+        args = ",".join(map(_describe, value.args))
+        keywords = ",".join(f"{k}={_describe(v)}" for k, v in sorted(value.keywords.items()))
+        return f"partial({_describe(value.func)},{args},{keywords})"
+    if callable(value) and hasattr(value, "__qualname__"):  # a function or a class
+        return f"{getattr(value, '__module__', '')}.{value.__qualname__}"
+    return repr(value)
+
+
+def fingerprint(estimator, X: np.ndarray, codes: np.ndarray, start: str | None) -> str:
+    """A hex digest of the class, the parameters, the data and the start weights' digest
+    (``start``: None for a fresh fit, ``weights_digest`` of the network a warm start
+    continues from)."""
     digest = hashlib.sha256(type(estimator).__qualname__.encode())
     params = estimator.get_params(deep=False)
     for name in sorted(params):
-        if name in _IGNORED_PARAMS:
-            continue
-        value = params[name]
-        if isinstance(value, np.random.RandomState):
-            value = "RandomState"  # its repr holds a memory address
-        digest.update(f"{name}={value!r};".encode())
+        if name not in _IGNORED_PARAMS:
+            digest.update(f"{name}={_describe(params[name])};".encode())
     for array in (X, codes):
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype}{array.shape}".encode())
         digest.update(memoryview(array).cast("B"))
-    for name, tensor in sorted((start_weights or {}).items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    digest.update(f"start={start}".encode())
     return digest.hexdigest()[:32]
 
 
@@ -91,12 +115,32 @@ class Checkpoint:
     """
 
     def __init__(self, directory, key: str, writer: bool = True):
-        self.path = Path(directory) / f"sk_dml-{key}.ckpt"
+        self.directory = Path(directory)
+        self.key = key
+        self.path = self.directory / f"sk_dml-{key}.ckpt"
         self.writer = writer
         self.start_rng: dict | None = None
 
+    def prepare(self) -> None:
+        """Create the folder and check that it takes files, before any training is spent."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.directory):
+                pass
+        except OSError as error:
+            raise ValueError(
+                f"checkpoint_dir={os.fspath(self.directory)!r} is not a folder this process can "
+                f"write to ({type(error).__name__}: {error})."
+            ) from None
+
+    def _remove_temporary_files(self) -> None:
+        """Delete what a writer of this run killed mid-write left behind."""
+        for stale in self.directory.glob(f".tmp-{self.key}-*"):
+            stale.unlink(missing_ok=True)
+
     def load(self, map_location) -> dict | None:
         """The saved state, or None when this run has no checkpoint yet."""
+        self._remove_temporary_files()
         if not self.path.exists():
             return None
         try:
@@ -120,14 +164,13 @@ class Checkpoint:
         """Atomically replace the checkpoint with ``state`` (rank 0 only; others return)."""
         if not self.writer:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
             "start_rng": self.start_rng,
             **state,
         }
-        handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-", suffix=".ckpt")
+        handle, temporary = tempfile.mkstemp(dir=self.directory, prefix=f".tmp-{self.key}-")
         try:
             with os.fdopen(handle, "wb") as file:
                 torch.save(payload, file)
@@ -137,12 +180,13 @@ class Checkpoint:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
-        _sync_directory(self.path.parent)
+        _sync_directory(self.directory)
 
     def remove(self) -> None:
         """Delete the checkpoint once its fit has finished (rank 0 only)."""
         if self.writer:
             self.path.unlink(missing_ok=True)
+            self._remove_temporary_files()
 
 
 def _sync_directory(directory: Path) -> None:

@@ -27,9 +27,15 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _dask, losses
-from ._distributed import current_group
+from ._distributed import current_group, on_main
 from ._training import TrainingSettings, embed, fresh_state, run_epochs
-from .checkpoint import Checkpoint, fingerprint, restore_rng, rng_state_to_tensors
+from .checkpoint import (
+    Checkpoint,
+    fingerprint,
+    restore_rng,
+    rng_state_to_tensors,
+    weights_digest,
+)
 from .distances import METRICS, paired_distance, pairwise_distance
 from .metric import LearnedMetric
 from .metrics import precision_at_k
@@ -328,16 +334,17 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         rng = check_random_state(self.random_state)
         if group is not None:  # all ranks draw rank 0's batches
             rng = group.share_rng(rng)
-        checkpoint, resume = None, None
+        checkpoint, resume, start = None, None, None
         if self.checkpoint_dir is not None and stop_early:
-            is_main = group is None or group.is_main
-            start_weights = self.module_.state_dict() if continuing else None
+            if continuing:  # the weights this run starts from, or an unfinished run's
+                start = getattr(self, "_unfinished_run_start", None)
+                start = start or weights_digest(self.module_.state_dict())
             checkpoint = Checkpoint(
-                self.checkpoint_dir, fingerprint(self, X, codes, start_weights), writer=is_main
+                self.checkpoint_dir,
+                fingerprint(self, X, codes, start),
+                writer=group is None or group.is_main,
             )
-            resume = checkpoint.load(map_location="cpu") if is_main else None
-            if group is not None:  # rank 0 alone touches files
-                resume = group.broadcast_object(resume)
+            resume = on_main(group, functools.partial(_open_checkpoint, checkpoint))
             if resume is not None:  # replay the interrupted fit's draws from its first one
                 rng = restore_rng(np.random.RandomState(), resume["start_rng"])
             checkpoint.start_rng = rng_state_to_tensors(rng)
@@ -345,9 +352,10 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         fork_devices = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=fork_devices):
             torch.manual_seed(seed + (group.rank if group else 0))  # own dropout per rank
-            if continuing:
-                module = self.module_.to(device)
-                state = self._training_state or self._resumed_state(module, rng)
+            if continuing:  # on copies: a fit that fails leaves the fitted model as it was
+                module, state = copy.deepcopy((self.module_, self._training_state))
+                module = module.to(device)
+                state = state or self._resumed_state(module, rng)
             else:
                 module = self._new_module(X.shape[1]).to(device)
                 state = fresh_state(module, self.learning_rate, self.weight_decay, rng)
@@ -391,6 +399,10 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         self.best_loss_ = state.best_loss
         self.best_score_ = state.best_score if validation else None
         self._n_features_out = embed(module, X[:1]).shape[1]
+        # A checkpoint left by an interrupted warm start resumes at the next warm start, even
+        # though module_ now holds that run's best weights rather than its start.
+        unfinished = checkpoint is not None and checkpoint.path.exists()
+        self._unfinished_run_start = start if unfinished and continuing else None
         return self
 
     def _resumed_state(self, module, rng):
@@ -474,6 +486,12 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             state["module_"] = _to_cpu_copy(state["module_"])
             state["_training_state"] = None  # the optimizer is not kept; warm start makes anew
         return state
+
+
+def _open_checkpoint(checkpoint: Checkpoint) -> dict | None:
+    """Check that the folder takes files, then read this run's checkpoint if there is one."""
+    checkpoint.prepare()
+    return checkpoint.load(map_location="cpu")
 
 
 def _to_cpu_copy(module: torch.nn.Module) -> torch.nn.Module:

@@ -5,6 +5,7 @@ CPU fits are bit-identical across processes (tests/test_reliability.py), so the 
 end with exactly the same weights, loss curve and validation scores.
 """
 
+import copy
 import os
 import signal
 import subprocess
@@ -20,7 +21,7 @@ from sklearn.datasets import load_digits
 
 import sk_dml._training as training
 from sk_dml import NPairEmbedder, TripletEmbedder
-from sk_dml.checkpoint import Checkpoint, fingerprint
+from sk_dml.checkpoint import Checkpoint, fingerprint, weights_digest
 
 # Dropout and a validation split exercise the torch and numpy random streams a resume restores.
 PARAMS = dict(
@@ -153,13 +154,96 @@ def test_resume_without_random_state_replays_the_same_split(digits, tmp_path, mo
     split), which it can only know from the checkpoint."""
     X, y = digits
     params = {**PARAMS, "hidden_layer_sizes": (32,), "random_state": None}
+    held_out = []  # the validation rows of each fit, as drawn
+    split = TripletEmbedder._split_validation
+
+    def recording_split(self, *args):
+        parts = split(self, *args)
+        held_out.append(parts[2].copy())
+        return parts
+
+    monkeypatch.setattr(TripletEmbedder, "_split_validation", recording_split)
     with monkeypatch.context() as patch:
         _interrupt_at(patch, epoch=3)
         with pytest.warns(RuntimeWarning, match="interrupted"):
-            first = TripletEmbedder(checkpoint_dir=tmp_path, **params).fit(X, y)
+            TripletEmbedder(checkpoint_dir=tmp_path, **params).fit(X, y)
     resumed = TripletEmbedder(checkpoint_dir=tmp_path, **params).fit(X, y)
-    assert resumed.validation_scores_[:2] == first.validation_scores_
+    TripletEmbedder(**{**params, "max_epochs": 1}).fit(X, y)  # a new fit draws anew
+    assert np.array_equal(held_out[0], held_out[1])
+    assert not np.array_equal(held_out[0], held_out[2])
     assert resumed.n_iter_ == params["max_epochs"]
+
+
+def test_warm_start_interrupted_then_resumed_matches_an_uninterrupted_warm_start(
+    digits, tmp_path, monkeypatch, count_epochs
+):
+    X, y = digits
+    params = {**PARAMS, "hidden_layer_sizes": (32,), "max_epochs": 6}
+    first = TripletEmbedder(**params).fit(X, y)
+    reference = copy.deepcopy(first).set_params(warm_start=True).fit(X, y)
+    emb = first.set_params(warm_start=True, checkpoint_dir=tmp_path)
+    with monkeypatch.context() as patch:
+        _interrupt_at(patch, epoch=4)
+        with pytest.warns(RuntimeWarning, match="interrupted.*saved in"):
+            emb.fit(X, y)  # module_ now holds this run's best weights, not its start
+    count_epochs.clear()
+    emb.fit(X, y)
+    assert len(count_epochs) == params["max_epochs"] - 3
+    _assert_same_fit(emb, reference)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_fit_that_fails_leaves_the_fitted_model_unchanged(digits, tmp_path, monkeypatch):
+    X, y = digits
+    emb = TripletEmbedder(**{**PARAMS, "hidden_layer_sizes": (32,), "max_epochs": 3}).fit(X, y)
+    before, n_iter, history = _weights(emb), emb.n_iter_, list(emb.loss_curve_)
+    original = training._train_one_epoch
+    calls = []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("a worker died")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(training, "_train_one_epoch", failing)
+    emb.set_params(warm_start=True, checkpoint_dir=tmp_path)
+    with pytest.raises(RuntimeError, match="a worker died"):
+        emb.fit(X, y)
+    assert all(torch.equal(before[k], emb.module_.state_dict()[k]) for k in before)
+    assert (emb.n_iter_, emb.loss_curve_) == (n_iter, history)
+    assert emb._training_state.n_iter == n_iter
+
+
+def test_an_unusable_checkpoint_dir_is_refused_before_training(digits, tmp_path, count_epochs):
+    X, y = digits
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    with pytest.raises(ValueError, match="checkpoint_dir=.*is not a folder this process can write"):
+        TripletEmbedder(checkpoint_dir=not_a_folder / "sub", **PARAMS).fit(X, y)
+    assert count_epochs == []
+
+
+def test_an_interruption_in_the_first_epoch_names_no_checkpoint(digits, tmp_path, monkeypatch):
+    X, y = digits
+    _interrupt_at(monkeypatch, epoch=1)
+    with pytest.warns(RuntimeWarning) as caught:
+        TripletEmbedder(checkpoint_dir=tmp_path, **PARAMS).fit(X, y)
+    message = str(caught[0].message)
+    assert "interrupted after 0 epochs" in message and "saved in" not in message
+
+
+def test_temporary_files_left_by_a_killed_writer_are_removed(digits, tmp_path):
+    X, y = digits
+    emb = TripletEmbedder(checkpoint_dir=tmp_path, **{**PARAMS, "max_epochs": 2})
+    codes = np.unique(y, return_inverse=True)[1]
+    key = fingerprint(emb, X.astype(np.float64), codes, None)
+    stale = tmp_path / f".tmp-{key}-abcd1234"
+    stale.write_bytes(b"half a checkpoint")
+    other_run = tmp_path / ".tmp-someotherrun-abcd1234"
+    other_run.write_bytes(b"another run's")
+    emb.fit(X, y)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other_run.name]
 
 
 def test_partial_fit_and_plain_fit_write_no_files(digits, tmp_path):
@@ -183,8 +267,42 @@ def test_fingerprint_separates_runs_and_ignores_presentation(digits):
     other[0, 0] += 1e-3
     assert base != fingerprint(TripletEmbedder(margin=0.2), other, codes, None)
     assert base != fingerprint(TripletEmbedder(margin=0.2), X, codes[::-1].copy(), None)
-    weights = {"w": torch.zeros(3)}
-    assert base != fingerprint(TripletEmbedder(margin=0.2), X, codes, weights)
+    assert base != fingerprint(TripletEmbedder(margin=0.2), X, codes, weights_digest({}))
+    # A network given as a module counts by its weights; as a callable, by its name.
+    net = torch.nn.Linear(64, 8)
+    with_net = fingerprint(TripletEmbedder(module=net), X, codes, None)
+    assert with_net == fingerprint(TripletEmbedder(module=copy.deepcopy(net)), X, codes, None)
+    torch.nn.init.zeros_(net.weight)
+    assert with_net != fingerprint(TripletEmbedder(module=net), X, codes, None)
+
+
+_FINGERPRINT_IN_A_PROCESS = """
+import functools
+import numpy as np
+from sklearn.datasets import load_digits
+from sk_dml import TripletEmbedder
+from sk_dml.checkpoint import fingerprint
+from sk_dml.nets import make_mlp
+X, y = load_digits(return_X_y=True)
+builder = functools.partial(make_mlp, n_components=8, hidden_layer_sizes=(16,))
+emb = TripletEmbedder(module=builder, random_state=np.random.RandomState(3))
+print(fingerprint(emb, X, y, None))
+"""
+
+
+def test_fingerprint_is_the_same_in_every_process():
+    """Parameters whose repr holds a memory address (a callable network builder, a
+    RandomState) must not change the fingerprint, or a rerun would never find its checkpoint."""
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", _FINGERPRINT_IN_A_PROCESS],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout  # fmt: skip
+        for _ in range(2)
+    }
+    assert len(digests) == 1 and len(digests.pop().strip()) == 32
 
 
 def test_a_crash_while_writing_keeps_the_previous_checkpoint(tmp_path, monkeypatch):

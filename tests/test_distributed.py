@@ -19,6 +19,7 @@ from sk_dml._distributed import current_group, shard_batches
 
 _SCRIPT = textwrap.dedent(
     """
+    import os
     import sys
     import torch
     import torch.distributed as dist
@@ -36,8 +37,11 @@ _SCRIPT = textwrap.dedent(
             super().__init__(*args, **kwargs)
             shown.append(not self.disable)
 
+    original_save = sk_dml.checkpoint.Checkpoint.save
+
     def recording_save(self, state):
-        written.append(self.writer)
+        written.append(self.path.name)
+        original_save(self, state)
 
     sk_dml._training.tqdm = RecordingBar
     sk_dml.checkpoint.Checkpoint.save = recording_save
@@ -64,6 +68,7 @@ _SCRIPT = textwrap.dedent(
             "stopped_scores": stopped.validation_scores_,
             "progress_shown": shown,
             "checkpoint_writes": written,
+            "checkpoints_left": os.listdir(sys.argv[1] + "/checkpoints"),
         },
         f"{sys.argv[1]}/rank{rank}_of_{world}.pt",
     )
@@ -116,9 +121,9 @@ def test_data_parallel_accuracy_matches_single_process(runs):
 def test_only_rank_0_shows_progress_and_writes_checkpoints(runs):
     assert runs["rank0_of_2"]["progress_shown"] == [True, False]  # verbose=1, then verbose=0
     assert runs["rank1_of_2"]["progress_shown"] == [False, False]
-    assert runs["rank0_of_2"]["checkpoint_writes"] and all(runs["rank0_of_2"]["checkpoint_writes"])
-    assert runs["rank1_of_2"]["checkpoint_writes"]
-    assert not any(runs["rank1_of_2"]["checkpoint_writes"])
+    assert len(runs["rank0_of_2"]["checkpoint_writes"]) == len(runs["rank0_of_2"]["stopped_scores"])
+    assert runs["rank1_of_2"]["checkpoint_writes"] == []
+    assert runs["rank0_of_2"]["checkpoints_left"] == []  # removed when the fit ended
 
 
 _OWN_GROUP_SCRIPT = textwrap.dedent(
@@ -128,6 +133,7 @@ _OWN_GROUP_SCRIPT = textwrap.dedent(
     import torch
     import torch.distributed as dist
     import torch.multiprocessing as mp
+    import warnings
     from sklearn.datasets import load_wine
     from sk_dml import NPairEmbedder
 
@@ -140,7 +146,27 @@ _OWN_GROUP_SCRIPT = textwrap.dedent(
                             max_epochs=3, device="cpu")  # random_state=None: rank 0's draw
         emb.fit(X / X.max(0), y)
         emb.partial_fit(X / X.max(0), y)
-        torch.save(emb.module_.state_dict(), f"{out}/own_group_rank{rank}.pt")
+        # Divergence in the first epoch restores the initial weights: rank 0's, on every rank.
+        diverged = NPairEmbedder(hidden_layer_sizes=(32,), n_components=8, batch_size=32,
+                                 max_epochs=3, device="cpu", learning_rate=1e30)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            diverged.fit(X * 1e3, y)
+        # A checkpoint folder rank 0 cannot use stops every rank at once (no hang).
+        try:
+            NPairEmbedder(checkpoint_dir=__file__ + "/not_a_folder", max_epochs=2).fit(X, y)
+            refused = None
+        except Exception as error:
+            refused = f"{type(error).__name__}: {error}"
+        torch.save(
+            {
+                "weights": emb.module_.state_dict(),
+                "diverged_weights": diverged.module_.state_dict(),
+                "diverged_warnings": [str(w.message) for w in caught],
+                "refused": refused,
+            },
+            f"{out}/own_group_rank{rank}.pt",
+        )
         dist.destroy_process_group()
 
     if __name__ == "__main__":
@@ -153,7 +179,9 @@ _OWN_GROUP_SCRIPT = textwrap.dedent(
 
 
 def test_a_process_group_created_by_the_user_is_used(tmp_path):
-    """No torchrun: the script creates the group itself; fit and partial_fit run in it."""
+    """No torchrun: the script creates the group itself; fit and partial_fit run in it, a
+    divergence leaves every rank with the same weights, and an error on rank 0 alone (its
+    checkpoint folder) stops every rank instead of leaving them waiting for rank 0."""
     script = tmp_path / "own_group.py"
     script.write_text(_OWN_GROUP_SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
@@ -164,7 +192,11 @@ def test_a_process_group_created_by_the_user_is_used(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     rank0, rank1 = (torch.load(tmp_path / f"own_group_rank{r}.pt") for r in (0, 1))
-    assert _equal_weights(rank0, rank1)
+    assert _equal_weights(rank0["weights"], rank1["weights"])
+    assert _equal_weights(rank0["diverged_weights"], rank1["diverged_weights"])
+    assert all(any("diverged" in w for w in r["diverged_warnings"]) for r in (rank0, rank1))
+    assert rank0["refused"].startswith("ValueError: checkpoint_dir=")
+    assert rank1["refused"].startswith("RuntimeError: Rank 0 failed, so rank 1 stops too")
 
 
 @given(n_batches=st.integers(1, 40), world_size=st.integers(1, 8))
