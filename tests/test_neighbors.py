@@ -44,6 +44,18 @@ def brute_force(X_fit, Q, k, metric):
     return idx, np.take_along_axis(D, idx, axis=1)
 
 
+def assert_nearest(idx, dist, X_fit, Q, metric, rtol=1e-5, atol=1e-6):
+    """Each row of idx holds distinct rows of X_fit at the k smallest float64 cdist distances
+    of its query, and dist holds those distances in increasing order. Ties may come in any
+    order (scikit-learn promises none), so this compares distances, not positions."""
+    D = cdist(np.asarray(Q, np.float64), np.asarray(X_fit, np.float64), metric)
+    k = idx.shape[1]
+    assert all(len(set(row)) == k for row in idx)
+    np.testing.assert_allclose(dist, np.sort(D, axis=1)[:, :k], rtol=rtol, atol=atol)
+    np.testing.assert_allclose(np.take_along_axis(D, idx, axis=1), dist, rtol=rtol, atol=atol)
+    assert (np.diff(dist, axis=1) >= 0).all()
+
+
 def recall(found, truth):
     return np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth, strict=True)])
 
@@ -109,16 +121,104 @@ def test_exact_backend_blocks_over_queries_and_fitted_rows(metric, monkeypatch):
         monkeypatch.setattr(sk_dml.neighbors, name, value)
     est = ApproximateKNeighborsTransformer(n_neighbors=6, metric=metric, batch_size=7)
     idx, dist = neighbour_rows(est.fit(X).transform(Q))
-    want_idx, want_dist = brute_force(X, Q, 7, metric)
-    np.testing.assert_array_equal(idx, want_idx)
-    np.testing.assert_allclose(dist, want_dist, rtol=1e-4, atol=1e-6)
+    assert_nearest(idx, dist, X, Q, metric, rtol=1e-4)
 
 
-def test_cosine_treats_a_zero_row_as_orthogonal_to_everything():
+def far_clusters(scale, n_features=4, seed=0):
+    """Two tight clusters far from the origin on either side of it (so centring does not help)
+    and queries inside one: the float32 matmul scores of the rows of a cluster are all within
+    their rounding error of each other."""
+    rng = np.random.default_rng(seed)
+    A = 1000.0 + rng.normal(scale=scale, size=(200, n_features))
+    B = -1000.0 + rng.normal(scale=scale, size=(200, n_features))
+    Q = 1000.0 + rng.normal(scale=scale, size=(30, n_features))
+    return np.vstack([A, B]).astype(np.float32), Q.astype(np.float32)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_exact_backend_is_exact_far_from_the_centre(metric):
+    """The rows of a far cluster cannot be told apart by their float32 matmul scores, so the
+    certificate fails for every query and the float64 search must find the true neighbours
+    (the fast search alone got the set wrong for every query: issue 9). For cosine the
+    clusters are two narrow cones about opposite directions (angles of about 1e-3 radians; the
+    float32 rounding of the unit rows, 6e-8, shifts such distances by a few 1e-4 of their
+    value)."""
+    X, Q = far_clusters(scale=2.0 if metric == "cosine" else 1e-2)
+    est = ApproximateKNeighborsTransformer(n_neighbors=5, metric=metric, backend="exact")
+    idx, dist = neighbour_rows(est.fit(X).transform(Q))
+    assert_nearest(idx, dist, X, Q, metric, rtol=2e-3 if metric == "cosine" else 1e-5, atol=0)
+    want_idx, _ = brute_force(X, Q, 6, metric)
+    assert [set(row) for row in idx] == [set(row) for row in want_idx]
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_exact_backend_uncertified_queries_are_searched_again_exactly(metric, monkeypatch):
+    """No extra candidates: no query can be certified, so every one goes through the float64
+    band search, here over many tiny tiles; it must give the brute-force answer."""
+    rng = np.random.default_rng(2)
+    X, Q = rng.normal(size=(300, 5)) + 3.0, rng.normal(size=(40, 5)) + 3.0
+    for name, value in [("_TILE_QUERIES", 3), ("_TILE_ROWS", 7), ("_BLOCK_ELEMENTS", 64)]:
+        monkeypatch.setattr(sk_dml.neighbors, name, value)
+    monkeypatch.setattr(sk_dml.neighbors, "_EXTRA_CANDIDATES", 0)
+    searched = []
+    band_search = ApproximateKNeighborsTransformer._band_search
+
+    def spy(self, q, bounds, k):
+        searched.append(len(q))
+        return band_search(self, q, bounds, k)
+
+    monkeypatch.setattr(ApproximateKNeighborsTransformer, "_band_search", spy)
+    est = ApproximateKNeighborsTransformer(n_neighbors=6, metric=metric, backend="exact")
+    idx, dist = neighbour_rows(est.fit(X).transform(Q))
+    assert sum(searched) == len(Q)
+    assert_nearest(idx, dist, X, Q, metric, rtol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["exact", "faiss"])
+def test_duplicates_give_the_true_distances_and_exact_ties_by_index(backend, monkeypatch):
+    """Rows repeated many times: the neighbours found are at the true distances whatever
+    order the ties come in; the exact backend keeps the lowest indices, in increasing order,
+    so a query that is a fitted row may find a duplicate of lower index instead of itself."""
+    monkeypatch.setattr(sk_dml.neighbors, "_TILE_ROWS", 64)  # ties spread over many tiles
+    rng = np.random.default_rng(3)
+    distinct = rng.normal(size=(5, 4))
+    X = np.vstack([np.repeat(distinct, 300, axis=0), rng.normal(size=(500, 4))])
+    X = X[rng.permutation(len(X))].astype(np.float32)
+    Q = X[::97]
+    est = ApproximateKNeighborsTransformer(
+        n_neighbors=9, backend=backend, n_probe=10_000, random_state=0
+    )
+    idx, dist = neighbour_rows(est.fit(X).transform(Q))
+    assert_nearest(idx, dist, X, Q, "euclidean")
+    assert (dist[:, 0] == 0).all()  # each query is a fitted row: a row at distance 0 first
+    if backend == "exact":
+        D = cdist(Q.astype(np.float64), X.astype(np.float64))
+        # lexicographic (distance, index): the k smallest, ties by increasing index
+        want = np.lexsort((np.broadcast_to(np.arange(len(X)), D.shape), D), axis=1)[:, :10]
+        np.testing.assert_array_equal(idx, want)
+
+
+@pytest.mark.parametrize("backend", ["exact", "faiss"])
+def test_cosine_treats_a_zero_row_as_orthogonal_to_everything(backend):
     X = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
-    graph = ApproximateKNeighborsTransformer(n_neighbors=3, metric="cosine").fit(X)
-    _, dist = neighbour_rows(graph.transform([[0.0, 0.0]]))
+    est = ApproximateKNeighborsTransformer(n_neighbors=3, metric="cosine", backend=backend)
+    _, dist = neighbour_rows(est.fit(X).transform([[0.0, 0.0]]))
     np.testing.assert_allclose(dist, [[1.0, 1.0, 1.0, 1.0]])
+    # Zero fitted rows among others: at distance 1 from every query, ranked as scikit-learn
+    # ranks them (the faiss index gives them a dimension of their own).
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(200, 3))
+    X[::10] = 0.0
+    Q = rng.normal(size=(20, 3))
+    est.set_params(n_neighbors=60, n_probe=10_000).fit(X)
+    got_idx, got = neighbour_rows(est.transform(Q))
+    want_idx, want = neighbour_rows(
+        KNeighborsTransformer(n_neighbors=60, metric="cosine").fit(X).transform(Q)
+    )
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    zero = ~X.any(axis=1)
+    np.testing.assert_allclose(got[zero[got_idx]], 1.0, atol=1e-6)
+    assert zero[got_idx].sum() == zero[want_idx].sum()  # all at distance 1 from every query
 
 
 # ------------------------------------------------------------------------------ faiss backend
@@ -149,6 +249,27 @@ def test_faiss_distances_are_exact_for_the_neighbours_found(metric, blobs):
     assert (np.diff(dist, axis=1) >= 0).all()
 
 
+def test_faiss_cosine_self_distances_are_exact_zeros():
+    """The cosine index is an L2 index over unit rows (distance = squared L2 / 2): a fitted
+    row's distance to itself comes from differences and is exactly 0, where 1 - u.v in float32
+    left about a third of them nonzero (issue 12), and the ranking is the exact one."""
+    rng = np.random.default_rng(0)
+    X = (rng.normal(size=(4000, 16)) + 3).astype(np.float32)
+    est = ApproximateKNeighborsTransformer(
+        n_neighbors=5, metric="cosine", backend="faiss", n_probe=10_000, random_state=0
+    )
+    idx, dist = neighbour_rows(est.fit_transform(X))
+    np.testing.assert_array_equal(idx[:, 0], np.arange(len(X)))
+    assert (dist[:, 0] == 0).all()
+    assert_nearest(idx, dist, X, X, "cosine", rtol=1e-4, atol=1e-7)
+    want_idx, _ = neighbour_rows(
+        ApproximateKNeighborsTransformer(n_neighbors=5, metric="cosine", backend="exact")
+        .fit(X)
+        .transform(X)
+    )
+    assert [set(row) for row in idx] == [set(row) for row in want_idx]
+
+
 def test_faiss_scanning_every_cell_is_exact_and_short_cells_are_completed(random_data):
     """With n_probe=1 the probed cell holds fewer rows than asked for: the transformer must
     still return n_neighbors + 1 per row (by scanning everything), which is then exact."""
@@ -165,9 +286,8 @@ def test_faiss_scanning_every_cell_is_exact_and_short_cells_are_completed(random
     est.set_params(n_neighbors=5, n_probe=est.n_lists_)
     want = KNeighborsTransformer(n_neighbors=5).fit(X).transform(Q)
     got_idx, got_val = neighbour_rows(est.transform(Q))
-    want_idx, want_val = neighbour_rows(want)
-    np.testing.assert_array_equal(got_idx, want_idx)
-    np.testing.assert_allclose(got_val, want_val, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got_val, neighbour_rows(want)[1], rtol=1e-5, atol=1e-5)
+    assert_nearest(got_idx, got_val, X, Q, "euclidean", atol=1e-5)
 
 
 def test_faiss_fit_is_reproducible_with_random_state(blobs):
@@ -242,6 +362,24 @@ def test_pickle_round_trip_gives_the_same_graph(backend, random_data):
     assert (loaded.transform(Q) != before).nnz == 0
     np.testing.assert_array_equal(loaded.transform(Q).data, before.data)
     assert (clone(est).fit(X).transform(Q) != before).nnz == 0
+
+
+@pytest.mark.parametrize("backend", ["exact", "faiss"])
+def test_metric_is_the_fitted_one_until_refit(backend, random_data):
+    """transform uses the metric the search was prepared for (``effective_metric_``), not a
+    metric set afterwards, which used to mix the two into a wrong graph (issue 11)."""
+    X, Q = random_data
+    X, Q = X + 2.0, Q + 2.0  # off the origin: Euclidean and cosine neighbours differ
+    est = ApproximateKNeighborsTransformer(backend=backend, n_probe=10_000, random_state=0)
+    est.fit(X)
+    est.set_params(metric="cosine")
+    idx, dist = neighbour_rows(est.transform(Q))
+    assert_nearest(idx, dist, X, Q, "euclidean", atol=1e-5)
+    assert est.effective_metric_ == "euclidean"
+    est.fit(X)  # a refit takes the new metric
+    assert est.effective_metric_ == "cosine"
+    idx, dist = neighbour_rows(est.transform(Q))
+    assert_nearest(idx, dist, X, Q, "cosine", atol=1e-6)
 
 
 def test_importing_sk_dml_does_not_import_faiss():
