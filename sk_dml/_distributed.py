@@ -2,7 +2,7 @@
 
 An estimator trains data-parallel when a process group with more than one process exists,
 or when ``torchrun`` started this process (``WORLD_SIZE`` > 1 in the environment), in which
-case the group is created here: NCCL when the process trains on a GPU, gloo on CPUs. Every rank
+case the group is created here: NCCL when CUDA is available, gloo otherwise. Every rank
 holds the whole training table; each epoch all ranks draw the same class-balanced batches
 (rank 0's random state is shared) and rank ``r`` trains on batches ``r, r + W, r + 2W, ...``.
 DistributedDataParallel averages the gradients, so every rank keeps the same weights; losses,
