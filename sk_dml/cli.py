@@ -9,7 +9,8 @@ fit
 transform
     Embed a table with a saved model.
 evaluate
-    Retrieval scores and cross-validated 5-NN accuracy of a table in the learned space.
+    Retrieval scores and cross-validated 5-NN accuracy of a table in the learned space
+    (``--reference``: its rows query the rows of another table).
 plot
     2-D PCA scatter of a table's embedding, coloured by class.
 
@@ -48,7 +49,7 @@ from tqdm import tqdm
 
 from . import __version__
 from .embedders import ContrastiveEmbedder, LiftedStructEmbedder, NPairEmbedder, TripletEmbedder
-from .metrics import mean_average_precision_at_r, precision_at_k
+from .metrics import retrieval_scores
 from .miners import TRIPLET_MINING
 from .persistence import load, read_metadata, save
 
@@ -79,6 +80,8 @@ PREPROCESSING_VERSION = 1
 # Neighbours of the k-NN accuracies and folds of evaluate's cross-validation.
 N_NEIGHBORS = 5
 N_FOLDS = 5
+# The k of evaluate's recall@k.
+RECALL_AT = 10
 # Errors that mean "bad input" (exit status 2). ValueError covers pandas' parser errors,
 # UnicodeDecodeError, scikit-learn's parameter errors and pyarrow's ArrowInvalid; OSError
 # covers missing files, gzip's BadGzipFile and pyarrow's IO errors.
@@ -663,7 +666,8 @@ def _target_of(args, model: Model) -> str:
 
 
 def _cmd_evaluate(args) -> None:
-    """Print retrieval scores and cross-validated 5-NN accuracies of DATA."""
+    """Print retrieval scores (leave-one-out in DATA, or DATA's rows against REF's) and
+    cross-validated 5-NN accuracies of DATA."""
     model = Model.load(args.model)
     frame = read_table(args.data)
     target = _target_of(args, model)
@@ -676,6 +680,39 @@ def _cmd_evaluate(args) -> None:
     X = model.features(frame, args.data)
     Z = model.estimator.transform(X)
     metric = model.estimator.embedding_metric_
+    if args.reference is None:
+        retrieval = retrieval_scores(Z, labels, metric=metric, recall_at=RECALL_AT)
+        notes = [
+            "each row queries all other rows (leave-one-out)",
+            "same queries; R = the number of other rows of the query's class",
+            "same queries and R",
+            f"share of queries with a row of their class among their {RECALL_AT} nearest",
+        ]
+    else:
+        ref_frame = read_table(args.reference)
+        ref_labels = _labels(ref_frame, target, args.reference)
+        Z_ref = model.estimator.transform(model.features(ref_frame, args.reference))
+        known = set(ref_labels.tolist())
+        lone = sum(label not in known for label in labels.tolist())
+        if lone == len(labels):
+            raise CLIError(
+                f"{args.reference}: none of the classes of {args.data} in {target!r} occurs in "
+                "it; there is nothing to retrieve"
+            )
+        retrieval = retrieval_scores(
+            Z,
+            labels,
+            reference=Z_ref,
+            reference_labels=ref_labels,
+            metric=metric,
+            recall_at=RECALL_AT,
+        )
+        notes = [
+            "queries: DATA, references: REF",
+            "same queries; R = the number of REF rows of the query's class",
+            "same queries and R",
+            f"share of queries with a REF row of their class among their {RECALL_AT} nearest",
+        ]
     folds = StratifiedKFold(N_FOLDS, shuffle=True, random_state=0)
     learned = cross_val_score(
         KNeighborsClassifier(N_NEIGHBORS, metric=metric), Z, labels, cv=folds, error_score="raise"
@@ -683,18 +720,27 @@ def _cmd_evaluate(args) -> None:
     plain = cross_val_score(
         KNeighborsClassifier(N_NEIGHBORS), X, labels, cv=folds, error_score="raise"
     )
+    names = ["precision@1", "R-precision", "MAP@R", f"recall@{RECALL_AT}"]
+    keys = ["precision@1", "r_precision", "map@r", f"recall@{RECALL_AT}"]
     scores = [
-        ("precision@1", f"{precision_at_k(Z, labels, k=1, metric=metric):.4f}",
-         "each row queries all other rows (leave-one-out)"),
-        ("MAP@R", f"{mean_average_precision_at_r(Z, labels, metric=metric):.4f}",
-         "same queries; R = the number of other rows of the query's class"),
+        (name, f"{retrieval[key]:.4f}", note)
+        for name, key, note in zip(names, keys, notes, strict=True)
+    ]
+    scores += [
         (f"{N_NEIGHBORS}-NN accuracy", f"{learned.mean():.4f} +/- {learned.std():.4f}",
-         f"{N_FOLDS}-fold stratified cross-validation (shuffled, seed 0), on the embeddings"),
+         f"{N_FOLDS}-fold stratified cross-validation (shuffled, seed 0) of DATA, on the "
+         "embeddings"),
         (f"{N_NEIGHBORS}-NN accuracy", f"{plain.mean():.4f} +/- {plain.std():.4f}",
          "same folds, on the preprocessed input features (baseline)"),
     ]  # fmt: skip
     print(f"model  {model.describe()}")
     print(f"data   {args.data}: {len(labels)} rows, {len(np.unique(labels))} classes in {target!r}")
+    if args.reference is not None:
+        absent = f"; {lone} DATA row(s) of a class absent from REF left out" if lone else ""
+        print(
+            f"ref    {args.reference}: {len(ref_labels)} rows, {len(np.unique(ref_labels))} "
+            f"classes{absent}"
+        )
     print()
     for name, value, note in scores:
         print(f"{name:<14} {value:<18} {note}")
@@ -810,14 +856,21 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "evaluate",
         help="score a table in the learned space",
-        description="Print precision@1 and MAP@R of DATA in the learned space (every row "
-        "queries all the others, with the model's embedding metric) and the accuracy of a "
-        f"{N_NEIGHBORS}-NN classifier under {N_FOLDS}-fold stratified cross-validation, on the "
-        "embeddings and, as a baseline, on the preprocessed input features.",
+        description="Print precision@1, R-precision, MAP@R and recall@10 of DATA in the "
+        "learned space, with the model's embedding metric (every row queries all the others, "
+        "or with --reference the rows of REF), and the accuracy of a "
+        f"{N_NEIGHBORS}-NN classifier under {N_FOLDS}-fold stratified cross-validation of DATA, "
+        "on the embeddings and, as a baseline, on the preprocessed input features.",
     )
     evaluate.add_argument("model", metavar="MODEL", help="a model file written by 'fit'")
     evaluate.add_argument("data", metavar="DATA", help=table)
     evaluate.add_argument("--target", metavar="COL", help=target_help)
+    evaluate.add_argument(
+        "--reference",
+        metavar="REF",
+        help=f"a {table} with the same target column: DATA's rows are the queries and REF's "
+        "the rows they retrieve (queries of a class absent from REF are left out)",
+    )
     evaluate.set_defaults(handler=_cmd_evaluate)
 
     plot = commands.add_parser(

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 import sk_dml
 from sk_dml import cli
 from sk_dml.datasets import load_nursery
+from sk_dml.metrics import mean_average_precision_at_r, precision_at_k, r_precision, recall_at_k
 from sk_dml.persistence import read_metadata
 
 EMBEDDER_NAMES = ("TripletEmbedder", "ContrastiveEmbedder", "NPairEmbedder", "LiftedStructEmbedder")
@@ -107,6 +108,7 @@ def small(tmp_path_factory) -> Path:
     frame.assign(label="x").to_csv(folder / "one_class.csv", index=False)
     frame.drop(columns=["b"]).to_csv(folder / "no_b.csv", index=False)
     frame.drop(columns=["label"]).to_csv(folder / "no_label.csv", index=False)
+    frame.assign(label=np.repeat(["u", "v"], 30)).to_csv(folder / "other_classes.csv", index=False)
     frame.astype({"a": object}).assign(a=lambda f: f.a.where(f.index != 7, "12,5kg")).to_csv(
         folder / "garbage.csv", index=False
     )
@@ -166,6 +168,60 @@ def test_fit_transform_evaluate_plot_end_to_end(tmp_path, mixed_table):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["mixed.csv", "model.skdml", source.name, "emb.csv.gz", "embedding.png"]
     )
+
+
+RETRIEVAL_LINE = r"^(precision@1|R-precision|MAP@R|recall@10|5-NN accuracy) +(\S+)"
+
+
+def embed(folder: Path, frame: pd.DataFrame):
+    """The small model's embedding of ``frame``, its labels and the embedding metric."""
+    model = cli.Model.load(folder / "small.skdml")
+    Z = model.estimator.transform(model.features(frame, "frame"))
+    return Z, frame["label"].to_numpy(), model.estimator.embedding_metric_
+
+
+def test_evaluate_prints_the_retrieval_scores_of_the_embedding(small):
+    code, stdout, stderr = call("evaluate", small / "small.skdml", small / "small.csv")
+    assert code == 0, stderr
+    printed = re.findall(RETRIEVAL_LINE, stdout, re.M)
+    Z, y, metric = embed(small, pd.read_csv(small / "small.csv"))
+    assert printed[:4] == [
+        ("precision@1", f"{precision_at_k(Z, y, k=1, metric=metric):.4f}"),
+        ("R-precision", f"{r_precision(Z, y, metric=metric):.4f}"),
+        ("MAP@R", f"{mean_average_precision_at_r(Z, y, metric=metric):.4f}"),
+        ("recall@10", f"{recall_at_k(Z, y, k=10, metric=metric):.4f}"),
+    ]
+    assert [name for name, _ in printed[4:]] == ["5-NN accuracy"] * 2
+    assert "leave-one-out" in stdout and "REF" not in stdout
+
+
+def test_evaluate_against_a_reference_table(small, tmp_path):
+    frame = pd.read_csv(small / "small.csv")
+    queries, reference = frame.iloc[::2], frame.iloc[1::2]
+    reference = reference[reference.label != "z"].iloc[:, ::-1]  # no class z, columns reordered
+    queries.to_csv(tmp_path / "queries.csv", index=False)
+    reference.to_csv(tmp_path / "reference.csv.gz", index=False)
+    code, stdout, stderr = call("evaluate", small / "small.skdml", tmp_path / "queries.csv",
+                                "--reference", tmp_path / "reference.csv.gz")  # fmt: skip
+    assert code == 0, stderr
+    printed = re.findall(RETRIEVAL_LINE, stdout, re.M)
+    Zq, yq, metric = embed(small, queries)
+    Zr, yr, _ = embed(small, reference)
+    against = dict(reference=Zr, reference_labels=yr, metric=metric)
+    assert printed[:4] == [
+        ("precision@1", f"{precision_at_k(Zq, yq, k=1, **against):.4f}"),
+        ("R-precision", f"{r_precision(Zq, yq, **against):.4f}"),
+        ("MAP@R", f"{mean_average_precision_at_r(Zq, yq, **against):.4f}"),
+        ("recall@10", f"{recall_at_k(Zq, yq, k=10, **against):.4f}"),
+    ]
+    # Leave-one-out would give other scores; the 5-NN accuracies are those of DATA alone.
+    _, alone, _ = call("evaluate", small / "small.skdml", tmp_path / "queries.csv")
+    printed_alone = re.findall(RETRIEVAL_LINE, alone, re.M)
+    assert printed_alone[:4] != printed[:4]
+    assert printed_alone[4:] == printed[4:]
+    assert "queries: DATA, references: REF" in stdout and "leave-one-out" not in stdout
+    assert f"ref    {tmp_path / 'reference.csv.gz'}: 20 rows, 2 classes" in stdout
+    assert "10 DATA row(s) of a class absent from REF left out" in stdout
 
 
 def test_fit_with_a_checkpoint_dir_trains_the_same_model_and_cleans_up(tmp_path, mixed_table):
@@ -281,6 +337,22 @@ BAD_INPUT = {
     "evaluate missing target": (
         "evaluate {dir}/small.skdml {dir}/small.csv --target nope",
         "'nope'",
+    ),
+    "evaluate missing reference": (
+        "evaluate {dir}/small.skdml {dir}/small.csv --reference {dir}/nope.csv",
+        "nope.csv: no such file",
+    ),
+    "evaluate reference without target": (
+        "evaluate {dir}/small.skdml {dir}/small.csv --reference {dir}/no_label.csv",
+        "no_label.csv: no target column 'label'",
+    ),
+    "evaluate reference missing column": (
+        "evaluate {dir}/small.skdml {dir}/small.csv --reference {dir}/no_b.csv",
+        "no_b.csv: missing column(s) 'b'",
+    ),
+    "evaluate reference of other classes": (
+        "evaluate {dir}/small.skdml {dir}/small.csv --reference {dir}/other_classes.csv",
+        "nothing to retrieve",
     ),
     "unknown image type": ("plot {dir}/small.skdml {dir}/small.csv -o {out}/f.xyz", "image"),
     "unknown command": ("frobnicate", "invalid choice"),
