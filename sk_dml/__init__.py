@@ -1,7 +1,13 @@
 """sk_dml: deep metric learning for tabular data, the scikit-learn way."""
 
 from . import datasets, distances, losses, metrics, miners, nets, sampling
-from .embedders import ContrastiveEmbedder, LiftedStructEmbedder, NPairEmbedder, TripletEmbedder
+from .embedders import (
+    ContrastiveEmbedder,
+    LiftedStructEmbedder,
+    NPairEmbedder,
+    ProxyAnchorEmbedder,
+    TripletEmbedder,
+)
 from .metric import LearnedMetric
 from .neighbors import ApproximateKNeighborsTransformer
 from .persistence import load, save
@@ -14,6 +20,7 @@ __all__ = [
     "LearnedMetric",
     "LiftedStructEmbedder",
     "NPairEmbedder",
+    "ProxyAnchorEmbedder",
     "TripletEmbedder",
     "datasets",
     "distances",

@@ -25,7 +25,24 @@ from ._distributed import ProcessGroup, on_main, shard_batches
 from .checkpoint import Checkpoint, restore_rng, rng_state_to_tensors
 from .sampling import ClassBalancedBatchSampler
 
-__all__ = ["TrainingSettings", "TrainingState", "embed", "fresh_state", "run_epochs"]
+__all__ = ["Objective", "TrainingSettings", "TrainingState", "embed", "fresh_state", "run_epochs"]
+
+
+class Objective(torch.nn.Module):
+    """What training optimises: the embedding network and its loss, as one module.
+
+    ``criterion`` is a callable ``(embeddings, labels) -> loss``; when it is a torch module its
+    parameters (a proxy loss's proxies) are trained, checkpointed, restored with the best epoch
+    and averaged across ranks together with the network's, because they are this module's.
+    """
+
+    def __init__(self, module: torch.nn.Module, criterion: Callable):
+        super().__init__()
+        self.module = module
+        self.criterion = criterion
+
+    def forward(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.criterion(self.module(X), y)
 
 
 @dataclass
@@ -47,6 +64,7 @@ class TrainingState:
 
     optimizer: torch.optim.Optimizer
     rng: np.random.RandomState
+    objective: Objective
     loss_curve: list[float] = field(default_factory=list)
     validation_scores: list[float] = field(default_factory=list)
     best_loss: float = np.inf
@@ -59,8 +77,8 @@ class TrainingState:
         return len(self.loss_curve)
 
 
-def _snapshot(module: torch.nn.Module) -> dict:
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+def _snapshot(objective: Objective) -> dict:
+    return {k: v.detach().clone() for k, v in objective.state_dict().items()}
 
 
 def _improved(state: TrainingState, loss: float, score: float | None, tol: float) -> bool:
@@ -75,23 +93,23 @@ def _improved(state: TrainingState, loss: float, score: float | None, tol: float
     return better
 
 
-def _train_one_epoch(module, loss_fn, X, y, batches, optimizer, group) -> float:
+def _train_one_epoch(objective, X, y, batches, optimizer, group) -> float:
     """One pass over ``batches``; returns the mean batch loss (over all ranks in a group).
 
     Raises FloatingPointError at the first step whose loss or gradient is not finite, before
     that step changes any weight. In a group the check uses the summed loss and the
     all-reduced gradient, so every rank raises at the same step.
     """
-    module.train()
+    objective.train()
     total = torch.zeros((), dtype=torch.float64, device=X.device)
     n_batches = 0
     for batch in batches:
         index = torch.from_numpy(batch).to(X.device, non_blocking=True)
-        loss = loss_fn(module(X[index]), y[index])
+        loss = objective(X[index], y[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         # clip_grad_norm_ with an infinite bound only measures the gradient's norm.
-        grad_norm = torch.nn.utils.clip_grad_norm_(module.parameters(), float("inf"))
+        grad_norm = torch.nn.utils.clip_grad_norm_(objective.parameters(), float("inf"))
         step_loss = loss.detach() if group is None else group.sum(loss) / group.world_size
         if not torch.isfinite(step_loss + grad_norm):
             raise FloatingPointError(
@@ -111,13 +129,13 @@ def _torch_rng_state(device: torch.device) -> dict:
     return state
 
 
-def _checkpoint_state(module, state, scheduler, run_epoch, converged, group, device) -> dict:
+def _checkpoint_state(objective, state, scheduler, run_epoch, converged, group, device) -> dict:
     """Everything a resumed fit needs to continue exactly as this one would."""
     torch_rng = _torch_rng_state(device)
     return {
         "run_epoch": run_epoch,
         "converged": converged,
-        "module": module.state_dict(),
+        "objective": objective.state_dict(),
         "optimizer": state.optimizer.state_dict(),
         "scheduler": None if scheduler is None else scheduler.state_dict(),
         "best_weights": state.best_weights,
@@ -131,9 +149,9 @@ def _checkpoint_state(module, state, scheduler, run_epoch, converged, group, dev
     }
 
 
-def _restore(saved, module, state, scheduler, group, device) -> tuple[int, bool]:
+def _restore(saved, objective, state, scheduler, group, device) -> tuple[int, bool]:
     """Load a checkpoint into the training objects; returns (epochs done, converged)."""
-    module.load_state_dict(saved["module"])
+    objective.load_state_dict(saved["objective"])
     state.optimizer.load_state_dict(saved["optimizer"])
     if scheduler is not None and saved["scheduler"] is not None:
         scheduler.load_state_dict(saved["scheduler"])
@@ -153,8 +171,7 @@ def _restore(saved, module, state, scheduler, group, device) -> tuple[int, bool]
 
 
 def run_epochs(
-    module: torch.nn.Module,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    objective: Objective,
     X: torch.Tensor,
     y: torch.Tensor,
     state: TrainingState,
@@ -163,18 +180,22 @@ def run_epochs(
     validation: tuple[torch.Tensor, np.ndarray] | None = None,
     score_fn: Callable[[np.ndarray, np.ndarray], float] | None = None,
     stop_early: bool = True,
+    score_start: bool = False,
     group: ProcessGroup | None = None,
     checkpoint: Checkpoint | None = None,
     resume: dict | None = None,
 ) -> bool:
-    """Train ``module`` for up to ``max_epochs`` epochs; returns whether training converged.
+    """Train ``objective`` for up to ``max_epochs`` epochs; returns whether training converged.
 
     Parameters
     ----------
+    objective : the network and its loss; ``objective.module`` is what validation embeds with
     X, y : tensors on the training device, (n, n_features) float and (n,) integer codes
     state : the optimizer, RNG and history, updated in place
     validation : (X_val tensor, y_val array) scored after each epoch by ``score_fn`` on the
         embeddings; the best-scoring weights are restored at the end
+    score_start : also score the network before training, as a candidate for the best weights
+        (used with held-out classes, where training can make retrieval worse than its start)
     stop_early : stop after ``n_iter_no_change`` epochs without improvement by ``tol``;
         ``False`` runs exactly ``max_epochs`` epochs (``partial_fit``)
     group : train data-parallel in this torch.distributed group (every rank calls this with
@@ -195,11 +216,20 @@ def run_epochs(
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(state.optimizer, T_max=max_epochs)
     start_epoch = 0
     if resume is not None:
-        start_epoch, converged = _restore(resume, module, state, scheduler, group, device)
-    trained = group.wrap(module) if group is not None else module  # now rank 0's weights
-    if state.best_weights is None:
-        state.best_weights = _snapshot(module)
+        start_epoch, converged = _restore(resume, objective, state, scheduler, group, device)
+    trained = group.wrap(objective) if group is not None else objective  # rank 0's weights
     is_main = group is None or group.is_main
+
+    def validation_score() -> float:
+        score = score_fn(embed(objective.module, validation[0]), validation[1]) if is_main else None
+        if group is not None:  # every rank takes rank 0's score, so all stop together
+            score = group.broadcast_float(score, device)
+        return score
+
+    if state.best_weights is None:
+        state.best_weights = _snapshot(objective)
+    if score_start and validation is not None and resume is None and state.n_iter == 0:
+        state.best_score = validation_score()
     epochs = range(start_epoch, max_epochs if not converged else start_epoch)
     progress = tqdm(epochs, disable=not (settings.verbose and is_main), desc="epochs", leave=False)
     try:
@@ -207,34 +237,31 @@ def run_epochs(
             batches = list(sampler)
             if group is not None:
                 batches = shard_batches(batches, group.rank, group.world_size)
-            loss = _train_one_epoch(trained, loss_fn, X, y, batches, state.optimizer, group)
+            loss = _train_one_epoch(trained, X, y, batches, state.optimizer, group)
             if scheduler is not None:
                 scheduler.step()
             score = None
             if validation is not None:
-                if is_main:
-                    score = score_fn(embed(module, validation[0]), validation[1])
-                if group is not None:  # every rank takes rank 0's score, so all stop together
-                    score = group.broadcast_float(score, device)
+                score = validation_score()
                 state.validation_scores.append(score)
             state.loss_curve.append(loss)
             if _improved(state, loss, score, settings.tol):
                 state.no_improvement = 0
-                state.best_weights = _snapshot(module)
+                state.best_weights = _snapshot(objective)
             else:
                 state.no_improvement += 1
             progress.set_postfix(loss=f"{loss:.4g}", **({"val": f"{score:.4f}"} if score else {}))
             converged = stop_early and state.no_improvement >= settings.n_iter_no_change
             if checkpoint is not None:
                 saved = _checkpoint_state(
-                    module, state, scheduler, epoch + 1, converged, group, device
+                    objective, state, scheduler, epoch + 1, converged, group, device
                 )
                 on_main(group, functools.partial(checkpoint.save, saved))
             if converged:
                 break
     except (FloatingPointError, KeyboardInterrupt) as error:
-        module.load_state_dict(state.best_weights)
-        module.eval()
+        objective.load_state_dict(state.best_weights)
+        objective.eval()
         if isinstance(error, FloatingPointError):
             what = f"Training diverged: {error}. Lower learning_rate (or use normalize=True)."
         else:
@@ -252,8 +279,8 @@ def run_epochs(
     if checkpoint is not None:
         on_main(group, checkpoint.remove)
     if validation is not None:
-        module.load_state_dict(state.best_weights)
-    module.eval()
+        objective.load_state_dict(state.best_weights)
+    objective.eval()
     # With a cosine schedule, reaching max_epochs is the plan, not a failure to converge.
     if stop_early and not converged and scheduler is None:
         warnings.warn(
@@ -291,7 +318,10 @@ def embed(module: torch.nn.Module, X, batch_size: int = 65536) -> np.ndarray:
     return out
 
 
-def fresh_state(module: torch.nn.Module, learning_rate, weight_decay, rng) -> TrainingState:
-    """A new optimizer (AdamW) and history for a fresh fit; ``rng`` drives batch sampling."""
-    optimizer = torch.optim.AdamW(module.parameters(), lr=learning_rate, weight_decay=weight_decay)
-    return TrainingState(optimizer=optimizer, rng=rng)
+def fresh_state(objective: Objective, learning_rate, weight_decay, rng) -> TrainingState:
+    """A new optimizer (AdamW over the network and the loss's parameters) and history for a
+    fresh fit; ``rng`` drives batch sampling."""
+    optimizer = torch.optim.AdamW(
+        objective.parameters(), lr=learning_rate, weight_decay=weight_decay
+    )
+    return TrainingState(optimizer=optimizer, rng=rng, objective=objective)

@@ -27,7 +27,7 @@ import torch
 __all__ = ["Checkpoint", "fingerprint", "restore_rng", "rng_state_to_tensors", "weights_digest"]
 
 FORMAT_NAME = "sk_dml.checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the network and the loss's parameters saved as one 'objective'
 # Parameters that change neither the numbers a fit computes nor where its checkpoint lives.
 _IGNORED_PARAMS = ("verbose", "checkpoint_dir", "device", "warm_start")
 

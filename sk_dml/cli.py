@@ -3,7 +3,7 @@
 Subcommands
 -----------
 demo
-    Train the four embedders on built-in data (digits, letter); compare 5-NN accuracies.
+    Train every embedder on built-in data (digits, letter); compare 5-NN accuracies.
 fit
     Train an embedder on a CSV or Parquet table and save it with its preprocessing.
 transform
@@ -48,7 +48,13 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from tqdm import tqdm
 
 from . import __version__
-from .embedders import ContrastiveEmbedder, LiftedStructEmbedder, NPairEmbedder, TripletEmbedder
+from .embedders import (
+    ContrastiveEmbedder,
+    LiftedStructEmbedder,
+    NPairEmbedder,
+    ProxyAnchorEmbedder,
+    TripletEmbedder,
+)
 from .metrics import retrieval_scores
 from .miners import TRIPLET_MINING
 from .persistence import load, read_metadata, save
@@ -70,6 +76,7 @@ EMBEDDERS = {
     "contrastive": ContrastiveEmbedder,
     "npair": NPairEmbedder,
     "lifted": LiftedStructEmbedder,
+    "proxy_anchor": ProxyAnchorEmbedder,
 }
 # File name endings of the tables read and written, and their format.
 TABLE_FORMATS = {".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -545,7 +552,7 @@ def _demo_data(quick: bool) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarra
 
 
 def _cmd_demo(args) -> None:
-    """Train the four embedders on digits and letter; print 5-NN accuracies; draw digits."""
+    """Train every embedder on digits and letter; print 5-NN accuracies; draw digits."""
     started = time.perf_counter()
     Path(args.out).mkdir(parents=True, exist_ok=True)
     figure_path = _check_output(Path(args.out) / "demo_embedding.png")
@@ -789,7 +796,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        help="train the four embedders on built-in data and compare 5-NN accuracies",
+        help="train every embedder on built-in data and compare 5-NN accuracies",
         description="Train the triplet, contrastive, N-pair and lifted-structure embedders "
         "(default parameters, random_state=0) on scikit-learn's digits and the shipped letter "
         "data (standardised, stratified 70/30 split, seed 0); print the 5-NN test accuracy in "

@@ -27,8 +27,9 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _dask, losses
+from ._criteria import ProxyAnchorCriterion
 from ._distributed import current_group, on_main
-from ._training import TrainingSettings, embed, fresh_state, run_epochs
+from ._training import Objective, TrainingSettings, embed, fresh_state, run_epochs
 from .checkpoint import (
     Checkpoint,
     fingerprint,
@@ -38,14 +39,15 @@ from .checkpoint import (
 )
 from .distances import METRICS, paired_distance, pairwise_distance
 from .metric import LearnedMetric
-from .metrics import precision_at_k
+from .metrics import mean_average_precision_at_r, precision_at_k
 from .miners import TRIPLET_MINING
-from .nets import ACTIVATIONS, build_module
+from .nets import ACTIVATIONS, ResidualEmbedding, build_module
 
 __all__ = [
     "ContrastiveEmbedder",
     "LiftedStructEmbedder",
     "NPairEmbedder",
+    "ProxyAnchorEmbedder",
     "TripletEmbedder",
 ]
 
@@ -57,6 +59,12 @@ _COMMON_PARAMS_DOC = """
     activation : {"relu", "gelu", "tanh", "leaky_relu", "elu", "silu"}, default="relu"
     dropout : float in [0, 1), default=0.0
         Dropout after each hidden layer.
+    residual : bool
+        Embed with ``linear(x) + mlp(x)`` (:class:`sk_dml.nets.ResidualEmbedding`), started as
+        the PCA rotation of the training rows, instead of a plain MLP: training starts from
+        the input's own distances and keeps what distinguishes classes it never saw. The
+        default is True for the proxy loss and False for the others (see the user guide,
+        "Classes never seen in training").
     normalize : bool
         L2-normalise the output, so embeddings lie on the unit sphere. The default is True for
         the margin losses (triplet, contrastive), whose margins then have a fixed scale, and
@@ -83,9 +91,16 @@ _COMMON_PARAMS_DOC = """
     weight_decay : float, default=0.0
         AdamW weight decay.
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the rows (stratified), score precision@1 on it after
-        each epoch, stop when it stops improving and keep the best weights. Otherwise stop when
-        the training loss stops improving.
+        Hold out part of the training data (``validation_split``), score it after each epoch,
+        stop when the score stops improving and keep the best weights. Otherwise stop when the
+        training loss stops improving.
+    validation_split : {"rows", "classes"}, default="rows"
+        What ``early_stopping`` holds out. "rows": ``validation_fraction`` of the rows
+        (stratified), scored by leave-one-out precision@1, which selects for the classes seen
+        in training. "classes": ``validation_fraction`` of the classes (at least 2) with all
+        their rows, scored by leave-one-out MAP@R among them, and the network before training
+        is a candidate too: this selects for classes never seen in training (Musgrave et al.
+        2020), the setting to use when new classes will come.
     validation_fraction : float in (0, 1), default=0.1
     n_iter_no_change : int, default=10
         Epochs without an improvement larger than ``tol`` before stopping.
@@ -122,11 +137,13 @@ _COMMON_PARAMS_DOC = """
     loss_curve_ : list of float
         Mean training loss per epoch.
     validation_scores_ : list of float or None
-        Validation precision@1 per epoch (``early_stopping=True`` only).
+        Validation score per epoch (``early_stopping=True`` only): precision@1, or MAP@R with
+        ``validation_split="classes"``.
     best_loss_ : float
         Lowest epoch loss.
     best_score_ : float or None
-        Best validation score (``early_stopping=True`` only).
+        Best validation score (``early_stopping=True`` only); with
+        ``validation_split="classes"`` the untrained network's score counts too.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Defined when X has string column names.
@@ -137,6 +154,7 @@ _COMMON_CONSTRAINTS = {
     "hidden_layer_sizes": [list, tuple],
     "activation": [StrOptions(set(ACTIVATIONS))],
     "dropout": [Interval(Real, 0, 1, closed="left")],
+    "residual": ["boolean"],
     "normalize": ["boolean"],
     "module": [None, torch.nn.Module, callable],
     "batch_size": [Interval(Integral, 2, None, closed="left")],
@@ -146,6 +164,7 @@ _COMMON_CONSTRAINTS = {
     "learning_rate_schedule": [StrOptions({"cosine", "constant"})],
     "weight_decay": [Interval(Real, 0, None, closed="left")],
     "early_stopping": ["boolean"],
+    "validation_split": [StrOptions({"rows", "classes"})],
     "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
     "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
     "tol": [Interval(Real, 0, None, closed="left")],
@@ -200,6 +219,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         hidden_layer_sizes,
         activation,
         dropout,
+        residual,
         normalize,
         module,
         batch_size,
@@ -209,6 +229,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         learning_rate_schedule,
         weight_decay,
         early_stopping,
+        validation_split,
         validation_fraction,
         n_iter_no_change,
         tol,
@@ -222,6 +243,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.dropout = dropout
+        self.residual = residual
         self.normalize = normalize
         self.module = module
         self.batch_size = batch_size
@@ -231,6 +253,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         self.learning_rate_schedule = learning_rate_schedule
         self.weight_decay = weight_decay
         self.early_stopping = early_stopping
+        self.validation_split = validation_split
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.tol = tol
@@ -244,6 +267,11 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     def _loss_function(self):
         """``(embeddings, labels) -> scalar loss`` (a picklable callable)."""
         raise NotImplementedError
+
+    def _new_criterion(self, classes: np.ndarray, width: int):
+        """The loss a fresh fit trains with, given the training classes (sorted) and the
+        embedding width; a loss with learnable parameters returns a torch module."""
+        return self._loss_function()
 
     def _embedding_metric(self) -> str:
         """The distance between embeddings that the loss optimises."""
@@ -265,11 +293,13 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         """One epoch over ``(X, y)``, starting from the current network when fitted.
 
         The labels of successive calls need not match: a call's batches only compare rows of
-        that call. Returns the estimator.
+        that call (a proxy loss is the exception: its later calls may only use classes of the
+        first). Returns the estimator.
         """
         return self._train(X, y, epochs=1, continuing=hasattr(self, "module_"), stop_early=False)
 
     def _check_training_data(self, X, y, continuing: bool):
+        """Validated ``X``, the sorted classes of ``y`` and each row's index into them."""
         X, y = validate_data(self, X, y, reset=not continuing, dtype=[np.float32, np.float64])
         check_classification_targets(y)
         classes, codes, counts = np.unique(y, return_inverse=True, return_counts=True)
@@ -293,10 +323,12 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 f"samples_per_class={self.samples_per_class} is larger than every class "
                 f"(the largest has {counts.max()} samples)."
             )
-        return X, codes.ravel()
+        return X, classes, codes.ravel()
 
     def _split_validation(self, X, codes, rng):
-        """Stratified hold-out for early stopping (plain random split if a class is too small)."""
+        """The early-stopping hold-out: rows (stratified) or whole classes."""
+        if self.validation_split == "classes":
+            return self._split_classes(X, codes, rng)
         counts = np.bincount(codes)
         stratify = codes if counts.min() >= 2 else None
         X_train, X_val, y_train, y_val = train_test_split(
@@ -308,6 +340,20 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 "in the validation set; raise it or set early_stopping=False."
             )
         return X_train, y_train, X_val, y_val
+
+    def _split_classes(self, X, codes, rng):
+        """Hold out ``validation_fraction`` of the classes of 2+ rows (at least 2 of them)."""
+        counts = np.bincount(codes)
+        candidates = np.flatnonzero(counts >= 2)
+        n_held = max(2, int(round(self.validation_fraction * len(counts))))
+        if len(candidates) < n_held + 2:
+            raise ValueError(
+                f"validation_split='classes' holds out {n_held} classes of 2 or more samples and "
+                f"trains on at least 2 others, but y has {len(candidates)} such classes; use "
+                "validation_split='rows' or set early_stopping=False."
+            )
+        held = np.isin(codes, rng.choice(candidates, n_held, replace=False))
+        return X[~held], codes[~held], X[held], codes[held]
 
     def _new_module(self, n_features: int) -> torch.nn.Module:
         hidden = tuple(self.hidden_layer_sizes)
@@ -323,10 +369,11 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             activation=self.activation,
             dropout=self.dropout,
             normalize=self.normalize,
+            residual=self.residual,
         )
 
     def _train(self, X, y, *, epochs: int, continuing: bool, stop_early: bool):
-        X, codes = self._check_training_data(X, y, continuing)
+        X, classes, codes = self._check_training_data(X, y, continuing)
         group = current_group()  # a torch.distributed group of 2+ processes, or None
         device = resolve_device(self.device)
         if group is not None:
@@ -354,19 +401,31 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             torch.manual_seed(seed + (group.rank if group else 0))  # own dropout per rank
             if continuing:  # on copies: a fit that fails leaves the fitted model as it was
                 module, state = copy.deepcopy((self.module_, self._training_state))
-                module = module.to(device)
-                state = state or self._resumed_state(module, rng)
+                module.to(device)
+                if state is not None:
+                    state.objective.to(device)  # the loss's parameters too
             else:
                 module = self._new_module(X.shape[1]).to(device)
-                state = fresh_state(module, self.learning_rate, self.weight_decay, rng)
             validation = None
             if self.early_stopping and stop_early:
                 X, codes, X_val, y_val = self._split_validation(X, codes, rng)
                 validation = (torch.tensor(X_val, dtype=torch.float32, device=device), y_val)
+                seen = np.unique(codes)  # the classes left for training
+                classes, codes = classes[seen], np.searchsorted(seen, codes)
+            if not continuing:
+                if isinstance(module, ResidualEmbedding):
+                    module.init_from_data(_pca_sample(X))
+                state = self._fresh_state(module, classes, rng, device)
+            elif state is None:  # unpickled or loaded: no optimizer or loss parameters kept
+                state = self._resumed_state(module, classes, rng, device)
+            criterion = state.objective.criterion
+            if isinstance(criterion, ProxyAnchorCriterion):  # this call's labels -> its proxies
+                codes = criterion.proxy_index(classes)[codes]
             metric = self._embedding_metric()
+            by_classes = self.validation_split == "classes"
+            score = mean_average_precision_at_r if by_classes else precision_at_k
             run_epochs(
-                module,
-                self._loss_function(),
+                state.objective,
                 torch.tensor(X, dtype=torch.float32, device=device),
                 torch.as_tensor(codes, device=device),
                 state,
@@ -381,8 +440,9 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 ),
                 max_epochs=epochs,
                 validation=validation,
-                score_fn=functools.partial(precision_at_k, k=1, metric=metric),
+                score_fn=functools.partial(score, metric=metric),
                 stop_early=stop_early,
+                score_start=by_classes,
                 group=group,
                 checkpoint=checkpoint,
                 resume=resume,
@@ -405,10 +465,19 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         self._unfinished_run_start = start if unfinished and continuing else None
         return self
 
-    def _resumed_state(self, module, rng):
-        """A training state for a model that was unpickled or loaded: a new optimizer, but the
-        history so far, so n_iter_ and loss_curve_ keep counting."""
-        state = fresh_state(module, self.learning_rate, self.weight_decay, rng)
+    def _fresh_state(self, module, classes, rng, device):
+        """A new loss (with new parameters, if it has any) and optimizer around ``module``."""
+        width = embed(module, np.zeros((1, self.n_features_in_), np.float32)).shape[1]
+        criterion = self._new_criterion(classes, width)
+        if isinstance(criterion, torch.nn.Module):
+            criterion = criterion.to(device)
+        objective = Objective(module, criterion)
+        return fresh_state(objective, self.learning_rate, self.weight_decay, rng)
+
+    def _resumed_state(self, module, classes, rng, device):
+        """A training state for a model that was unpickled or loaded: a new optimizer (and new
+        loss parameters), but the history so far, so n_iter_ and loss_curve_ keep counting."""
+        state = self._fresh_state(module, classes, rng, device)
         state.loss_curve = list(self.loss_curve_)
         state.validation_scores = list(self.validation_scores_ or [])
         state.best_loss = self.best_loss_
@@ -494,6 +563,11 @@ def _open_checkpoint(checkpoint: Checkpoint) -> dict | None:
     return checkpoint.load(map_location="cpu")
 
 
+def _pca_sample(X: np.ndarray, max_rows: int = 20_000) -> np.ndarray:
+    """Evenly spaced rows of ``X`` (all of them up to ``max_rows``), to initialise from."""
+    return X[:: max(1, len(X) // max_rows)]
+
+
 def _to_cpu_copy(module: torch.nn.Module) -> torch.nn.Module:
     param = next(module.parameters(), None)
     if param is None or param.device.type == "cpu":
@@ -531,9 +605,10 @@ class TripletEmbedder(BaseEmbedder):
     def __init__(
         self, *, margin=0.2, mining="all", distance="euclidean",
         n_components=64, hidden_layer_sizes=(512, 512), activation="relu", dropout=0.0,
-        normalize=True, module=None, batch_size=256, samples_per_class=4, max_epochs=60,
-        learning_rate=3e-3, learning_rate_schedule="cosine", weight_decay=0.0,
-        early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
+        residual=False, normalize=True, module=None, batch_size=256, samples_per_class=4,
+        max_epochs=60, learning_rate=3e-3, learning_rate_schedule="cosine", weight_decay=0.0,
+        early_stopping=False, validation_split="rows", validation_fraction=0.1,
+        n_iter_no_change=10, tol=1e-4,
         warm_start=False, random_state=None, verbose=0, device="auto", checkpoint_dir=None,
     ):  # fmt: skip
         self.margin = margin
@@ -572,9 +647,10 @@ class ContrastiveEmbedder(BaseEmbedder):
     def __init__(
         self, *, margin=1.0, distance="euclidean",
         n_components=64, hidden_layer_sizes=(512, 512), activation="relu", dropout=0.0,
-        normalize=True, module=None, batch_size=256, samples_per_class=4, max_epochs=60,
-        learning_rate=3e-3, learning_rate_schedule="cosine", weight_decay=0.0,
-        early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
+        residual=False, normalize=True, module=None, batch_size=256, samples_per_class=4,
+        max_epochs=60, learning_rate=3e-3, learning_rate_schedule="cosine", weight_decay=0.0,
+        early_stopping=False, validation_split="rows", validation_fraction=0.1,
+        n_iter_no_change=10, tol=1e-4,
         warm_start=False, random_state=None, verbose=0, device="auto", checkpoint_dir=None,
     ):  # fmt: skip
         self.margin = margin
@@ -613,9 +689,10 @@ class NPairEmbedder(BaseEmbedder):
     def __init__(
         self, *, l2_reg=0.002,
         n_components=64, hidden_layer_sizes=(512, 512), activation="relu", dropout=0.0,
-        normalize=False, module=None, batch_size=256, samples_per_class=4, max_epochs=60,
-        learning_rate=3e-3, learning_rate_schedule="cosine", weight_decay=0.0,
-        early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
+        residual=False, normalize=False, module=None, batch_size=256, samples_per_class=4,
+        max_epochs=60, learning_rate=3e-3, learning_rate_schedule="cosine", weight_decay=0.0,
+        early_stopping=False, validation_split="rows", validation_fraction=0.1,
+        n_iter_no_change=10, tol=1e-4,
         warm_start=False, random_state=None, verbose=0, device="auto", checkpoint_dir=None,
     ):  # fmt: skip
         self.l2_reg = l2_reg
@@ -656,9 +733,10 @@ class LiftedStructEmbedder(BaseEmbedder):
     def __init__(
         self, *, margin=1.0, variant="smooth", distance="euclidean",
         n_components=64, hidden_layer_sizes=(512, 512), activation="relu", dropout=0.0,
-        normalize=False, module=None, batch_size=256, samples_per_class=4, max_epochs=60,
-        learning_rate=3e-3, learning_rate_schedule="cosine", weight_decay=0.0,
-        early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
+        residual=False, normalize=False, module=None, batch_size=256, samples_per_class=4,
+        max_epochs=60, learning_rate=3e-3, learning_rate_schedule="cosine", weight_decay=0.0,
+        early_stopping=False, validation_split="rows", validation_fraction=0.1,
+        n_iter_no_change=10, tol=1e-4,
         warm_start=False, random_state=None, verbose=0, device="auto", checkpoint_dir=None,
     ):  # fmt: skip
         self.margin = margin
@@ -673,3 +751,58 @@ class LiftedStructEmbedder(BaseEmbedder):
             distance=self.distance,
             variant=self.variant,
         )
+
+
+class ProxyAnchorEmbedder(BaseEmbedder):
+    __doc__ = (
+        """Embedding trained with the Proxy-Anchor loss (Kim et al., CVPR 2020).
+
+    Each class gets a learnable proxy; every row is pulled towards its class's proxy and pushed
+    from the others, weighted by how hard it is (``alpha``), so each batch informs every class
+    at a cost of O(batch x classes). See :func:`sk_dml.losses.proxy_anchor_loss`. With the
+    residual network it starts from and its low learning rate, it is the embedder to use when
+    classes never seen in training will be queried (with ``early_stopping=True,
+    validation_split="classes"``): see the user guide, "Classes never seen in training".
+
+    The proxies belong to the training state: ``warm_start`` and ``partial_fit`` keep them and
+    accept only the classes of the first fit (another class is a ValueError); a model that was
+    saved, pickled or loaded keeps its network but starts new proxies when trained further.
+    ``embedding_metric_`` is "euclidean" on the unit sphere (``normalize=True``, which ranks
+    like the cosine the loss uses), else "cosine".
+
+    Parameters
+    ----------
+    margin : float, default=0.1
+        The loss's delta: a row is pulled until its cosine to its proxy is well above
+        ``margin``, and pushed until its cosine to every other proxy is well below
+        ``-margin``.
+    alpha : float, default=32.0
+        Scale of the similarities inside the log-sum-exp (how sharply hard rows dominate).
+"""
+        + _COMMON_PARAMS_DOC
+    )
+
+    _parameter_constraints = {
+        **BaseEmbedder._parameter_constraints,
+        "margin": _MARGIN,
+        "alpha": [Interval(Real, 0, None, closed="neither")],
+    }
+
+    def __init__(
+        self, *, margin=0.1, alpha=32.0,
+        n_components=64, hidden_layer_sizes=(512, 512), activation="relu", dropout=0.0,
+        residual=True, normalize=True, module=None, batch_size=256, samples_per_class=4,
+        max_epochs=60, learning_rate=3e-4, learning_rate_schedule="cosine", weight_decay=0.0,
+        early_stopping=False, validation_split="rows", validation_fraction=0.1,
+        n_iter_no_change=10, tol=1e-4,
+        warm_start=False, random_state=None, verbose=0, device="auto", checkpoint_dir=None,
+    ):  # fmt: skip
+        self.margin = margin
+        self.alpha = alpha
+        super().__init__(**_common(locals()))
+
+    def _new_criterion(self, classes, width):
+        return ProxyAnchorCriterion(classes, width, margin=self.margin, alpha=self.alpha)
+
+    def _embedding_metric(self) -> str:
+        return "euclidean" if self.normalize and self.module is None else "cosine"

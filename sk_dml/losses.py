@@ -1,10 +1,11 @@
-"""The four losses of the seed as pure torch functions: ``(embeddings, labels, ...) -> scalar``.
+"""The losses as pure torch functions: ``(embeddings, labels, ...) -> scalar``.
 
-All of them work on the ``(B, B)`` distance (or similarity) matrix of the batch with per-row
-reductions, so time is O(B^2) (O(B^2 log B) for the triplet windows) and memory O(B^2): no
-``B^3`` triplet list and no ``|P| x |N|`` matrix is ever built. Each returns a scalar that is
-connected to the autograd graph (a zero with a gradient when no pair or triplet is active) and
-never NaN for finite input.
+The pair and triplet losses work on the ``(B, B)`` distance (or similarity) matrix of the batch
+with per-row reductions, so time is O(B^2) (O(B^2 log B) for the triplet windows) and memory
+O(B^2): no ``B^3`` triplet list and no ``|P| x |N|`` matrix is ever built. The proxy loss
+compares the batch with one learnable proxy per class instead: O(B x C). Each returns a
+scalar that is connected to the autograd graph (a zero with a gradient when no pair or
+triplet is active) and never NaN for finite input.
 
 Notation: D = ``pairwise_distance(embeddings, metric=distance)``; a positive pair is i != j with
 y_i == y_j, a negative pair y_i != y_j; relu(x) = max(0, x).
@@ -18,7 +19,13 @@ import torch.nn.functional as F
 from .distances import check_metric, pairwise_distance
 from .miners import check_mining, hardest_pairs, pair_masks, triplet_window
 
-__all__ = ["contrastive_loss", "lifted_struct_loss", "npair_loss", "triplet_loss"]
+__all__ = [
+    "contrastive_loss",
+    "lifted_struct_loss",
+    "npair_loss",
+    "proxy_anchor_loss",
+    "triplet_loss",
+]
 
 
 def _check_batch(embeddings: torch.Tensor, labels) -> torch.Tensor:
@@ -264,3 +271,46 @@ def lifted_struct_loss(
     if not valid.any():
         return _zero(embeddings)
     return F.relu(objective[valid]).square().sum() / (2 * valid.sum())
+
+
+def proxy_anchor_loss(
+    embeddings: torch.Tensor,
+    labels,
+    proxies: torch.Tensor,
+    *,
+    margin: float = 0.1,
+    alpha: float = 32.0,
+) -> torch.Tensor:
+    """Proxy-Anchor loss (Kim, Kim, Cho & Kwak, CVPR 2020).
+
+    Each class c has a learnable proxy p_c; s(x, p) is the cosine similarity. With P+ the proxies
+    whose class occurs in the batch, X+_c the batch rows of class c and X-_c the others::
+
+        1/|P+| sum_{c in P+} log(1 + sum_{x in X+_c} exp(-alpha (s(x, p_c) - margin)))
+        + 1/C  sum_{c}       log(1 + sum_{x in X-_c} exp( alpha (s(x, p_c) + margin)))
+
+    Every row pulls its proxy and pushes all others, weighted by how hard it is, so one batch
+    informs all C classes at a cost of O(B x C). ``labels`` are proxy indices in ``[0, C)``.
+    ``log(1 + sum exp)`` is evaluated as ``softplus(logsumexp)``: finite for any finite input.
+    """
+    labels = _check_batch(embeddings, labels)
+    _check_margin(margin)
+    if not alpha > 0:
+        raise ValueError(f"alpha must be > 0, got {alpha!r}.")
+    if not isinstance(proxies, torch.Tensor) or proxies.ndim != 2:
+        raise ValueError("proxies must be a 2-D torch.Tensor (n_classes, dim).")
+    if proxies.shape[1] != embeddings.shape[1]:
+        raise ValueError(
+            f"proxies have dimension {proxies.shape[1]} but the embeddings {embeddings.shape[1]}."
+        )
+    n_classes = len(proxies)
+    if len(labels) and not (0 <= int(labels.min()) and int(labels.max()) < n_classes):
+        raise ValueError(f"labels must be proxy indices in [0, {n_classes}).")
+    sim = F.normalize(embeddings, dim=1) @ F.normalize(proxies, dim=1).T  # (B, C)
+    positive = labels.unsqueeze(1) == torch.arange(n_classes, device=labels.device)  # (B, C)
+    # Columns are proxies: reduce over the rows of the batch.
+    lse_pos, present = _row_logsumexp((-alpha * (sim - margin)).T, positive.T)  # (C,)
+    lse_neg, has_neg = _row_logsumexp((alpha * (sim + margin)).T, ~positive.T)
+    pos_term = torch.where(present, F.softplus(lse_pos), 0.0).sum() / present.sum().clamp_min(1)
+    neg_term = torch.where(has_neg, F.softplus(lse_neg), 0.0).sum() / n_classes
+    return pos_term + neg_term

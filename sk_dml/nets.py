@@ -5,10 +5,11 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["ACTIVATIONS", "L2Normalize", "build_module", "make_mlp"]
+__all__ = ["ACTIVATIONS", "L2Normalize", "ResidualEmbedding", "build_module", "make_mlp"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -50,17 +51,66 @@ def make_mlp(
     return nn.Sequential(*layers)
 
 
+class ResidualEmbedding(nn.Module):
+    """``linear(x) + mlp(x)``, started as the principal-component projection of the inputs.
+
+    The linear path starts as the PCA rotation of the training rows (an isometry when
+    ``n_components >= n_features``, the top principal axes otherwise) and the MLP's last layer
+    starts at zero, so before training the embedding *is* the input, up to rotation, and its
+    distances are the input's distances. Training then bends it only as far as the loss asks,
+    which keeps the information that distinguishes classes never seen in training (plain deep
+    embeddings collapse each training class and lose it; see Musgrave et al. 2020, "A Metric
+    Learning Reality Check").
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        n_components: int,
+        hidden_layer_sizes: Sequence[int] = (512, 512),
+        activation: str = "relu",
+        dropout: float = 0.0,
+        normalize: bool = True,
+    ):
+        super().__init__()
+        self.linear = nn.Linear(n_features, n_components, bias=False)
+        self.mlp = make_mlp(
+            n_features, n_components, hidden_layer_sizes, activation, dropout, normalize=False
+        )
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+        self.normalize = L2Normalize() if normalize else nn.Identity()
+
+    @torch.no_grad()
+    def init_from_data(self, X: torch.Tensor) -> ResidualEmbedding:
+        """Set the linear path to the PCA rotation of the rows of ``X`` (centred)."""
+        X = torch.tensor(np.array(X, dtype=np.float64))  # a copy: X may be read-only
+        _, _, vh = torch.linalg.svd(X - X.mean(0), full_matrices=False)  # rows: principal axes
+        weight = torch.zeros_like(self.linear.weight, dtype=torch.float64)
+        k = min(len(vh), weight.shape[0])
+        weight[:k] = vh[:k]
+        self.linear.weight.copy_(weight)
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.normalize(self.linear(x) + self.mlp(x))
+
+
 def build_module(
-    module: nn.Module | Callable[[int], nn.Module] | None, n_features: int, **mlp_params
+    module: nn.Module | Callable[[int], nn.Module] | None,
+    n_features: int,
+    residual: bool = False,
+    **mlp_params,
 ) -> nn.Module:
     """The network an estimator trains.
 
-    ``module`` may be ``None`` (the MLP of ``make_mlp(n_features, **mlp_params)``), a
+    ``module`` may be ``None`` (the MLP of ``make_mlp(n_features, **mlp_params)``, or with
+    ``residual`` a :class:`ResidualEmbedding` of the same layers), a
     ``torch.nn.Module`` (deep-copied, so the estimator's parameter is never trained in place) or a
     callable ``n_features -> nn.Module`` (called once per fresh fit).
     """
     if module is None:
-        return make_mlp(n_features, **mlp_params)
+        return (ResidualEmbedding if residual else make_mlp)(n_features, **mlp_params)
     if isinstance(module, nn.Module):
         return copy.deepcopy(module)
     built = module(n_features)

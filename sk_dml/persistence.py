@@ -18,7 +18,13 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from .embedders import ContrastiveEmbedder, LiftedStructEmbedder, NPairEmbedder, TripletEmbedder
+from .embedders import (
+    ContrastiveEmbedder,
+    LiftedStructEmbedder,
+    NPairEmbedder,
+    ProxyAnchorEmbedder,
+    TripletEmbedder,
+)
 
 __all__ = ["FORMAT_VERSION", "load", "read_metadata", "save"]
 
@@ -26,7 +32,13 @@ FORMAT_NAME = "sk_dml.embedder"
 FORMAT_VERSION = 1
 _CLASSES = {
     cls.__name__: cls
-    for cls in (TripletEmbedder, ContrastiveEmbedder, NPairEmbedder, LiftedStructEmbedder)
+    for cls in (
+        TripletEmbedder,
+        ContrastiveEmbedder,
+        NPairEmbedder,
+        LiftedStructEmbedder,
+        ProxyAnchorEmbedder,
+    )
 }
 # Fitted attributes stored as JSON (feature names are handled apart: they are an array).
 _FITTED = (

@@ -24,10 +24,17 @@ from sk_dml import (
     ContrastiveEmbedder,
     LiftedStructEmbedder,
     NPairEmbedder,
+    ProxyAnchorEmbedder,
     TripletEmbedder,
 )
 
-EMBEDDERS = [TripletEmbedder, ContrastiveEmbedder, NPairEmbedder, LiftedStructEmbedder]
+EMBEDDERS = [
+    TripletEmbedder,
+    ContrastiveEmbedder,
+    NPairEmbedder,
+    LiftedStructEmbedder,
+    ProxyAnchorEmbedder,
+]
 # Small and quick: these tests check behaviour, not accuracy (benchmarks/ measures that).
 QUICK = dict(max_epochs=5, hidden_layer_sizes=(32,), n_components=8, batch_size=32)
 

@@ -12,7 +12,13 @@ from safetensors.torch import load_file, save_file
 from sklearn.datasets import load_wine
 
 import sk_dml
-from sk_dml import ContrastiveEmbedder, LiftedStructEmbedder, NPairEmbedder, TripletEmbedder
+from sk_dml import (
+    ContrastiveEmbedder,
+    LiftedStructEmbedder,
+    NPairEmbedder,
+    ProxyAnchorEmbedder,
+    TripletEmbedder,
+)
 
 QUICK = dict(max_epochs=3, hidden_layer_sizes=(16, 8), n_components=4, batch_size=32)
 
@@ -24,7 +30,14 @@ def wine():
 
 
 @pytest.mark.parametrize(
-    "cls", [TripletEmbedder, ContrastiveEmbedder, NPairEmbedder, LiftedStructEmbedder]
+    "cls",
+    [
+        TripletEmbedder,
+        ContrastiveEmbedder,
+        NPairEmbedder,
+        LiftedStructEmbedder,
+        ProxyAnchorEmbedder,
+    ],
 )
 def test_round_trip_gives_the_same_model(cls, wine, tmp_path):
     X, y = wine

@@ -17,9 +17,21 @@ from sklearn.datasets import load_wine
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.utils._param_validation import InvalidParameterError
 
-from sk_dml import ContrastiveEmbedder, LiftedStructEmbedder, NPairEmbedder, TripletEmbedder
+from sk_dml import (
+    ContrastiveEmbedder,
+    LiftedStructEmbedder,
+    NPairEmbedder,
+    ProxyAnchorEmbedder,
+    TripletEmbedder,
+)
 
-EMBEDDERS = [TripletEmbedder, ContrastiveEmbedder, NPairEmbedder, LiftedStructEmbedder]
+EMBEDDERS = [
+    TripletEmbedder,
+    ContrastiveEmbedder,
+    NPairEmbedder,
+    LiftedStructEmbedder,
+    ProxyAnchorEmbedder,
+]
 QUICK = dict(max_epochs=3, hidden_layer_sizes=(16,), n_components=4, batch_size=16)
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 

@@ -1,0 +1,297 @@
+"""Retrieval on classes never seen in training (Musgrave, Belongie & Lim, ECCV 2020).
+
+Protocol: train on half of the classes, then every row of the other half queries all other rows
+of that half (leave-one-out): MAP@R, R-precision and precision@1 in each method's space.
+Features are standardised on the training rows. Seed 0 trains on the first half of the classes
+sorted by label; seeds 1 and 2 on a random half. Baselines: the raw features, scikit-learn's
+NCA, scikit-learn's softmax MLPClassifier with sk_dml's hidden layers and budget (its last
+hidden layer: the baseline many metric-learning losses fail to beat) and a
+pytorch-metric-learning triplet loop with sk_dml's network. Every sk_dml embedder runs with
+its defaults; the "recommended" row is the setting the user guide gives for new classes; the
+ablation rows change one thing each.
+
+    python benchmarks/unseen_classes.py                        # everything (about 30 min)
+    python benchmarks/unseen_classes.py --datasets digits --seeds 0 --quick
+
+Writes benchmarks/results/unseen_classes.csv (one row per run), unseen_classes.md and
+unseen_classes.png (``_quick`` names with --quick).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+import warnings
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sklearn
+import torch
+from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.neighbors import NeighborhoodComponentsAnalysis
+from sklearn.neural_network import MLPClassifier
+from sklearn.preprocessing import StandardScaler
+
+import sk_dml
+from sk_dml import (
+    ContrastiveEmbedder,
+    LiftedStructEmbedder,
+    NPairEmbedder,
+    ProxyAnchorEmbedder,
+    TripletEmbedder,
+)
+from sk_dml.datasets import load_letter
+from sk_dml.metrics import mean_average_precision_at_r, precision_at_k, r_precision
+
+RESULTS = Path(__file__).parent / "results"
+NCA_MAX_ROWS = 5000
+NEW_CLASSES = {"early_stopping": True, "validation_split": "classes"}
+
+# name -> (embedder class, parameters); the first five are the defaults.
+EMBEDDERS = {
+    "sk_dml triplet": (TripletEmbedder, {}),
+    "sk_dml contrastive": (ContrastiveEmbedder, {}),
+    "sk_dml npair": (NPairEmbedder, {}),
+    "sk_dml lifted": (LiftedStructEmbedder, {}),
+    "sk_dml proxy_anchor": (ProxyAnchorEmbedder, {}),
+    "recommended: proxy_anchor, held-out classes": (ProxyAnchorEmbedder, NEW_CLASSES),
+    "ablation: proxy_anchor, plain MLP": (ProxyAnchorEmbedder, {"residual": False}),
+    "ablation: proxy_anchor, learning_rate=3e-3": (ProxyAnchorEmbedder, {"learning_rate": 3e-3}),
+    "ablation: proxy_anchor, held-out rows": (ProxyAnchorEmbedder, {"early_stopping": True}),
+    "ablation: triplet, residual": (TripletEmbedder, {"residual": True}),
+    "ablation: triplet, residual, held-out classes": (
+        TripletEmbedder,
+        {"residual": True, **NEW_CLASSES},
+    ),
+}
+BASELINES = ["raw features", "raw features (cosine)", "NCA", "softmax MLP", "PML triplet"]
+
+
+def load(name: str) -> tuple[np.ndarray, np.ndarray]:
+    if name == "letter":
+        X, y = load_letter()
+    else:
+        X, y = load_digits(return_X_y=True, as_frame=True)
+    return X.to_numpy(dtype=float), y.to_numpy()
+
+
+def class_split(y: np.ndarray, seed: int) -> np.ndarray:
+    """Boolean mask of the training rows: half of the classes (sorted order for seed 0)."""
+    classes = np.unique(y)
+    if seed:
+        classes = np.random.RandomState(seed).permutation(classes)
+    return np.isin(y, classes[: len(classes) // 2])
+
+
+def retrieval(Z: np.ndarray, y: np.ndarray, metric: str) -> dict:
+    return {
+        "map_at_r": mean_average_precision_at_r(Z, y, metric=metric),
+        "r_precision": r_precision(Z, y, metric=metric),
+        "precision_at_1": precision_at_k(Z, y, k=1, metric=metric),
+    }
+
+
+def run_raw(metric):
+    def run(X_train, y_train, X_test, seed):
+        return X_test, metric, 0.0, ""
+
+    return run
+
+
+def run_nca(X_train, y_train, X_test, seed):
+    rows = np.random.RandomState(seed).permutation(len(X_train))[:NCA_MAX_ROWS]
+    start = time.perf_counter()
+    nca = NeighborhoodComponentsAnalysis(random_state=seed).fit(X_train[rows], y_train[rows])
+    note = f"fitted on {len(rows)} of {len(X_train)} rows" if len(rows) < len(X_train) else ""
+    return nca.transform(X_test), "euclidean", time.perf_counter() - start, note
+
+
+def run_softmax(X_train, y_train, X_test, seed):
+    """scikit-learn's MLPClassifier with sk_dml's hidden layers, batch size and epoch budget;
+    the embedding is its last hidden layer."""
+    defaults = TripletEmbedder()
+    clf = MLPClassifier(
+        hidden_layer_sizes=defaults.hidden_layer_sizes,
+        batch_size=defaults.batch_size,
+        max_iter=defaults.max_epochs,
+        random_state=seed,
+    )
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # max_iter is the budget
+        clf.fit(X_train, y_train)
+    elapsed = time.perf_counter() - start
+    Z = X_test
+    for weights, bias in zip(clf.coefs_[:-1], clf.intercepts_[:-1], strict=True):
+        Z = np.maximum(Z @ weights + bias, 0.0)  # the hidden layers' ReLU
+    return Z, "euclidean", elapsed, f"penultimate layer ({Z.shape[1]} wide)"
+
+
+def run_pml(X_train, y_train, X_test, seed):
+    """pytorch-metric-learning's semihard triplet recipe with sk_dml's default network."""
+    from pytorch_metric_learning import losses, miners, samplers
+
+    defaults = TripletEmbedder()
+    codes = np.unique(y_train, return_inverse=True)[1]
+    torch.manual_seed(seed)
+    net = sk_dml.nets.make_mlp(X_train.shape[1], defaults.n_components, defaults.hidden_layer_sizes)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=defaults.learning_rate)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, defaults.max_epochs)
+    loss_fn = losses.TripletMarginLoss(margin=defaults.margin)
+    miner = miners.TripletMarginMiner(margin=defaults.margin, type_of_triplets="semihard")
+    m = max(defaults.samples_per_class, -(-defaults.batch_size // (codes.max() + 1)))
+    batch_size = int(defaults.batch_size - defaults.batch_size % m)
+    sampler = samplers.MPerClassSampler(
+        codes, m=m, batch_size=batch_size, length_before_new_iter=len(codes)
+    )
+    X_t, y_t = torch.tensor(X_train, dtype=torch.float32), torch.tensor(codes)
+    start = time.perf_counter()
+    for _ in range(defaults.max_epochs):
+        for batch in torch.tensor(list(iter(sampler))).split(batch_size):
+            emb = net(X_t[batch])
+            loss = loss_fn(emb, y_t[batch], miner(emb, y_t[batch]))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        scheduler.step()
+    elapsed = time.perf_counter() - start
+    net.eval()
+    with torch.no_grad():
+        Z = net(torch.tensor(X_test, dtype=torch.float32)).numpy()
+    return Z, "euclidean", elapsed, "semihard miner"
+
+
+def make_sk_dml_runner(cls, params, quick):
+    def run(X_train, y_train, X_test, seed):
+        emb = cls(random_state=seed, device="cpu", **params)
+        if quick:
+            emb.set_params(max_epochs=5)
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            emb.fit(X_train, y_train)
+        elapsed = time.perf_counter() - start
+        return emb.transform(X_test), emb.embedding_metric_, elapsed, f"{emb.n_iter_} epochs"
+
+    return run
+
+
+def methods(quick: bool) -> dict:
+    return {
+        "raw features": run_raw("euclidean"),
+        "raw features (cosine)": run_raw("cosine"),
+        "NCA": run_nca,
+        "softmax MLP": run_softmax,
+        "PML triplet": run_pml,
+        **{name: make_sk_dml_runner(cls, p, quick) for name, (cls, p) in EMBEDDERS.items()},
+    }
+
+
+def summarise(runs: pd.DataFrame) -> str:
+    table = runs.groupby(["dataset", "method"], sort=False).agg(
+        map_at_r=("map_at_r", "mean"), map_sd=("map_at_r", "std"),
+        r_precision=("r_precision", "mean"), precision_at_1=("precision_at_1", "mean"),
+        p1_sd=("precision_at_1", "std"), fit_s=("fit_s", "mean"), seeds=("seed", "nunique"),
+    ).reset_index()  # fmt: skip
+    lines = [
+        "| data set | method | MAP@R | R-precision | P@1 | fit (s) | seeds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in table.itertuples():
+        lines.append(
+            f"| {row.dataset} | {row.method} | {row.map_at_r:.3f} ± {np.nan_to_num(row.map_sd):.3f}"
+            f" | {row.r_precision:.3f} | {row.precision_at_1:.3f} ± "
+            f"{np.nan_to_num(row.p1_sd):.3f} | {row.fit_s:.1f} | {row.seeds} |"
+        )
+    checks = []
+    for dataset, group in table.groupby("dataset", sort=False):
+        by = group.set_index("method")
+        baselines = by.loc[by.index.intersection(BASELINES)]
+        ours = by.loc[[m for m in by.index if m.startswith(("sk_dml", "recommended"))]]
+        if baselines.empty or ours.empty:
+            continue
+        for score, label in (("map_at_r", "MAP@R"), ("precision_at_1", "P@1")):
+            best_base, best_ours = baselines[score].idxmax(), ours[score].idxmax()
+            ok = ours[score].max() >= baselines[score].max()
+            checks.append(
+                f"- {dataset} {label}: best sk_dml ({best_ours}, {ours[score].max():.3f}) >= best "
+                f"baseline ({best_base}, {baselines[score].max():.3f}): "
+                f"{'met' if ok else 'MISSED'}"
+            )
+    return "\n".join(lines + ["", "Targets (means over seeds):", *checks])
+
+
+def plot(runs: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [m for m in runs.method.unique() if not m.startswith("ablation")]
+    datasets = list(runs.dataset.unique())
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 0.42 * len(shown) + 1.5))
+    axes = np.atleast_1d(axes)
+    for ax, dataset in zip(axes, datasets, strict=True):
+        means = runs[runs.dataset == dataset].groupby("method").map_at_r.agg(["mean", "std"])
+        means = means.reindex(shown)
+        colours = ["#888888" if m in BASELINES else "#1f77b4" for m in shown]
+        ax.barh(range(len(shown)), means["mean"], xerr=means["std"].fillna(0), color=colours)
+        ax.set_yticks(range(len(shown)), shown if ax is axes[0] else [""] * len(shown))
+        ax.invert_yaxis()
+        ax.set_xlabel("MAP@R on classes never seen in training")
+        ax.set_title(dataset)
+    fig.suptitle("Retrieval among unseen classes (grey: baselines; mean ± std over class splits)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=["letter", "digits"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", help="names of methods (default: all)")
+    parser.add_argument("--quick", action="store_true", help="5 epochs per embedder (a smoke run)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(torch.get_num_threads())
+    available = methods(args.quick)
+    chosen = args.methods or list(available)
+    rows = []
+    for dataset in args.datasets:
+        X, y = load(dataset)
+        for seed in args.seeds:
+            train = class_split(y, seed)
+            scaler = StandardScaler().fit(X[train])
+            X_train, X_test = scaler.transform(X[train]), scaler.transform(X[~train])
+            for name in chosen:
+                Z, metric, fit_s, note = available[name](X_train, y[train], X_test, seed)
+                scores = retrieval(Z, y[~train], metric)
+                rows.append({"dataset": dataset, "seed": seed, "method": name, **scores,
+                             "fit_s": fit_s, "note": note})  # fmt: skip
+                shown = ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
+                print(f"{dataset} seed {seed} {name}: {shown}, {fit_s:.1f} s", flush=True)
+    runs = pd.DataFrame(rows)
+    stem = "unseen_classes" + ("_quick" if args.quick else "")
+    RESULTS.mkdir(exist_ok=True)
+    runs.to_csv(RESULTS / f"{stem}.csv", index=False)
+    command = "python benchmarks/unseen_classes.py " + " ".join(argv or sys.argv[1:])
+    header = (
+        f"# Retrieval on classes never seen in training\n\n"
+        f"`{command.strip()}` on {date.today()}: {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, scikit-learn "
+        f"{sklearn.__version__}, sk_dml {sk_dml.__version__}. Train on half of the classes, "
+        "leave-one-out retrieval among the rows of the other half; features standardised on "
+        "the training rows; seed 0 = first half of the sorted labels, seeds 1-2 = random "
+        "halves. Fit times are from a shared 2-core machine: compare them within this file.\n\n"
+    )
+    (RESULTS / f"{stem}.md").write_text(header + summarise(runs) + "\n")
+    plot(runs, RESULTS / f"{stem}.png")
+    print(summarise(runs))
+
+
+if __name__ == "__main__":
+    main()

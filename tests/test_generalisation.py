@@ -1,0 +1,107 @@
+"""What serves classes never seen in training: the residual network's start, and early stopping
+on held-out classes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.distance import cdist
+from sklearn.datasets import load_digits
+from sklearn.decomposition import PCA
+
+from sk_dml import ProxyAnchorEmbedder, TripletEmbedder
+from sk_dml.metrics import mean_average_precision_at_r
+from sk_dml.nets import ResidualEmbedding
+
+QUICK = dict(max_epochs=4, hidden_layer_sizes=(32,), batch_size=32)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return ((X - X.mean(0)) / (X.std(0) + 1e-9)).astype(np.float32), y
+
+
+def embed(net, X):
+    with torch.no_grad():
+        return net(torch.tensor(X)).double().numpy()
+
+
+@pytest.mark.parametrize("n_components", [64, 80])
+def test_untrained_residual_network_keeps_the_inputs_distances(digits, n_components):
+    X = digits[0][:300]
+    net = ResidualEmbedding(64, n_components, (16,), normalize=False).init_from_data(X)
+    np.testing.assert_allclose(cdist(embed(net, X), embed(net, X)), cdist(X, X), atol=1e-3)
+
+
+def test_untrained_residual_network_is_the_pca_projection_when_narrower(digits):
+    X = digits[0][:300]
+    net = ResidualEmbedding(64, 8, (16,), normalize=False).init_from_data(X)
+    Z = PCA(8).fit_transform(X.astype(np.float64))
+    np.testing.assert_allclose(cdist(embed(net, X), embed(net, X)), cdist(Z, Z), atol=1e-3)
+
+
+def test_untrained_normalised_residual_network_ranks_like_the_inputs_cosine(digits):
+    X = digits[0][:200]
+    net = ResidualEmbedding(64, 64, (16,), normalize=True).init_from_data(X)
+    Z = embed(net, X)
+    # Unit rows: squared Euclidean distance is 2 - 2 cos, and the PCA rotation keeps cosines
+    # of the centred rows (the linear path has no bias, so it rotates X - mean + mean).
+    np.testing.assert_allclose(cdist(Z, Z, "sqeuclidean") / 2, cdist(X, X, "cosine"), atol=1e-4)
+
+
+def record_class_split(monkeypatch, cls):
+    held = []
+    split = cls._split_classes
+
+    def recording(self, X, codes, rng):
+        parts = split(self, X, codes, rng)
+        held.append(parts)
+        return parts
+
+    monkeypatch.setattr(cls, "_split_classes", recording)
+    return held
+
+
+def test_held_out_classes_are_whole_classes_scored_by_map_at_r(digits, monkeypatch):
+    X, y = digits
+    held = record_class_split(monkeypatch, ProxyAnchorEmbedder)
+    emb = ProxyAnchorEmbedder(
+        random_state=0, early_stopping=True, validation_split="classes", validation_fraction=0.3,
+        **QUICK,
+    ).fit(X, y)  # fmt: skip
+    X_train, y_train, X_val, y_val = held[0]
+    assert len(np.unique(y_val)) == 3  # 30% of 10 classes
+    assert not set(y_val) & set(y_train)  # no class on both sides
+    assert len(X_val) == np.isin(y, np.unique(y_val)).sum()  # all of their rows
+    # The proxies are those of the training classes only.
+    assert len(emb._training_state.objective.criterion.proxies) == 7
+    # The kept network scores best_score_ (MAP@R) on the held-out rows.
+    kept = mean_average_precision_at_r(emb.transform(X_val), y_val, metric=emb.embedding_metric_)
+    assert kept == pytest.approx(emb.best_score_, abs=1e-6)
+    assert emb.best_score_ >= max(emb.validation_scores_)
+
+
+def test_untrained_network_is_kept_when_no_epoch_beats_it(digits, monkeypatch):
+    X, y = digits
+    held = record_class_split(monkeypatch, TripletEmbedder)
+    # A huge learning rate wrecks the embedding; the start (the inputs' geometry) must win.
+    emb = TripletEmbedder(
+        residual=True, learning_rate=10.0, random_state=0, early_stopping=True,
+        validation_split="classes", **QUICK,
+    ).fit(X, y)  # fmt: skip
+    X_train, _, X_val, y_val = held[0]
+    start = ResidualEmbedding(64, 64, (32,)).init_from_data(X_train)
+    expected = mean_average_precision_at_r(embed(start, X_val), y_val)
+    assert emb.best_score_ == pytest.approx(expected, abs=1e-5)
+    assert max(emb.validation_scores_) < emb.best_score_
+    np.testing.assert_allclose(emb.transform(X_val), embed(start, X_val), atol=1e-5)
+
+
+def test_too_few_classes_to_hold_out_is_a_clear_error(digits):
+    X, y = digits
+    rows = y < 3
+    emb = ProxyAnchorEmbedder(early_stopping=True, validation_split="classes", **QUICK)
+    with pytest.raises(ValueError, match="validation_split='classes' holds out 2 classes"):
+        emb.fit(X[rows], y[rows])
