@@ -514,9 +514,10 @@ def _embedding_figure(panels, labels, target, title, n_cols: int = 1):
     colours = _class_colours(len(classes))
     n_rows = math.ceil(len(panels) / n_cols)
     fig = Figure(figsize=(1.5 + 4.6 * n_cols, 0.6 + 4.2 * n_rows), layout="constrained")
-    for ax, (panel_title, Z, metric) in zip(
-        fig.subplots(n_rows, n_cols, squeeze=False).ravel(), panels, strict=True
-    ):
+    axes = fig.subplots(n_rows, n_cols, squeeze=False).ravel()
+    for ax in axes[len(panels) :]:  # a last row that is not full
+        ax.set_axis_off()
+    for ax, (panel_title, Z, metric) in zip(axes, panels, strict=False):
         points, ratio = _pca_2d(Z, metric)
         _scatter(ax, points, codes, colours, ratio)
         ax.set_title(panel_title, fontsize="medium")

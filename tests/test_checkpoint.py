@@ -20,7 +20,7 @@ import torch
 from sklearn.datasets import load_digits
 
 import sk_dml._training as training
-from sk_dml import NPairEmbedder, TripletEmbedder
+from sk_dml import NPairEmbedder, ProxyAnchorEmbedder, TripletEmbedder
 from sk_dml.checkpoint import Checkpoint, fingerprint, weights_digest
 
 # Dropout and a validation split exercise the torch and numpy random streams a resume restores.
@@ -53,6 +53,9 @@ def _assert_same_fit(a, b):
         assert torch.equal(wa[name], wb[name]), name
     assert a.loss_curve_ == b.loss_curve_
     assert a.validation_scores_ == b.validation_scores_
+    # The loss's own parameters (proxies) too.
+    oa, ob = (e._training_state.objective.state_dict() for e in (a, b))
+    assert oa.keys() == ob.keys() and all(torch.equal(oa[k], ob[k]) for k in oa)
 
 
 def _saved_epochs(directory: Path) -> int:
@@ -132,7 +135,7 @@ def _interrupt_at(monkeypatch, epoch: int):
     monkeypatch.setattr(training, "_train_one_epoch", interrupting)
 
 
-@pytest.mark.parametrize("cls", [TripletEmbedder, NPairEmbedder])
+@pytest.mark.parametrize("cls", [TripletEmbedder, NPairEmbedder, ProxyAnchorEmbedder])
 @pytest.mark.parametrize("schedule", ["cosine", "constant"])
 def test_interrupted_fit_resumes_to_the_same_weights(digits, tmp_path, monkeypatch, cls, schedule):
     X, y = digits

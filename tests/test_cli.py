@@ -195,6 +195,14 @@ def test_evaluate_prints_the_retrieval_scores_of_the_embedding(small):
     assert "leave-one-out" in stdout and "REF" not in stdout
 
 
+def test_fit_with_the_proxy_anchor_loss(small, tmp_path):
+    code, _, err = call("fit", small / "small.csv", "--target", "label", "--loss", "proxy_anchor",
+                        "--margin", "0.2", *TINY, "-o", tmp_path / "p.skdml")  # fmt: skip
+    assert code == 0, err
+    estimator = cli.Model.load(tmp_path / "p.skdml").estimator
+    assert isinstance(estimator, sk_dml.ProxyAnchorEmbedder) and estimator.margin == 0.2
+
+
 def test_evaluate_against_a_reference_table(small, tmp_path):
     frame = pd.read_csv(small / "small.csv")
     queries, reference = frame.iloc[::2], frame.iloc[1::2]

@@ -28,7 +28,7 @@ _SCRIPT = textwrap.dedent(
     from sklearn.neighbors import KNeighborsClassifier
     import sk_dml._training
     import sk_dml.checkpoint
-    from sk_dml import TripletEmbedder
+    from sk_dml import ProxyAnchorEmbedder, TripletEmbedder
 
     shown, written = [], []
 
@@ -57,6 +57,10 @@ _SCRIPT = textwrap.dedent(
         max_epochs=30, early_stopping=True, n_iter_no_change=3, random_state=1,
         checkpoint_dir=sys.argv[1] + "/checkpoints", **common
     ).fit(X_train, y_train)
+    progress_shown = list(shown)  # of the two triplet fits
+    proxy = ProxyAnchorEmbedder(
+        max_epochs=5, early_stopping=True, validation_split="classes", random_state=2, **common
+    ).fit(X_train, y_train)
     rank = dist.get_rank() if dist.is_initialized() else 0
     world = dist.get_world_size() if dist.is_initialized() else 1
     torch.save(
@@ -66,7 +70,9 @@ _SCRIPT = textwrap.dedent(
             "loss_curve": emb.loss_curve_,
             "stopped_weights": stopped.module_.state_dict(),
             "stopped_scores": stopped.validation_scores_,
-            "progress_shown": shown,
+            "proxy_objective": proxy._training_state.objective.state_dict(),
+            "proxy_scores": proxy.validation_scores_,
+            "progress_shown": progress_shown,
             "checkpoint_writes": written,
             "checkpoints_left": os.listdir(sys.argv[1] + "/checkpoints"),
         },
@@ -108,6 +114,10 @@ def test_ranks_end_with_identical_weights(runs):
     assert _equal_weights(rank0["stopped_weights"], rank1["stopped_weights"])
     assert rank0["stopped_scores"] == rank1["stopped_scores"]
     assert len(rank0["stopped_scores"]) < 30
+    # A loss with parameters: the proxies are averaged like the network's weights.
+    assert any(k.startswith("criterion.proxies") for k in rank0["proxy_objective"])
+    assert _equal_weights(rank0["proxy_objective"], rank1["proxy_objective"])
+    assert rank0["proxy_scores"] == rank1["proxy_scores"]
 
 
 def test_data_parallel_accuracy_matches_single_process(runs):
