@@ -64,7 +64,7 @@ _COMMON_PARAMS_DOC = """
         the PCA rotation of the training rows, instead of a plain MLP: training starts from
         the input's own distances and keeps what distinguishes classes it never saw. The
         default is True for the proxy loss and False for the others (see the user guide,
-        "Classes never seen in training").
+        "Evaluating an embedding, and classes never seen in training").
     normalize : bool
         L2-normalise the output, so embeddings lie on the unit sphere. The default is True for
         the margin losses (triplet, contrastive), whose margins then have a fixed scale, and
@@ -762,7 +762,8 @@ class ProxyAnchorEmbedder(BaseEmbedder):
     at a cost of O(batch x classes). See :func:`sk_dml.losses.proxy_anchor_loss`. With the
     residual network it starts from and its low learning rate, it is the embedder to use when
     classes never seen in training will be queried (with ``early_stopping=True,
-    validation_split="classes"``): see the user guide, "Classes never seen in training".
+    validation_split="classes"``): see the user guide, "Evaluating an embedding, and classes
+    never seen in training".
 
     The proxies belong to the training state: ``warm_start`` and ``partial_fit`` keep them and
     accept only the classes of the first fit (another class is a ValueError); a model that was
