@@ -85,8 +85,10 @@ def run_nca(X_train, y_train, X_test, y_test, seed):
     return acc, elapsed, note
 
 
-def run_pml(X_train, y_train, X_test, y_test, seed):
-    """pytorch-metric-learning's triplet recipe with sk_dml's default network and budget."""
+def train_pml_triplet(X_train, y_train, seed) -> tuple[torch.nn.Module, float]:
+    """pytorch-metric-learning's triplet recipe (semihard miner, its m-per-class sampler) with
+    sk_dml's default network, optimizer, schedule, batch size and epochs; returns the trained
+    network (in eval mode) and the training time in seconds."""
     from pytorch_metric_learning import losses, miners, samplers
 
     defaults = TripletEmbedder()
@@ -118,9 +120,13 @@ def run_pml(X_train, y_train, X_test, y_test, seed):
             optimizer.step()
         scheduler.step()
     elapsed = time.perf_counter() - start
-    net.eval()
+    return net.eval(), elapsed
+
+
+def run_pml(X_train, y_train, X_test, y_test, seed):
+    net, elapsed = train_pml_triplet(X_train, y_train, seed)
     with torch.no_grad():
-        Z_train = net(X_t).numpy()
+        Z_train = net(torch.tensor(X_train, dtype=torch.float32)).numpy()
         Z_test = net(torch.tensor(X_test, dtype=torch.float32)).numpy()
     return knn_accuracy(Z_train, y_train, Z_test, y_test), elapsed, "semihard miner"
 

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import sklearn
 import torch
+from accuracy import train_pml_triplet  # the same PML loop as the closed-set benchmark
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neighbors import NeighborhoodComponentsAnalysis
@@ -133,34 +134,7 @@ def run_softmax(X_train, y_train, X_test, seed):
 
 
 def run_pml(X_train, y_train, X_test, seed):
-    """pytorch-metric-learning's semihard triplet recipe with sk_dml's default network."""
-    from pytorch_metric_learning import losses, miners, samplers
-
-    defaults = TripletEmbedder()
-    codes = np.unique(y_train, return_inverse=True)[1]
-    torch.manual_seed(seed)
-    net = sk_dml.nets.make_mlp(X_train.shape[1], defaults.n_components, defaults.hidden_layer_sizes)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=defaults.learning_rate)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, defaults.max_epochs)
-    loss_fn = losses.TripletMarginLoss(margin=defaults.margin)
-    miner = miners.TripletMarginMiner(margin=defaults.margin, type_of_triplets="semihard")
-    m = max(defaults.samples_per_class, -(-defaults.batch_size // (codes.max() + 1)))
-    batch_size = int(defaults.batch_size - defaults.batch_size % m)
-    sampler = samplers.MPerClassSampler(
-        codes, m=m, batch_size=batch_size, length_before_new_iter=len(codes)
-    )
-    X_t, y_t = torch.tensor(X_train, dtype=torch.float32), torch.tensor(codes)
-    start = time.perf_counter()
-    for _ in range(defaults.max_epochs):
-        for batch in torch.tensor(list(iter(sampler))).split(batch_size):
-            emb = net(X_t[batch])
-            loss = loss_fn(emb, y_t[batch], miner(emb, y_t[batch]))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        scheduler.step()
-    elapsed = time.perf_counter() - start
-    net.eval()
+    net, elapsed = train_pml_triplet(X_train, y_train, seed)
     with torch.no_grad():
         Z = net(torch.tensor(X_test, dtype=torch.float32)).numpy()
     return Z, "euclidean", elapsed, "semihard miner"

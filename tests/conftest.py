@@ -20,6 +20,8 @@ import torch
 from hypothesis import settings
 from scipy.spatial.distance import cdist
 
+import sk_dml
+
 # CI (CI=true) replays the same hypothesis examples every run, so a red build is reproducible;
 # local runs keep exploring new ones.
 settings.register_profile("ci", derandomize=True, deadline=None)
@@ -28,6 +30,14 @@ if os.environ.get("CI"):
 
 #: Canonical names of the distances (``cityblock`` is tested separately as an alias).
 DISTANCES = ("euclidean", "sqeuclidean", "manhattan", "chebyshev", "cosine")
+# Every estimator of the package, for the tests that each of them must pass.
+EMBEDDERS = (
+    sk_dml.TripletEmbedder,
+    sk_dml.ContrastiveEmbedder,
+    sk_dml.NPairEmbedder,
+    sk_dml.LiftedStructEmbedder,
+    sk_dml.ProxyAnchorEmbedder,
+)
 WINDOW_MINING = ("all", "semihard", "hard")
 MINING = (*WINDOW_MINING, "batch_hard")
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import EMBEDDERS
 from scipy.spatial.distance import cdist
 from sklearn.base import clone
 from sklearn.datasets import load_digits, load_iris, load_wine
@@ -24,17 +25,9 @@ from sk_dml import (
     ContrastiveEmbedder,
     LiftedStructEmbedder,
     NPairEmbedder,
-    ProxyAnchorEmbedder,
     TripletEmbedder,
 )
 
-EMBEDDERS = [
-    TripletEmbedder,
-    ContrastiveEmbedder,
-    NPairEmbedder,
-    LiftedStructEmbedder,
-    ProxyAnchorEmbedder,
-]
 # Small and quick: these tests check behaviour, not accuracy (benchmarks/ measures that).
 QUICK = dict(max_epochs=5, hidden_layer_sizes=(32,), n_components=8, batch_size=32)
 

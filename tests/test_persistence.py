@@ -8,17 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import EMBEDDERS
 from safetensors.torch import load_file, save_file
 from sklearn.datasets import load_wine
 
 import sk_dml
-from sk_dml import (
-    ContrastiveEmbedder,
-    LiftedStructEmbedder,
-    NPairEmbedder,
-    ProxyAnchorEmbedder,
-    TripletEmbedder,
-)
+from sk_dml import TripletEmbedder
 
 QUICK = dict(max_epochs=3, hidden_layer_sizes=(16, 8), n_components=4, batch_size=32)
 
@@ -29,16 +24,7 @@ def wine():
     return (X - X.mean()) / X.std(), y
 
 
-@pytest.mark.parametrize(
-    "cls",
-    [
-        TripletEmbedder,
-        ContrastiveEmbedder,
-        NPairEmbedder,
-        LiftedStructEmbedder,
-        ProxyAnchorEmbedder,
-    ],
-)
+@pytest.mark.parametrize("cls", EMBEDDERS)
 def test_round_trip_gives_the_same_model(cls, wine, tmp_path):
     X, y = wine
     emb = cls(random_state=0, dropout=0.1, **QUICK).fit(X, y)

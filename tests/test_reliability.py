@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
+from conftest import EMBEDDERS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.datasets import load_wine
@@ -21,17 +22,9 @@ from sk_dml import (
     ContrastiveEmbedder,
     LiftedStructEmbedder,
     NPairEmbedder,
-    ProxyAnchorEmbedder,
     TripletEmbedder,
 )
 
-EMBEDDERS = [
-    TripletEmbedder,
-    ContrastiveEmbedder,
-    NPairEmbedder,
-    LiftedStructEmbedder,
-    ProxyAnchorEmbedder,
-]
 QUICK = dict(max_epochs=3, hidden_layer_sizes=(16,), n_components=4, batch_size=16)
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
