@@ -1,8 +1,14 @@
 # Two commands do everything on a fresh machine: `make demo` and `make test`.
-# Both build .venv first: CPU torch from the pinned wheel (a plain `pip install torch` would
-# download a multi-GB CUDA build), then sk_dml with its extras.
+# Both build .venv first: torch as TORCH names it, from pip's usual sources or from
+# TORCH_INDEX, then sk_dml with its extras. On Linux, PyPI's torch wheel is the multi-GB CUDA
+# build; for the CPU build, give PyTorch's CPU index:
+#   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# (The machines this project is developed on find the CPU wheel in their local wheel folder.)
+# Changing TORCH or TORCH_INDEX later needs `make clean` first.
 PYTHON ?= python3
 VENV ?= .venv
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
 PY := $(VENV)/bin/python
 
 .PHONY: demo test docs clean
@@ -10,7 +16,7 @@ PY := $(VENV)/bin/python
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
@@ -31,4 +37,4 @@ docs: $(VENV)/.docs-installed
 	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
 
 clean:
-	rm -rf $(VENV) build *.egg-info docs/_build docs/auto_examples docs/generated
+	rm -rf $(VENV) build *.egg-info docs/_build docs/auto_examples docs/generated demo_embedding.png

@@ -6,7 +6,9 @@ Build (from the repository root, after ``pip install -e ".[docs]"``)::
 
 The example gallery runs every ``examples/plot_*.py`` in quick mode (``SK_DML_QUICK=1``, set
 below unless the environment already sets it); ``SK_DML_QUICK=0`` builds it with full training.
-The build reaches no network: no intersphinx inventories, no version switcher, no analytics.
+The build reaches no network: no intersphinx inventories, no version switcher, no analytics;
+and neither do its pages: MathJax is copied into the build (``sphinx-mathjax-offline``) and
+``sphinxext/offline_check.py`` fails the build when a page loads a remote asset.
 """
 
 from __future__ import annotations
@@ -37,8 +39,10 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # MathJax from the build itself, not from a CDN
     "numpydoc",
     "sphinx_gallery.gen_gallery",
+    "offline_check",  # fails the build if a page would load a remote asset
 ]
 try:  # renders the benchmark results (markdown) as pages; without it they show as source
     import myst_parser  # noqa: F401

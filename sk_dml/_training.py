@@ -4,7 +4,8 @@ It holds the whole training set as tensors on the device and slices batches by i
 per-sample DataLoader would cost more than the network itself on a CPU), draws class-balanced
 batches, steps the optimizer, tracks the loss and an optional validation score, stops early,
 and protects the model: a non-finite loss or gradient, or a KeyboardInterrupt, ends training
-with the best weights seen so far restored and a warning that says why. With a checkpoint it
+with the best weights seen so far restored and a warning that says why, and so does an
+embedding that collapsed (every training row mapped to one point). With a checkpoint it
 saves its whole state after every epoch and resumes from it (``sk_dml.checkpoint``); in a
 torch.distributed group it trains data-parallel (``sk_dml._distributed``).
 """
@@ -23,7 +24,11 @@ from tqdm.auto import tqdm
 
 from ._distributed import ProcessGroup, on_main, shard_batches
 from .checkpoint import Checkpoint, restore_rng, rng_state_to_tensors
+from .nets import dropout_generator
 from .sampling import ClassBalancedBatchSampler
+
+#: Relative spread of the training embeddings at or below which a fit is called collapsed.
+COLLAPSE_TOL = 1e-3
 
 __all__ = ["Objective", "TrainingSettings", "TrainingState", "embed", "fresh_state", "run_epochs"]
 
@@ -93,19 +98,21 @@ def _improved(state: TrainingState, loss: float, score: float | None, tol: float
     return better
 
 
-def _train_one_epoch(objective, X, y, batches, optimizer, group) -> float:
+def _train_one_epoch(objective, X, y, batches, optimizer, group, generator=None) -> float:
     """One pass over ``batches``; returns the mean batch loss (over all ranks in a group).
 
-    Raises FloatingPointError at the first step whose loss or gradient is not finite, before
-    that step changes any weight. In a group the check uses the summed loss and the
-    all-reduced gradient, so every rank raises at the same step.
+    Dropout masks come from ``generator`` (see ``run_epochs``). Raises FloatingPointError at
+    the first step whose loss or gradient is not finite, before that step changes any weight.
+    In a group the check uses the summed loss and the all-reduced gradient, so every rank
+    raises at the same step.
     """
     objective.train()
     total = torch.zeros((), dtype=torch.float64, device=X.device)
     n_batches = 0
     for batch in batches:
         index = torch.from_numpy(batch).to(X.device, non_blocking=True)
-        loss = objective(X[index], y[index])
+        with dropout_generator(generator):
+            loss = objective(X[index], y[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         # clip_grad_norm_ with an infinite bound only measures the gradient's norm.
@@ -122,16 +129,9 @@ def _train_one_epoch(objective, X, y, batches, optimizer, group) -> float:
     return float(total) / max(n_batches, 1)
 
 
-def _torch_rng_state(device: torch.device) -> dict:
-    state = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _checkpoint_state(objective, state, scheduler, run_epoch, converged, group, device) -> dict:
+def _checkpoint_state(objective, state, scheduler, run_epoch, converged, group, generator) -> dict:
     """Everything a resumed fit needs to continue exactly as this one would."""
-    torch_rng = _torch_rng_state(device)
+    dropout_rng = None if generator is None else generator.get_state()
     return {
         "run_epoch": run_epoch,
         "converged": converged,
@@ -145,11 +145,11 @@ def _checkpoint_state(objective, state, scheduler, run_epoch, converged, group, 
         "best_score": state.best_score,
         "no_improvement": state.no_improvement,
         "sampler_rng": rng_state_to_tensors(state.rng),
-        "torch_rng": [torch_rng] if group is None else group.gather(torch_rng),
+        "dropout_rng": [dropout_rng] if group is None else group.gather(dropout_rng),
     }
 
 
-def _restore(saved, objective, state, scheduler, group, device) -> tuple[int, bool]:
+def _restore(saved, objective, state, scheduler, group, device, generator) -> tuple[int, bool]:
     """Load a checkpoint into the training objects; returns (epochs done, converged)."""
     objective.load_state_dict(saved["objective"])
     state.optimizer.load_state_dict(saved["optimizer"])
@@ -162,11 +162,10 @@ def _restore(saved, objective, state, scheduler, group, device) -> tuple[int, bo
     state.best_score = saved["best_score"]
     state.no_improvement = saved["no_improvement"]
     restore_rng(state.rng, saved["sampler_rng"])
-    # Each rank continues its own torch stream (dropout); exact when the group size is the same.
-    torch_rng = saved["torch_rng"][(group.rank if group else 0) % len(saved["torch_rng"])]
-    torch.set_rng_state(torch_rng["cpu"])
-    if device.type == "cuda" and "cuda" in torch_rng:
-        torch.cuda.set_rng_state(torch_rng["cuda"], device)
+    # Each rank continues its own dropout stream; exact when the group size is the same.
+    dropout_rng = saved["dropout_rng"][(group.rank if group else 0) % len(saved["dropout_rng"])]
+    if generator is not None and dropout_rng is not None:
+        generator.set_state(dropout_rng)
     return saved["run_epoch"], saved["converged"]
 
 
@@ -184,6 +183,7 @@ def run_epochs(
     group: ProcessGroup | None = None,
     checkpoint: Checkpoint | None = None,
     resume: dict | None = None,
+    generator: torch.Generator | None = None,
 ) -> bool:
     """Train ``objective`` for up to ``max_epochs`` epochs; returns whether training converged.
 
@@ -202,6 +202,8 @@ def run_epochs(
         the same data and settings)
     checkpoint : save the state there after every epoch; deleted when training ends normally
     resume : a checkpoint's saved state to continue from (its completed epochs are skipped)
+    generator : what :class:`sk_dml.nets.Dropout` draws its masks from (on ``X``'s device),
+        saved in checkpoints; None leaves dropout to torch's process-wide generator
     """
     device = X.device
     sampler = ClassBalancedBatchSampler(
@@ -216,7 +218,9 @@ def run_epochs(
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(state.optimizer, T_max=max_epochs)
     start_epoch = 0
     if resume is not None:
-        start_epoch, converged = _restore(resume, objective, state, scheduler, group, device)
+        start_epoch, converged = _restore(
+            resume, objective, state, scheduler, group, device, generator
+        )
     trained = group.wrap(objective) if group is not None else objective  # rank 0's weights
     is_main = group is None or group.is_main
 
@@ -237,7 +241,7 @@ def run_epochs(
             batches = list(sampler)
             if group is not None:
                 batches = shard_batches(batches, group.rank, group.world_size)
-            loss = _train_one_epoch(trained, X, y, batches, state.optimizer, group)
+            loss = _train_one_epoch(trained, X, y, batches, state.optimizer, group, generator)
             if scheduler is not None:
                 scheduler.step()
             score = None
@@ -254,7 +258,7 @@ def run_epochs(
             converged = stop_early and state.no_improvement >= settings.n_iter_no_change
             if checkpoint is not None:
                 saved = _checkpoint_state(
-                    objective, state, scheduler, epoch + 1, converged, group, device
+                    objective, state, scheduler, epoch + 1, converged, group, generator
                 )
                 on_main(group, functools.partial(checkpoint.save, saved))
             if converged:
@@ -281,6 +285,19 @@ def run_epochs(
     if validation is not None:
         objective.load_state_dict(state.best_weights)
     objective.eval()
+    if _collapsed(objective.module, X):
+        objective.load_state_dict(state.best_weights)
+        objective.eval()
+        restored = "the best epoch's weights were restored"
+        if _collapsed(objective.module, X):
+            restored += ", but they are degenerate too"
+        warnings.warn(
+            f"The embedding collapsed: after {state.n_iter} epochs every training row maps to "
+            f"(nearly) the same point, or to a non-finite one; {restored}. Lower learning_rate "
+            f"(it is {settings.learning_rate:g}).",
+            RuntimeWarning,
+            stacklevel=5,  # the user's fit/partial_fit call
+        )
     # With a cosine schedule, reaching max_epochs is the plan, not a failure to converge.
     if stop_early and not converged and scheduler is None:
         warnings.warn(
@@ -291,6 +308,22 @@ def run_epochs(
             stacklevel=5,  # the user's fit/partial_fit call
         )
     return converged
+
+
+def _collapsed(module: torch.nn.Module, X: torch.Tensor, max_rows: int = 4096) -> bool:
+    """Whether ``module`` maps distinct training rows to one point (or a non-finite one).
+
+    On up to ``max_rows`` evenly spaced rows: the root-mean-square distance of the embeddings
+    to their mean is at most ``COLLAPSE_TOL`` times their root-mean-square norm. Rows that are
+    all identical are never called collapsed.
+    """
+    sample = X[:: max(1, len(X) // max_rows)]
+    if not (sample != sample[0]).any():
+        return False
+    Z = torch.from_numpy(embed(module, sample)).double()
+    spread = (Z - Z.mean(0)).square().sum(1).mean().sqrt()
+    scale = Z.square().sum(1).mean().sqrt()
+    return not bool(spread > COLLAPSE_TOL * scale)  # NaN counts as collapsed
 
 
 @torch.no_grad()

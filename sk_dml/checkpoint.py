@@ -4,8 +4,9 @@ A checkpoint is one file per training run, named by a fingerprint of what define
 estimator's class and parameters, the training data, and the starting weights of a warm start):
 a rerun of the same ``fit`` finds it, a different fit (another grid-search candidate, other
 data) cannot mistake it for its own. It holds the network, the optimizer, the learning-rate
-schedule, the batch sampler's and torch's random states, and the history (losses, best score,
-best weights), so that a resumed fit ends with the very weights an uninterrupted one would.
+schedule, the batch sampler's and the dropout generator's random states, and the history
+(losses, best score, best weights), so that a resumed fit ends with the very weights an
+uninterrupted one would.
 
 Files are written atomically (write a temporary file in the same folder, flush it to disk, then
 rename it over the old one): a kill mid-write leaves the previous epoch's checkpoint intact. They
@@ -27,7 +28,9 @@ import torch
 __all__ = ["Checkpoint", "fingerprint", "restore_rng", "rng_state_to_tensors", "weights_digest"]
 
 FORMAT_NAME = "sk_dml.checkpoint"
-FORMAT_VERSION = 2  # 2: the network and the loss's parameters saved as one 'objective'
+# 2: the network and the loss's parameters saved as one 'objective'; 3: the fit's own dropout
+# generator's state instead of torch's process-wide one
+FORMAT_VERSION = 3
 # Parameters that change neither the numbers a fit computes nor where its checkpoint lives.
 _IGNORED_PARAMS = ("verbose", "checkpoint_dir", "device", "warm_start")
 

@@ -118,6 +118,9 @@ def _names(columns, limit: int = 10) -> str:
 
 
 # ------------------------------------------------------------------------------- files
+_NEEDS_PYARROW = "Parquet needs pyarrow: pip install 'sk_dml[parquet]'"
+
+
 def _table_format(path) -> str:
     """``"csv"`` or ``"parquet"``, from the file name's ending."""
     name = Path(path).name.lower()
@@ -143,7 +146,7 @@ def read_table(path) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise CLIError(f"{path}: the file is empty") from None
     except ImportError as error:
-        raise CLIError(f"{path}: reading Parquet needs pyarrow ({_one_line(error)})") from None
+        raise CLIError(f"{path}: {_NEEDS_PYARROW} ({_one_line(error)})") from None
     except (*INPUT_ERRORS, TypeError, NotImplementedError) as error:
         raise CLIError(f"{path}: cannot read it as {fmt.upper()} ({_one_line(error)})") from None
     if len(frame) == 0:
@@ -185,7 +188,7 @@ def write_table(frame: pd.DataFrame, path) -> None:
             try:
                 frame.to_parquet(tmp, index=False)
             except ImportError as error:
-                raise CLIError(f"{path}: writing Parquet needs pyarrow ({error})") from None
+                raise CLIError(f"{path}: {_NEEDS_PYARROW} ({_one_line(error)})") from None
 
 
 def _figure_format(path) -> str:

@@ -1,7 +1,7 @@
 """Pairwise distance matrices in torch (and numpy through the same function).
 
-The seed's snippet computes Euclidean distance as ``square(sum(A - B)**2)`` and cosine similarity
-with ``norm(A)`` twice; both are wrong. Here, as in :func:`scipy.spatial.distance.cdist`:
+The textbook formulas, as in :func:`scipy.spatial.distance.cdist` (which the tests compare
+against):
 
 - ``euclidean``: ``sqrt(sum((a - b)**2))``
 - ``sqeuclidean``: ``sum((a - b)**2)``

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import threading
 from numbers import Integral, Real
 
 import numpy as np
@@ -109,7 +110,9 @@ _COMMON_PARAMS_DOC = """
         Continue from the fitted network (and optimizer) instead of starting afresh.
     random_state : int, RandomState instance or None, default=None
         Seeds the network's initialisation, dropout and batch sampling: a fit is exactly
-        reproducible on CPU.
+        reproducible on CPU, also while other fits run in other threads (dropout draws from
+        the fit's own generator; in a custom ``module``, use :class:`sk_dml.nets.Dropout` for
+        that, as ``torch.nn.Dropout`` draws from torch's process-wide generator).
     verbose : int, default=0
         Show a progress bar with the loss (and validation score) per epoch.
     device : str or torch.device, default="auto"
@@ -175,6 +178,8 @@ _COMMON_CONSTRAINTS = {
     "checkpoint_dir": [None, str, os.PathLike],
 }
 _COMMON_PARAMS = tuple(_COMMON_CONSTRAINTS)
+# Held while a fit seeds torch's process-wide generator and draws its initial weights from it.
+_TORCH_RNG_LOCK = threading.Lock()
 _MARGIN = [Interval(Real, 0, None, closed="left")]
 _DISTANCE = [StrOptions(set(METRICS))]
 
@@ -395,10 +400,13 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             if resume is not None:  # replay the interrupted fit's draws from its first one
                 rng = restore_rng(np.random.RandomState(), resume["start_rng"])
             checkpoint.start_rng = rng_state_to_tensors(rng)
-        seed = int(rng.randint(np.iinfo(np.int32).max))
+        seed = int(rng.randint(np.iinfo(np.int32).max)) + (group.rank if group else 0)
+        generator = torch.Generator(device=device).manual_seed(seed)  # own dropout per rank
         fork_devices = [device] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=fork_devices):
-            torch.manual_seed(seed + (group.rank if group else 0))  # own dropout per rank
+        # Building the network and the loss's parameters draws from torch's process-wide
+        # generator: seed it for one fit at a time, then give it back as it was.
+        with _TORCH_RNG_LOCK, torch.random.fork_rng(devices=fork_devices):
+            torch.manual_seed(seed)
             if continuing:  # on copies: a fit that fails leaves the fitted model as it was
                 module, state = copy.deepcopy((self.module_, self._training_state))
                 module.to(device)
@@ -418,35 +426,36 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 state = self._fresh_state(module, classes, rng, device)
             elif state is None:  # unpickled or loaded: no optimizer or loss parameters kept
                 state = self._resumed_state(module, classes, rng, device)
-            criterion = state.objective.criterion
-            if isinstance(criterion, ProxyAnchorCriterion):  # this call's labels -> its proxies
-                codes = criterion.proxy_index(classes)[codes]
-            metric = self._embedding_metric()
-            by_classes = self.validation_split == "classes"
-            score = mean_average_precision_at_r if by_classes else precision_at_k
-            run_epochs(
-                state.objective,
-                torch.tensor(X, dtype=torch.float32, device=device),
-                torch.as_tensor(codes, device=device),
-                state,
-                TrainingSettings(
-                    batch_size=self.batch_size,
-                    samples_per_class=self.samples_per_class,
-                    tol=self.tol,
-                    n_iter_no_change=self.n_iter_no_change,
-                    learning_rate=self.learning_rate,
-                    schedule=self.learning_rate_schedule if stop_early else "constant",
-                    verbose=self.verbose,
-                ),
-                max_epochs=epochs,
-                validation=validation,
-                score_fn=functools.partial(score, metric=metric),
-                stop_early=stop_early,
-                score_start=by_classes,
-                group=group,
-                checkpoint=checkpoint,
-                resume=resume,
-            )
+        criterion = state.objective.criterion
+        if isinstance(criterion, ProxyAnchorCriterion):  # this call's labels -> its proxies
+            codes = criterion.proxy_index(classes)[codes]
+        metric = self._embedding_metric()
+        by_classes = self.validation_split == "classes"
+        score = mean_average_precision_at_r if by_classes else precision_at_k
+        run_epochs(
+            state.objective,
+            torch.tensor(X, dtype=torch.float32, device=device),
+            torch.as_tensor(codes, device=device),
+            state,
+            TrainingSettings(
+                batch_size=self.batch_size,
+                samples_per_class=self.samples_per_class,
+                tol=self.tol,
+                n_iter_no_change=self.n_iter_no_change,
+                learning_rate=self.learning_rate,
+                schedule=self.learning_rate_schedule if stop_early else "constant",
+                verbose=self.verbose,
+            ),
+            max_epochs=epochs,
+            validation=validation,
+            score_fn=functools.partial(score, metric=metric),
+            stop_early=stop_early,
+            score_start=by_classes,
+            group=group,
+            checkpoint=checkpoint,
+            resume=resume,
+            generator=generator,
+        )
         # Only now, with training done, does the estimator change: a failed fit leaves a
         # previously fitted model intact.
         self.module_ = module
@@ -710,8 +719,8 @@ class LiftedStructEmbedder(BaseEmbedder):
         """Embedding trained with the lifted structured loss (Oh Song et al. 2016).
 
     Every positive pair of a batch is contrasted with the hardest negatives of both its
-    members: ``variant="hard"`` takes the nearer hardest negative (the seed's description),
-    ``variant="smooth"`` the paper's log-sum-exp bound over all negatives. See
+    members: ``variant="hard"`` takes the nearer hardest negative (the paper's eq. 3),
+    ``variant="smooth"`` the paper's log-sum-exp bound over all negatives (eq. 4). See
     :func:`sk_dml.losses.lifted_struct_loss`.
 
     Parameters

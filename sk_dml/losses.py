@@ -244,9 +244,11 @@ def lifted_struct_loss(
 
     For each unordered positive pair i < j, with N_i the negatives of i:
 
-    - ``variant="hard"`` (the seed's description: the nearer of the two hardest negatives wins):
+    - ``variant="hard"`` (the paper's eq. 3: the nearer of the two hardest negatives wins; not
+      smooth, so only that negative gets a gradient):
       ``J_ij = D_ij + margin - min(min_{k in N_i} D_ik, min_{l in N_j} D_jl)``;
-    - ``variant="smooth"`` (the paper's eq. 4, a smooth upper bound of the hard one):
+    - ``variant="smooth"`` (the paper's eq. 4, a smooth upper bound of the hard one that gives
+      every negative a gradient):
       ``J_ij = D_ij + log(sum_{k in N_i} exp(margin - D_ik) + sum_{l in N_j} exp(margin - D_jl))``.
 
     loss = ``1 / (2|P|) * sum relu(J_ij)^2`` over the pairs P that have a negative. Each row's

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["ACTIVATIONS", "L2Normalize", "ResidualEmbedding", "build_module", "make_mlp"]
+__all__ = [
+    "ACTIVATIONS",
+    "Dropout",
+    "L2Normalize",
+    "ResidualEmbedding",
+    "build_module",
+    "dropout_generator",
+    "make_mlp",
+]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -28,6 +38,40 @@ class L2Normalize(nn.Module):
         return nn.functional.normalize(x, dim=1)
 
 
+_DROPOUT_GENERATOR: ContextVar[torch.Generator | None] = ContextVar(
+    "sk_dml_dropout_generator", default=None
+)
+
+
+@contextlib.contextmanager
+def dropout_generator(generator: torch.Generator | None) -> Iterator[None]:
+    """Make :class:`Dropout` draw its masks from ``generator`` in this thread (or task).
+
+    A fit trains inside this with a generator seeded from its ``random_state``, so its masks
+    do not depend on what other threads draw from torch's process-wide generator.
+    """
+    token = _DROPOUT_GENERATOR.set(generator)
+    try:
+        yield
+    finally:
+        _DROPOUT_GENERATOR.reset(token)
+
+
+class Dropout(nn.Dropout):
+    """``torch.nn.Dropout`` whose masks come from the generator of :func:`dropout_generator`.
+
+    Outside such a context (a loop of your own) it is torch's Dropout, drawing from torch's
+    process-wide generator.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        generator = _DROPOUT_GENERATOR.get()
+        if generator is None or not self.training or self.p == 0:
+            return super().forward(x)
+        keep = torch.empty_like(x).bernoulli_(1 - self.p, generator=generator)
+        return x * keep / (1 - self.p)
+
+
 def make_mlp(
     n_features: int,
     n_components: int,
@@ -37,13 +81,14 @@ def make_mlp(
     normalize: bool = True,
 ) -> nn.Sequential:
     """``Linear -> activation [-> Dropout]`` per hidden layer, a final ``Linear`` to
-    ``n_components``, then optionally :class:`L2Normalize`."""
+    ``n_components``, then optionally :class:`L2Normalize` (:class:`Dropout`: a fit's masks
+    come from its own generator)."""
     layers: list[nn.Module] = []
     width = n_features
     for size in hidden_layer_sizes:
         layers += [nn.Linear(width, size), ACTIVATIONS[activation]()]
         if dropout > 0:
-            layers.append(nn.Dropout(dropout))
+            layers.append(Dropout(dropout))
         width = size
     layers.append(nn.Linear(width, n_components))
     if normalize:

@@ -140,22 +140,77 @@ def read_metadata(path) -> dict:
     return {"format_version": FORMAT_VERSION, "estimator": raw["estimator"], **parsed}
 
 
+def _stored_shapes(path) -> dict[str, tuple[int, ...]]:
+    """Each tensor's name and shape, from the file's header (no tensor is read)."""
+    with safe_open(str(path), framework="pt") as f:
+        return {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+
+
+def _skeleton(estimator, n_features, n_tensors: int, path) -> torch.nn.Module:
+    """The network the metadata describes, on torch's "meta" device (shapes, no memory).
+
+    A hidden layer has at least one tensor, so metadata asking for more layers than the file
+    has tensors is refused before anything is built.
+    """
+    try:
+        estimator._validate_params()
+        if len(estimator.hidden_layer_sizes) >= n_tensors:
+            raise ValueError(
+                f"hidden_layer_sizes has {len(estimator.hidden_layer_sizes)} layers but the file "
+                f"holds {n_tensors} tensors"
+            )
+        if not (isinstance(n_features, int) and n_features >= 1):
+            raise ValueError(f"n_features_in_={n_features!r} is not a positive integer")
+        with torch.device("meta"):
+            return estimator._new_module(n_features)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ValueError(
+            f"{str(path)!r}: the metadata describes no valid network ({error})."
+        ) from None
+
+
+def _check_shapes(expected: dict, stored: dict, path) -> None:
+    """Refuse a file whose tensors are not exactly the network's (names and shapes)."""
+    problems = [f"missing {name}" for name in sorted(expected.keys() - stored.keys())]
+    problems += [f"unexpected {name}" for name in sorted(stored.keys() - expected.keys())]
+    problems += [
+        f"{name} has shape {stored[name]}, the metadata implies {expected[name]}"
+        for name in sorted(expected.keys() & stored.keys())
+        if stored[name] != expected[name]
+    ]
+    if problems:
+        shown = "; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else "")
+        raise ValueError(
+            f"{str(path)!r}: the weights do not fit the model its metadata describes ({shown})."
+        )
+
+
 def load(path):
     """Read an embedder written by :func:`save`; its network is placed on the CPU.
 
     Only JSON and tensors are read: no code from the file is executed, so a model file from an
     untrusted source cannot run commands. A model trained on CUDA loads on a CPU-only machine.
+    The metadata is checked against the tensors' shapes in the file's header before anything
+    is built, and the network is made of the file's own tensors, so loading costs about the
+    file's size, whatever the metadata asks for.
     """
     meta = read_metadata(path)
     params = dict(meta["params"])
     params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
     estimator = _CLASSES[meta["estimator"]](**params)
     fitted = dict(meta["fitted"])
-    module = estimator._new_module(int(fitted["n_features_in_"]))
-    try:
-        module.load_state_dict(load_file(str(path), device="cpu"))
-    except (RuntimeError, SafetensorError) as error:
-        raise ValueError(f"{str(path)!r}: the weights do not fit the model ({error}).") from None
+    stored = _stored_shapes(path)
+    module = _skeleton(estimator, fitted["n_features_in_"], len(stored), path)
+    expected = module.state_dict()
+    _check_shapes({k: tuple(v.shape) for k, v in expected.items()}, stored, path)
+    tensors = load_file(str(path), device="cpu")
+    for name, tensor in tensors.items():
+        if tensor.dtype != expected[name].dtype:
+            raise ValueError(
+                f"{str(path)!r}: {name} is {tensor.dtype}, the model's weights are "
+                f"{expected[name].dtype}."
+            )
+    module.load_state_dict(tensors, assign=True)  # the file's tensors become the weights
     module.eval()
     estimator.module_ = module
     estimator._training_state = None

@@ -3,12 +3,15 @@
 import json
 import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from conftest import EMBEDDERS
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from sklearn.datasets import load_wine
 
@@ -63,8 +66,6 @@ def test_load_never_runs_code_from_the_file(tmp_path):
 
 
 def _rewrite_metadata(path, **changes):
-    from safetensors import safe_open
-
     with safe_open(str(path), framework="pt") as f:
         metadata = dict(f.metadata())
     metadata.update(changes)
@@ -105,3 +106,117 @@ def test_save_refuses_what_it_cannot_store(wine, tmp_path):
     with pytest.raises(FileNotFoundError):
         sk_dml.load(tmp_path / "missing.skdml")
     assert not any(tmp_path.iterdir())  # nothing half-written was left behind
+
+
+# ----------------------------------------------------------------- crafted and damaged files
+def _edit(path, *, params=None, fitted=None, tensors=None):
+    """Rewrite a model file with some parameters, fitted attributes or tensors changed."""
+    meta = sk_dml.persistence.read_metadata(path)
+    with safe_open(str(path), framework="pt") as f:
+        raw = dict(f.metadata())
+    raw["params"] = json.dumps({**meta["params"], **(params or {})})
+    raw["fitted"] = json.dumps({**meta["fitted"], **(fitted or {})})
+    weights = load_file(str(path))
+    save_file(tensors(weights) if tensors else weights, str(path), metadata=raw)
+
+
+def _without(name):
+    return lambda weights: {k: v for k, v in weights.items() if k != name}
+
+
+CRAFTED = [
+    ("huge hidden layer", dict(params={"hidden_layer_sizes": [20_000_000]}), "0.weight has shape"),
+    ("a million layers", dict(params={"hidden_layer_sizes": [4] * 1_000_000}), "1000000 layers"),
+    ("negative width", dict(params={"hidden_layer_sizes": [-3, 8]}), "no valid network"),
+    ("huge n_components", dict(params={"n_components": 10**12}), "has shape"),
+    ("other n_features_in_", dict(fitted={"n_features_in_": 10**9}), "0.weight has shape"),
+    ("n_features_in_ not a number", dict(fitted={"n_features_in_": "13"}), "no valid network"),
+    ("missing tensor", dict(tensors=_without("2.bias")), "missing 2.bias"),
+    (
+        "extra tensor",
+        dict(tensors=lambda w: {**w, "9.weight": torch.zeros(2, 2)}),
+        "unexpected 9.weight",
+    ),
+    (
+        "float64 tensors",
+        dict(tensors=lambda w: {k: v.double() for k, v in w.items()}),
+        "is torch.float64",
+    ),
+]
+
+
+@pytest.mark.parametrize("case,edit,message", CRAFTED, ids=[c[0] for c in CRAFTED])
+def test_inconsistent_files_are_refused_before_anything_is_built(
+    wine, tmp_path, case, edit, message
+):
+    X, y = wine
+    path = tmp_path / "m.skdml"
+    sk_dml.save(TripletEmbedder(random_state=0, **QUICK).fit(X, y), path)
+    _edit(path, **edit)
+    with pytest.raises(ValueError, match=message):
+        sk_dml.load(path)
+
+
+def test_residual_network_files_are_checked_too(wine, tmp_path):
+    X, y = wine
+    path = tmp_path / "m.skdml"
+    sk_dml.save(ProxyAnchorEmbedder(random_state=0, **QUICK).fit(X, y), path)
+    with safe_open(str(path), framework="pt") as f:
+        assert {"linear.weight", "mlp.0.weight"} <= set(f.keys())
+    _edit(path, tensors=_without("linear.weight"))
+    with pytest.raises(ValueError, match="missing linear.weight"):
+        sk_dml.load(path)
+    sk_dml.save(ProxyAnchorEmbedder(random_state=0, **QUICK).fit(X, y), path)
+    _edit(path, params={"hidden_layer_sizes": [20_000_000, 8]})
+    with pytest.raises(ValueError, match="mlp.0.weight has shape"):
+        sk_dml.load(path)
+
+
+_PEAK_OF_LOAD = """
+import resource, sys
+import sk_dml
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    sk_dml.load(sys.argv[1])
+    outcome = "loaded"
+except ValueError as error:
+    outcome = f"ValueError: {error}"
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(after - before)  # KiB on Linux
+print(outcome)
+"""
+
+
+def _peak_growth_of_load(path) -> tuple[int, str]:
+    """Bytes by which loading ``path`` in a fresh process raised its peak memory; the outcome."""
+    result = subprocess.run(
+        [sys.executable, "-c", _PEAK_OF_LOAD, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    growth, outcome = result.stdout.strip().split("\n", 1)
+    return int(growth) * 1024, outcome
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss is in KiB on Linux")
+def test_loading_costs_about_the_files_size(wine, tmp_path):
+    X, y = wine
+    # A file whose metadata asks for a 20-million-wide layer (about 1 GB of weights) is refused
+    # without the loading process growing.
+    small = tmp_path / "small.skdml"
+    sk_dml.save(TripletEmbedder(random_state=0, **QUICK).fit(X, y), small)
+    _edit(small, params={"hidden_layer_sizes": [20_000_000]})
+    growth, outcome = _peak_growth_of_load(small)
+    assert outcome.startswith("ValueError") and "do not fit" in outcome
+    assert growth < 64 * 2**20, f"the refused file cost {growth / 2**20:.0f} MiB"
+    # A genuine model of about 64 MiB loads for about its own size.
+    big = tmp_path / "big.skdml"
+    params = {**QUICK, "hidden_layer_sizes": (4096, 4096), "max_epochs": 1}
+    sk_dml.save(TripletEmbedder(random_state=0, **params).fit(X, y), big)
+    size = big.stat().st_size
+    assert size > 60 * 2**20
+    growth, outcome = _peak_growth_of_load(big)
+    assert outcome == "loaded"
+    assert growth < 1.5 * size + 32 * 2**20, f"{growth / 2**20:.0f} MiB for {size / 2**20:.0f}"

@@ -14,7 +14,8 @@ import torch
 from conftest import EMBEDDERS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sklearn.datasets import load_wine
+from scipy.spatial.distance import pdist
+from sklearn.datasets import load_digits, load_wine
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.utils._param_validation import InvalidParameterError
 
@@ -23,6 +24,7 @@ from sk_dml import (
     LiftedStructEmbedder,
     NPairEmbedder,
     TripletEmbedder,
+    nets,
 )
 
 QUICK = dict(max_epochs=3, hidden_layer_sizes=(16,), n_components=4, batch_size=16)
@@ -159,6 +161,60 @@ def test_divergence_stops_with_finite_weights_and_a_warning(wine):
     assert all(torch.isfinite(p).all() for p in emb.module_.parameters())
 
 
+# A learning rate so high that the network dies (every row maps to one point) while no loss or
+# gradient becomes non-finite (normalised outputs keep every loss finite).
+COLLAPSING = dict(
+    learning_rate=1e6,
+    learning_rate_schedule="constant",
+    max_epochs=5,
+    random_state=0,
+    normalize=True,
+)
+
+
+def _degenerate(Z) -> bool:
+    """The oracle: every row at the same point (scipy's pairwise distances), or non-finite."""
+    return not np.isfinite(Z).all() or pdist(Z).max() <= 1e-6 * max(np.abs(Z).max(), 1.0)
+
+
+@pytest.mark.parametrize("early_stopping", [False, True], ids=["loss", "early_stopping"])
+@pytest.mark.parametrize("cls", EMBEDDERS)
+def test_a_collapsed_embedding_is_never_returned_silently(wine, cls, early_stopping):
+    X, y = wine
+    params = {**COLLAPSING, "early_stopping": early_stopping}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        emb = cls(**params).fit(X, y)
+    warned = [
+        str(w.message)
+        for w in caught
+        if w.category is RuntimeWarning
+        and "collapsed" in str(w.message)
+        and "Lower learning_rate" in str(w.message)
+    ]
+    # Without a validation score the last epoch is returned, and it collapsed; with one, the
+    # best-scoring epoch is, and it may be healthy (then nothing needs saying).
+    assert warned or (early_stopping and not _degenerate(emb.transform(X)))
+    # The weights returned are the best epoch's: those of a fit that stops after that epoch.
+    curve = np.array(emb.validation_scores_) if early_stopping else -np.array(emb.loss_curve_)
+    best = int(np.argmax(curve)) + 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        shorter = cls(**{**params, "max_epochs": best}).fit(X, y)
+    np.testing.assert_array_equal(emb.transform(X), shorter.transform(X))
+
+
+@pytest.mark.parametrize("cls", EMBEDDERS)
+def test_healthy_fits_and_identical_rows_raise_no_collapse_alarm(wine, cls):
+    X, y = wine
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        Z = cls(random_state=0, **QUICK).fit(X, y).transform(X)
+        # Rows that are all the same may well map to one point: that is no collapse.
+        cls(random_state=0, **QUICK).fit(np.ones_like(X), y)
+    assert pdist(Z).max() > 1e-2 * np.abs(Z).max()  # the oracle: rows really are apart
+
+
 class _InterruptAfter(torch.nn.Module):
     """A network that raises KeyboardInterrupt (as Ctrl-C would) on its n-th training call."""
 
@@ -188,7 +244,7 @@ def test_keyboard_interrupt_keeps_a_usable_model(wine):
 _FIT_IN_A_PROCESS = """
 import hashlib, sys
 import numpy as np
-from sklearn.datasets import load_wine
+from sklearn.datasets import load_digits, load_wine
 from sk_dml import TripletEmbedder
 X, y = load_wine(return_X_y=True)
 Z = TripletEmbedder(random_state=7, dropout=0.1, max_epochs=3, batch_size=16).fit(X, y).transform(X)
@@ -210,6 +266,47 @@ def test_same_random_state_is_bit_identical_across_processes():
     here = TripletEmbedder(random_state=7, dropout=0.1, max_epochs=3, batch_size=16).fit(X, y)
     digests.add(hashlib.sha256(here.transform(X).tobytes()).hexdigest())
     assert len(digests) == 1
+
+
+def _fit_digits(cls, seed):
+    X, y = load_digits(return_X_y=True)
+    params = dict(hidden_layer_sizes=(64,), n_components=8, batch_size=64, dropout=0.1)
+    emb = cls(max_epochs=8, random_state=seed, **params).fit(X / 16, y)
+    return emb.transform(X / 16)
+
+
+def test_fits_in_threads_equal_the_same_fits_one_after_the_other():
+    # Dropout and a proxy loss's proxies both draw random numbers; random_state must decide
+    # them whatever else runs in the process.
+    fits = [
+        (TripletEmbedder, 0),
+        (TripletEmbedder, 1),
+        (TripletEmbedder, 0),
+        (ProxyAnchorEmbedder, 1),
+    ]
+    sequential = [_fit_digits(cls, seed) for cls, seed in fits]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        concurrent = list(pool.map(lambda fit: _fit_digits(*fit), fits))
+    for alone, beside in zip(sequential, concurrent, strict=True):
+        np.testing.assert_array_equal(beside, alone)
+    np.testing.assert_array_equal(sequential[0], sequential[2])
+    assert not np.array_equal(sequential[0], sequential[1])
+
+
+def test_dropout_draws_from_the_fits_generator():
+    x = torch.ones(6, 1000)
+    layer = nets.Dropout(0.3).train()
+    with nets.dropout_generator(torch.Generator().manual_seed(5)):
+        dropped = layer(x)
+    # The oracle: the same Bernoulli draws made directly from a generator with the same seed.
+    keep = torch.empty_like(x).bernoulli_(0.7, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(dropped, keep / 0.7)
+    # Outside a fit it is torch's Dropout; in eval mode it is the identity.
+    torch.manual_seed(2)
+    outside = layer(x)
+    torch.manual_seed(2)
+    torch.testing.assert_close(outside, torch.nn.Dropout(0.3).train()(x))
+    torch.testing.assert_close(layer.eval()(x), x)
 
 
 # ----------------------------------------------------------------------------------- load
