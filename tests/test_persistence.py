@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from sklearn.datasets import load_wine
 
 import sk_dml
-from sk_dml import TripletEmbedder
+from sk_dml import ProxyAnchorEmbedder, TripletEmbedder
 
 QUICK = dict(max_epochs=3, hidden_layer_sizes=(16, 8), n_components=4, batch_size=32)
 

@@ -23,6 +23,7 @@ from sk_dml import (
     ContrastiveEmbedder,
     LiftedStructEmbedder,
     NPairEmbedder,
+    ProxyAnchorEmbedder,
     TripletEmbedder,
     nets,
 )
