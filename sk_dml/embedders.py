@@ -111,8 +111,9 @@ _COMMON_PARAMS_DOC = """
     random_state : int, RandomState instance or None, default=None
         Seeds the network's initialisation, dropout and batch sampling: a fit is exactly
         reproducible on CPU, also while other fits run in other threads (dropout draws from
-        the fit's own generator; in a custom ``module``, use :class:`sk_dml.nets.Dropout` for
-        that, as ``torch.nn.Dropout`` draws from torch's process-wide generator).
+        the fit's own generator). In a custom ``module``, use :class:`sk_dml.nets.Dropout` for
+        that: ``torch.nn.Dropout`` draws from torch's process-wide generator, which the fit
+        seeds, so it is reproducible only while one fit runs at a time.
     verbose : int, default=0
         Show a progress bar with the loss (and validation score) per epoch.
     device : str or torch.device, default="auto"
@@ -403,59 +404,62 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         seed = int(rng.randint(np.iinfo(np.int32).max)) + (group.rank if group else 0)
         generator = torch.Generator(device=device).manual_seed(seed)  # own dropout per rank
         fork_devices = [device] if device.type == "cuda" else []
-        # Building the network and the loss's parameters draws from torch's process-wide
-        # generator: seed it for one fit at a time, then give it back as it was.
-        with _TORCH_RNG_LOCK, torch.random.fork_rng(devices=fork_devices):
-            torch.manual_seed(seed)
-            if continuing:  # on copies: a fit that fails leaves the fitted model as it was
-                module, state = copy.deepcopy((self.module_, self._training_state))
-                module.to(device)
-                if state is not None:
-                    state.objective.to(device)  # the loss's parameters too
-            else:
-                module = self._new_module(X.shape[1]).to(device)
-            validation = None
-            if self.early_stopping and stop_early:
-                X, codes, X_val, y_val = self._split_validation(X, codes, rng)
-                validation = (torch.tensor(X_val, dtype=torch.float32, device=device), y_val)
-                seen = np.unique(codes)  # the classes left for training
-                classes, codes = classes[seen], np.searchsorted(seen, codes)
-            if not continuing:
-                if isinstance(module, ResidualEmbedding):
-                    module.init_from_data(_pca_sample(X))
-                state = self._fresh_state(module, classes, rng, device)
-            elif state is None:  # unpickled or loaded: no optimizer or loss parameters kept
-                state = self._resumed_state(module, classes, rng, device)
-        criterion = state.objective.criterion
-        if isinstance(criterion, ProxyAnchorCriterion):  # this call's labels -> its proxies
-            codes = criterion.proxy_index(classes)[codes]
-        metric = self._embedding_metric()
-        by_classes = self.validation_split == "classes"
-        score = mean_average_precision_at_r if by_classes else precision_at_k
-        run_epochs(
-            state.objective,
-            torch.tensor(X, dtype=torch.float32, device=device),
-            torch.as_tensor(codes, device=device),
-            state,
-            TrainingSettings(
-                batch_size=self.batch_size,
-                samples_per_class=self.samples_per_class,
-                tol=self.tol,
-                n_iter_no_change=self.n_iter_no_change,
-                learning_rate=self.learning_rate,
-                schedule=self.learning_rate_schedule if stop_early else "constant",
-                verbose=self.verbose,
-            ),
-            max_epochs=epochs,
-            validation=validation,
-            score_fn=functools.partial(score, metric=metric),
-            stop_early=stop_early,
-            score_start=by_classes,
-            group=group,
-            checkpoint=checkpoint,
-            resume=resume,
-            generator=generator,
-        )
+        # Torch's process-wide generator is seeded for this fit (under a lock while the network
+        # and the loss's parameters are drawn from it) and given back as it was at the end.
+        with torch.random.fork_rng(devices=fork_devices):
+            with _TORCH_RNG_LOCK:  # seeding the shared generator: one fit at a time
+                torch.manual_seed(seed)
+                if continuing:  # on copies: a fit that fails leaves the fitted model as it was
+                    module, state = copy.deepcopy((self.module_, self._training_state))
+                    module.to(device)
+                    if state is not None:
+                        state.objective.to(device)  # the loss's parameters too
+                else:
+                    module = self._new_module(X.shape[1]).to(device)
+                validation = None
+                if self.early_stopping and stop_early:
+                    X, codes, X_val, y_val = self._split_validation(X, codes, rng)
+                    validation = (torch.tensor(X_val, dtype=torch.float32, device=device), y_val)
+                    seen = np.unique(codes)  # the classes left for training
+                    classes, codes = classes[seen], np.searchsorted(seen, codes)
+                if not continuing:
+                    if isinstance(module, ResidualEmbedding):
+                        module.init_from_data(_pca_sample(X))
+                    state = self._fresh_state(module, classes, rng, device)
+                elif state is None:  # unpickled or loaded: no optimizer or loss parameters kept
+                    state = self._resumed_state(module, classes, rng, device)
+            # Training runs outside the lock: sk_dml's dropout draws from the fit's own
+            # generator; a custom module's torch.nn.Dropout from the seeded shared one.
+            criterion = state.objective.criterion
+            if isinstance(criterion, ProxyAnchorCriterion):  # this call's labels -> its proxies
+                codes = criterion.proxy_index(classes)[codes]
+            metric = self._embedding_metric()
+            by_classes = self.validation_split == "classes"
+            score = mean_average_precision_at_r if by_classes else precision_at_k
+            run_epochs(
+                state.objective,
+                torch.tensor(X, dtype=torch.float32, device=device),
+                torch.as_tensor(codes, device=device),
+                state,
+                TrainingSettings(
+                    batch_size=self.batch_size,
+                    samples_per_class=self.samples_per_class,
+                    tol=self.tol,
+                    n_iter_no_change=self.n_iter_no_change,
+                    learning_rate=self.learning_rate,
+                    schedule=self.learning_rate_schedule if stop_early else "constant",
+                    verbose=self.verbose,
+                ),
+                max_epochs=epochs,
+                validation=validation,
+                score_fn=functools.partial(score, metric=metric),
+                stop_early=stop_early,
+                score_start=by_classes,
+                group=group,
+                checkpoint=checkpoint,
+                resume=resume,
+                generator=generator,
+            )
         # Only now, with training done, does the estimator change: a failed fit leaves a
         # previously fitted model intact.
         self.module_ = module

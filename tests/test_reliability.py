@@ -294,6 +294,23 @@ def test_fits_in_threads_equal_the_same_fits_one_after_the_other():
     assert not np.array_equal(sequential[0], sequential[1])
 
 
+def test_custom_module_with_torch_dropout_is_reproducible_one_fit_at_a_time():
+    def net(n_features):
+        return torch.nn.Sequential(
+            torch.nn.Linear(n_features, 32), torch.nn.ReLU(), torch.nn.Dropout(0.3),
+            torch.nn.Linear(32, 8),
+        )  # fmt: skip
+
+    X, y = load_digits(return_X_y=True)
+    fits = [
+        TripletEmbedder(module=net, max_epochs=2, batch_size=64, random_state=seed).fit(X / 16, y)
+        for seed in (0, 0, 1)
+    ]
+    Z = [fit.transform(X / 16) for fit in fits]
+    np.testing.assert_array_equal(Z[0], Z[1])
+    assert not np.array_equal(Z[0], Z[2])
+
+
 def test_dropout_draws_from_the_fits_generator():
     x = torch.ones(6, 1000)
     layer = nets.Dropout(0.3).train()
