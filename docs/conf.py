@@ -83,6 +83,8 @@ sphinx_gallery_conf = {
     "matplotlib_animations": False,
     "default_thumb_file": None,
     "min_reported_time": 1,
+    # Its computation-times pages load jQuery and DataTables from CDNs: the docs must work offline.
+    "write_computation_times": False,
 }
 
 # -- HTML: pydata-sphinx-theme, configured to fetch nothing ---------------------------------
