@@ -31,7 +31,13 @@ from sklearn.neighbors import KNeighborsClassifier, NeighborhoodComponentsAnalys
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 import sk_dml
-from sk_dml import ContrastiveEmbedder, LiftedStructEmbedder, NPairEmbedder, TripletEmbedder
+from sk_dml import (
+    ContrastiveEmbedder,
+    LiftedStructEmbedder,
+    NPairEmbedder,
+    ProxyAnchorEmbedder,
+    TripletEmbedder,
+)
 from sk_dml.datasets import load_letter, load_nursery, load_segment
 
 RESULTS = Path(__file__).parent / "results"
@@ -40,6 +46,7 @@ EMBEDDERS = {
     "sk_dml contrastive": ContrastiveEmbedder,
     "sk_dml npair": NPairEmbedder,
     "sk_dml lifted": LiftedStructEmbedder,
+    "sk_dml proxy_anchor": ProxyAnchorEmbedder,
 }
 NCA_MAX_ROWS = 5000
 
@@ -154,7 +161,8 @@ METHODS = {
     **{name: make_sk_dml_runner(cls) for name, cls in EMBEDDERS.items()},
 }
 METHOD_GROUPS = {"plain": ["plain 5-NN"], "nca": ["NCA"], "pml": ["PML triplet"],
-                 "sk_dml": list(EMBEDDERS)}  # fmt: skip
+                 "sk_dml": list(EMBEDDERS),
+                 **{name.split()[1]: [name] for name in EMBEDDERS}}  # fmt: skip
 DATASETS = ["letter", "nursery", "segment", "digits", "wine", "breast_cancer"]
 
 
@@ -211,14 +219,15 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--out", default="accuracy", help="file stem under benchmarks/results")
     parser.add_argument("--append", action="store_true",
-                        help="keep the other data sets' rows of an earlier run's CSV")  # fmt: skip
+                        help="keep an earlier run's rows of other data sets, methods")  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     rows = []
     earlier = RESULTS / f"{args.out}.csv"
+    rerun = {method for group in args.methods for method in METHOD_GROUPS[group]}
     if args.append and earlier.exists():
         rows = [r for r in pd.read_csv(earlier).to_dict("records")
-                if r["dataset"] not in args.datasets]  # fmt: skip
+                if r["dataset"] not in args.datasets or r["method"] not in rerun]  # fmt: skip
     for dataset in args.datasets:
         X, y = load(dataset)
         for seed in args.seeds:
@@ -239,6 +248,10 @@ def main(argv=None) -> None:
 
 
 def write(runs: pd.DataFrame, stem: str) -> None:
+    order = {"dataset": DATASETS.index, "method": list(METHODS).index}
+    runs = runs.sort_values(
+        ["dataset", "method", "seed"], key=lambda c: c.map(order.get(c.name, int))
+    )
     RESULTS.mkdir(exist_ok=True)
     runs.to_csv(RESULTS / f"{stem}.csv", index=False)
     header = (
@@ -248,7 +261,14 @@ def write(runs: pd.DataFrame, stem: str) -> None:
         f"torch {torch.__version__}, scikit-learn {sklearn.__version__}). 70/30 stratified "
         f"splits, one per seed; features standardised on the training part; NCA on at most "
         f"{NCA_MAX_ROWS} training rows. Fit times come from a shared 2-core machine: compare "
-        "them within a run, not across runs.\n\n"
+        "them within a run, not across runs."
+        + (
+            " `--append` kept the rows of other data sets and methods from earlier runs of this"
+            " script."
+            if "--append" in sys.argv
+            else ""
+        )  # fmt: skip
+        + "\n\n"
     )
     (RESULTS / f"{stem}.md").write_text(header + summarise(runs) + "\n")
     plot(runs, RESULTS / f"{stem}.png")
