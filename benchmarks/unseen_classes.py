@@ -47,7 +47,7 @@ from sk_dml import (
     TripletEmbedder,
 )
 from sk_dml.datasets import load_letter
-from sk_dml.metrics import mean_average_precision_at_r, precision_at_k, r_precision
+from sk_dml.metrics import retrieval_scores
 
 RESULTS = Path(__file__).parent / "results"
 NCA_MAX_ROWS = 5000
@@ -90,10 +90,12 @@ def class_split(y: np.ndarray, seed: int) -> np.ndarray:
 
 
 def retrieval(Z: np.ndarray, y: np.ndarray, metric: str) -> dict:
+    """Leave-one-out MAP@R, R-precision and precision@1 among the rows, from one search."""
+    scores = retrieval_scores(Z, y, metric=metric, recall_at=1)
     return {
-        "map_at_r": mean_average_precision_at_r(Z, y, metric=metric),
-        "r_precision": r_precision(Z, y, metric=metric),
-        "precision_at_1": precision_at_k(Z, y, k=1, metric=metric),
+        "map_at_r": scores["map@r"],
+        "r_precision": scores["r_precision"],
+        "precision_at_1": scores["precision@1"],
     }
 
 
@@ -231,7 +233,6 @@ def main(argv=None) -> None:
     parser.add_argument("--methods", nargs="+", help="names of methods (default: all)")
     parser.add_argument("--quick", action="store_true", help="5 epochs per embedder (a smoke run)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(torch.get_num_threads())
     available = methods(args.quick)
     chosen = args.methods or list(available)
     rows = []
