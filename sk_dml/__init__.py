@@ -1,9 +1,17 @@
 """sk_dml: deep metric learning for tabular data, the scikit-learn way."""
 
-from . import datasets, distances, losses, metrics, miners, nets, sampling
+from . import criteria, datasets, distances, losses, metrics, miners, nets, sampling
+from .criteria import (
+    ContrastiveLoss,
+    LiftedStructLoss,
+    NPairLoss,
+    ProxyAnchorLoss,
+    TripletLoss,
+)
 from .embedders import (
     ContrastiveEmbedder,
     LiftedStructEmbedder,
+    MetricEmbedder,
     NPairEmbedder,
     ProxyAnchorEmbedder,
     TripletEmbedder,
@@ -17,11 +25,18 @@ __version__ = "0.1.0"
 __all__ = [
     "ApproximateKNeighborsTransformer",
     "ContrastiveEmbedder",
+    "ContrastiveLoss",
     "LearnedMetric",
     "LiftedStructEmbedder",
+    "LiftedStructLoss",
+    "MetricEmbedder",
     "NPairEmbedder",
+    "NPairLoss",
     "ProxyAnchorEmbedder",
+    "ProxyAnchorLoss",
     "TripletEmbedder",
+    "TripletLoss",
+    "criteria",
     "datasets",
     "distances",
     "losses",

@@ -1,21 +1,29 @@
-"""The fit loop, shared by every estimator and blind to which loss it minimises.
+"""The training engine, shared by every embedder and blind to which loss it minimises.
 
-It holds the whole training set as tensors on the device and slices batches by index (a
-per-sample DataLoader would cost more than the network itself on a CPU), draws class-balanced
-batches, steps the optimizer, tracks the loss and an optional validation score, stops early,
-and protects the model: a non-finite loss or gradient, or a KeyboardInterrupt, ends training
-with the best weights seen so far restored and a warning that says why, and so does an
-embedding that collapsed (every training row mapped to one point). With a checkpoint it
-saves its whole state after every epoch and resumes from it (``sk_dml.checkpoint``); in a
-torch.distributed group it trains data-parallel (``sk_dml._distributed``).
+A :class:`Trainer` owns everything that training changes: the objective (the network and the
+loss's own parameters, such as proxies), the optimizer, the learning-rate schedule, the
+batch sampler's random state, the dropout generator and the history, with ``state_dict()`` /
+``load_state_dict()`` for all of it. Its loop holds the whole training set as tensors on the
+device and slices class-balanced batches by index (a per-sample DataLoader would cost more
+than the network itself on a CPU). It never waits for the device inside an epoch: the loss is
+summed on the device, and its finiteness and the weights' are checked once at the epoch's end;
+a non-finite epoch rolls the weights back to the best epoch so far and ends training with a
+warning (the divergence guard), as does a KeyboardInterrupt.
+
+What varies between fits is a hook around the epoch (:class:`Hook`): early stopping on a
+validation score or the training loss (:class:`EarlyStopping`), per-epoch checkpoints that a
+killed fit resumes from (:class:`Checkpointing`), a progress bar (:class:`ProgressBar`) and the
+check that the embedding did not collapse (:class:`CollapseGuard`). In a torch.distributed
+group the trainer trains data-parallel (``sk_dml._distributed``).
 """
 
 from __future__ import annotations
 
 import functools
+import sys
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -30,18 +38,27 @@ from .sampling import ClassBalancedBatchSampler
 #: Relative spread of the training embeddings at or below which a fit is called collapsed.
 COLLAPSE_TOL = 1e-3
 
-__all__ = ["Objective", "TrainingSettings", "TrainingState", "embed", "fresh_state", "run_epochs"]
+__all__ = [
+    "Checkpointing",
+    "CollapseGuard",
+    "EarlyStopping",
+    "Hook",
+    "Objective",
+    "ProgressBar",
+    "Trainer",
+    "embed",
+]
 
 
 class Objective(torch.nn.Module):
     """What training optimises: the embedding network and its loss, as one module.
 
-    ``criterion`` is a callable ``(embeddings, labels) -> loss``; when it is a torch module its
-    parameters (a proxy loss's proxies) are trained, checkpointed, restored with the best epoch
-    and averaged across ranks together with the network's, because they are this module's.
+    ``criterion`` is a :class:`sk_dml.criteria.Criterion`; its parameters (a proxy loss's
+    proxies) are trained, checkpointed, restored with the best epoch and averaged across ranks
+    together with the network's, because they are this module's.
     """
 
-    def __init__(self, module: torch.nn.Module, criterion: Callable):
+    def __init__(self, module: torch.nn.Module, criterion: torch.nn.Module):
         super().__init__()
         self.module = module
         self.criterion = criterion
@@ -51,263 +68,386 @@ class Objective(torch.nn.Module):
 
 
 @dataclass
-class TrainingSettings:
-    """What the loop needs from an estimator's parameters."""
+class History:
+    """The record of every epoch so far, over all the runs of one model."""
 
-    batch_size: int
-    samples_per_class: int
-    tol: float
-    n_iter_no_change: int
-    learning_rate: float
-    schedule: str = "constant"  # or "cosine": anneal to 0 over the epochs of this run
-    verbose: int = 0
-
-
-@dataclass
-class TrainingState:
-    """Everything that carries over between calls (``warm_start``, ``partial_fit``)."""
-
-    optimizer: torch.optim.Optimizer
-    rng: np.random.RandomState
-    objective: Objective
     loss_curve: list[float] = field(default_factory=list)
     validation_scores: list[float] = field(default_factory=list)
     best_loss: float = np.inf
     best_score: float = -np.inf
-    best_weights: dict | None = None
     no_improvement: int = 0
+
+
+@dataclass
+class RunSettings:
+    """How one run (one ``fit`` or ``partial_fit`` call) trains."""
+
+    batch_size: int
+    samples_per_class: int
+    learning_rate: float
+    max_epochs: int
+    schedule: str = "constant"  # or "cosine": anneal to 0 over this run's max_epochs
+
+
+class Hook:
+    """Something done around the epochs of a run; every method is optional."""
+
+    def on_start(self, trainer: Trainer) -> None:
+        """Before the first epoch of the run (after a checkpoint was restored: then
+        ``trainer.run_epoch > 0``)."""
+
+    def after_epoch(self, trainer: Trainer) -> None:
+        """After each completed epoch; ``trainer.stop = True`` ends the run."""
+
+    def on_abort(self, trainer: Trainer, reason: str) -> str:
+        """The run ended early (divergence or interrupt); returns a sentence to add."""
+        return ""
+
+    def on_end(self, trainer: Trainer) -> None:
+        """After the last epoch of a run that was not aborted."""
+
+    def close(self) -> None:
+        """Release resources, however the run ended."""
+
+
+class Trainer:
+    """The objective, its optimizer (AdamW) and everything else training changes.
+
+    A trainer lives as long as the fitted model: ``warm_start`` and ``partial_fit`` continue
+    with the same one. ``loss_name`` names the loss that built ``objective.criterion``;
+    ``rng`` draws the batches.
+    """
+
+    def __init__(self, objective: Objective, *, loss_name: str, learning_rate, weight_decay, rng):
+        self.objective = objective
+        self.loss_name = loss_name
+        self.optimizer = torch.optim.AdamW(
+            objective.parameters(), lr=learning_rate, weight_decay=weight_decay
+        )
+        self.rng = rng
+        self.history = History()
+        self.best_weights: dict | None = None
+        # The current run's state, set by run().
+        self.scheduler = None
+        self.generator: torch.Generator | None = None
+        self.group: ProcessGroup | None = None
+        self.run_epoch = 0
+        self.stop = False
+        self.aborted = False
 
     @property
     def n_iter(self) -> int:
-        return len(self.loss_curve)
+        return len(self.history.loss_curve)
+
+    def snapshot(self) -> dict:
+        """A copy of the objective's weights (network and loss parameters)."""
+        return {k: v.detach().clone() for k, v in self.objective.state_dict().items()}
+
+    def restore_best(self) -> None:
+        self.objective.load_state_dict(self.best_weights)
+        self.objective.eval()
+
+    # -- state ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything a resumed run needs to continue exactly as this one would (tensors,
+        numbers and plain containers: loadable with ``torch.load(weights_only=True)``)."""
+        dropout_rng = None if self.generator is None else self.generator.get_state()
+        group = self.group
+        return {
+            "objective": self.objective.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "best_weights": self.best_weights,
+            "history": asdict(self.history),
+            "sampler_rng": rng_state_to_tensors(self.rng),
+            "dropout_rng": [dropout_rng] if group is None else group.gather(dropout_rng),
+            "run_epoch": self.run_epoch,
+            "stop": self.stop,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        device = next(iter(self.objective.state_dict().values())).device
+        self.objective.load_state_dict(state["objective"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.best_weights = {k: v.to(device) for k, v in state["best_weights"].items()}
+        self.history = History(**state["history"])
+        restore_rng(self.rng, state["sampler_rng"])
+        # Each rank continues its own dropout stream; exact when the group size is the same.
+        saved = state["dropout_rng"]
+        dropout_rng = saved[(self.group.rank if self.group else 0) % len(saved)]
+        if self.generator is not None and dropout_rng is not None:
+            self.generator.set_state(dropout_rng)
+        self.run_epoch = state["run_epoch"]
+        self.stop = state["stop"]
+
+    # -- training ------------------------------------------------------------------------------
+    def run(
+        self,
+        X: torch.Tensor,
+        y: torch.Tensor,
+        settings: RunSettings,
+        hooks: Sequence[Hook] = (),
+        *,
+        group: ProcessGroup | None = None,
+        generator: torch.Generator | None = None,
+        resume: dict | None = None,
+    ) -> None:
+        """Train on ``X`` (n, n_features) and integer codes ``y`` for up to
+        ``settings.max_epochs`` epochs, the ``hooks`` around each, in their order.
+
+        Every rank of ``group`` calls this with the same data and settings. Dropout masks
+        come from ``generator`` (see :func:`sk_dml.nets.dropout_generator`). ``resume`` is a
+        :meth:`state_dict` of an interrupted run of the same fit, to continue from.
+        """
+        self.group, self.generator = group, generator
+        self.run_epoch, self.stop, self.aborted = 0, False, False
+        for param_group in self.optimizer.param_groups:  # each run starts from the base rate
+            param_group["lr"] = settings.learning_rate
+            param_group.pop("initial_lr", None)
+        self.scheduler = None
+        if settings.schedule == "cosine":
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+                self.optimizer, T_max=settings.max_epochs
+            )
+        sampler = ClassBalancedBatchSampler(
+            y.cpu().numpy(), settings.batch_size, settings.samples_per_class, random_state=self.rng
+        )
+        if resume is not None:
+            self.load_state_dict(resume)
+        trained = group.wrap(self.objective) if group is not None else self.objective
+        try:
+            for hook in hooks:
+                hook.on_start(self)
+            if self.best_weights is None:
+                self.best_weights = self.snapshot()
+            while not self.stop and self.run_epoch < settings.max_epochs:
+                batches = list(sampler)
+                if group is not None:
+                    batches = shard_batches(batches, group.rank, group.world_size)
+                loss = _train_one_epoch(trained, X, y, batches, self.optimizer, group, generator)
+                if not np.isfinite(loss):  # the divergence guard
+                    raise FloatingPointError(
+                        f"the loss or the weights became non-finite in epoch {self.n_iter + 1}"
+                    )
+                if self.scheduler is not None:
+                    self.scheduler.step()
+                self.history.loss_curve.append(loss)
+                self.run_epoch += 1
+                for hook in hooks:
+                    hook.after_epoch(self)
+        except (FloatingPointError, KeyboardInterrupt) as error:
+            self.aborted = True
+            self.restore_best()
+            self.optimizer.state.clear()  # its moments may be non-finite too
+            if isinstance(error, FloatingPointError):
+                what = f"Training diverged: {error}. Lower learning_rate (or use normalize=True)."
+            else:
+                what = f"Training interrupted after {self.n_iter} epochs."
+            what += "".join(hook.on_abort(self, what) for hook in hooks)
+            warn_user(
+                f"{what} The best weights so far were restored and the estimator is usable.",
+                RuntimeWarning,
+            )
+            return
+        finally:
+            for hook in hooks:
+                hook.close()
+        for hook in hooks:
+            hook.on_end(self)
+        self.objective.eval()
 
 
-def _snapshot(objective: Objective) -> dict:
-    return {k: v.detach().clone() for k, v in objective.state_dict().items()}
+def _train_one_epoch(objective, X, y, batches, optimizer, group, generator) -> float:
+    """One pass over ``batches``; returns the mean batch loss (over all ranks in a group), or
+    NaN when a loss or, at the end, a weight is not finite.
 
-
-def _improved(state: TrainingState, loss: float, score: float | None, tol: float) -> bool:
-    """Track the best epoch: by validation score when there is one, else by training loss."""
-    if score is not None:
-        better = score > state.best_score + tol
-        state.best_score = max(state.best_score, score)
-        state.best_loss = min(state.best_loss, loss)
-    else:
-        better = loss < state.best_loss - tol
-        state.best_loss = min(state.best_loss, loss)
-    return better
-
-
-def _train_one_epoch(objective, X, y, batches, optimizer, group, generator=None) -> float:
-    """One pass over ``batches``; returns the mean batch loss (over all ranks in a group).
-
-    Dropout masks come from ``generator`` (see ``run_epochs``). Raises FloatingPointError at
-    the first step whose loss or gradient is not finite, before that step changes any weight.
-    In a group the check uses the summed loss and the all-reduced gradient, so every rank
-    raises at the same step.
+    The device is asked for nothing until the epoch ends: losses are summed where they are
+    computed. A non-finite gradient shows up as non-finite weights after its step. Dropout
+    masks come from ``generator``.
     """
     objective.train()
     total = torch.zeros((), dtype=torch.float64, device=X.device)
-    n_batches = 0
     for batch in batches:
         index = torch.from_numpy(batch).to(X.device, non_blocking=True)
         with dropout_generator(generator):
             loss = objective(X[index], y[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        # clip_grad_norm_ with an infinite bound only measures the gradient's norm.
-        grad_norm = torch.nn.utils.clip_grad_norm_(objective.parameters(), float("inf"))
-        step_loss = loss.detach() if group is None else group.sum(loss) / group.world_size
-        if not torch.isfinite(step_loss + grad_norm):
-            raise FloatingPointError(
-                f"the {'loss' if not torch.isfinite(step_loss) else 'gradient'} became "
-                f"non-finite at step {n_batches + 1} of the epoch"
-            )
         optimizer.step()
-        total += step_loss
-        n_batches += 1
-    return float(total) / max(n_batches, 1)
+        total += loss.detach()
+    # inf - inf is NaN and finite - finite is 0: a non-finite weight turns the total into NaN.
+    for weight in objective.parameters():
+        total += (weight.detach() - weight.detach()).sum()
+    if group is not None:
+        total = group.sum(total) / group.world_size
+    return float(total) / max(len(batches), 1)
 
 
-def _checkpoint_state(objective, state, scheduler, run_epoch, converged, group, generator) -> dict:
-    """Everything a resumed fit needs to continue exactly as this one would."""
-    dropout_rng = None if generator is None else generator.get_state()
-    return {
-        "run_epoch": run_epoch,
-        "converged": converged,
-        "objective": objective.state_dict(),
-        "optimizer": state.optimizer.state_dict(),
-        "scheduler": None if scheduler is None else scheduler.state_dict(),
-        "best_weights": state.best_weights,
-        "loss_curve": list(state.loss_curve),
-        "validation_scores": list(state.validation_scores),
-        "best_loss": state.best_loss,
-        "best_score": state.best_score,
-        "no_improvement": state.no_improvement,
-        "sampler_rng": rng_state_to_tensors(state.rng),
-        "dropout_rng": [dropout_rng] if group is None else group.gather(dropout_rng),
-    }
+def warn_user(message: str, category: type[Warning]) -> None:
+    """Warn at the user's call: the first frame outside sk_dml and scikit-learn."""
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] in (
+        "sk_dml",
+        "sklearn",
+    ):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
 
 
-def _restore(saved, objective, state, scheduler, group, device, generator) -> tuple[int, bool]:
-    """Load a checkpoint into the training objects; returns (epochs done, converged)."""
-    objective.load_state_dict(saved["objective"])
-    state.optimizer.load_state_dict(saved["optimizer"])
-    if scheduler is not None and saved["scheduler"] is not None:
-        scheduler.load_state_dict(saved["scheduler"])
-    state.best_weights = {k: v.to(device) for k, v in saved["best_weights"].items()}
-    state.loss_curve = list(saved["loss_curve"])
-    state.validation_scores = list(saved["validation_scores"])
-    state.best_loss = saved["best_loss"]
-    state.best_score = saved["best_score"]
-    state.no_improvement = saved["no_improvement"]
-    restore_rng(state.rng, saved["sampler_rng"])
-    # Each rank continues its own dropout stream; exact when the group size is the same.
-    dropout_rng = saved["dropout_rng"][(group.rank if group else 0) % len(saved["dropout_rng"])]
-    if generator is not None and dropout_rng is not None:
-        generator.set_state(dropout_rng)
-    return saved["run_epoch"], saved["converged"]
-
-
-def run_epochs(
-    objective: Objective,
-    X: torch.Tensor,
-    y: torch.Tensor,
-    state: TrainingState,
-    settings: TrainingSettings,
-    max_epochs: int,
-    validation: tuple[torch.Tensor, np.ndarray] | None = None,
-    score_fn: Callable[[np.ndarray, np.ndarray], float] | None = None,
-    stop_early: bool = True,
-    score_start: bool = False,
-    group: ProcessGroup | None = None,
-    checkpoint: Checkpoint | None = None,
-    resume: dict | None = None,
-    generator: torch.Generator | None = None,
-) -> bool:
-    """Train ``objective`` for up to ``max_epochs`` epochs; returns whether training converged.
+# -------------------------------------------------------------------------------------- hooks
+class EarlyStopping(Hook):
+    """Track the best epoch and stop after ``n_iter_no_change`` epochs without an improvement
+    larger than ``tol``: of a validation score when ``validation`` is given, else of the
+    training loss.
 
     Parameters
     ----------
-    objective : the network and its loss; ``objective.module`` is what validation embeds with
-    X, y : tensors on the training device, (n, n_features) float and (n,) integer codes
-    state : the optimizer, RNG and history, updated in place
     validation : (X_val tensor, y_val array) scored after each epoch by ``score_fn`` on the
         embeddings; the best-scoring weights are restored at the end
     score_start : also score the network before training, as a candidate for the best weights
-        (used with held-out classes, where training can make retrieval worse than its start)
-    stop_early : stop after ``n_iter_no_change`` epochs without improvement by ``tol``;
-        ``False`` runs exactly ``max_epochs`` epochs (``partial_fit``)
-    group : train data-parallel in this torch.distributed group (every rank calls this with
-        the same data and settings)
-    checkpoint : save the state there after every epoch; deleted when training ends normally
-    resume : a checkpoint's saved state to continue from (its completed epochs are skipped)
-    generator : what :class:`sk_dml.nets.Dropout` draws its masks from (on ``X``'s device),
-        saved in checkpoints; None leaves dropout to torch's process-wide generator
+        (with held-out classes, training can make retrieval worse than its start)
+    patience : whether to stop at a plateau; False (``partial_fit``) only tracks the best
+    warn : warn (ConvergenceWarning) when max_epochs ends training before a plateau
     """
-    device = X.device
-    sampler = ClassBalancedBatchSampler(
-        y.cpu().numpy(), settings.batch_size, settings.samples_per_class, random_state=state.rng
-    )
-    converged = False
-    for param_group in state.optimizer.param_groups:  # each run starts from the base rate
-        param_group["lr"] = settings.learning_rate
-        param_group.pop("initial_lr", None)
-    scheduler = None
-    if settings.schedule == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(state.optimizer, T_max=max_epochs)
-    start_epoch = 0
-    if resume is not None:
-        start_epoch, converged = _restore(
-            resume, objective, state, scheduler, group, device, generator
-        )
-    trained = group.wrap(objective) if group is not None else objective  # rank 0's weights
-    is_main = group is None or group.is_main
 
-    def validation_score() -> float:
-        score = score_fn(embed(objective.module, validation[0]), validation[1]) if is_main else None
+    def __init__(
+        self,
+        tol: float,
+        n_iter_no_change: int,
+        *,
+        validation: tuple[torch.Tensor, np.ndarray] | None = None,
+        score_fn: Callable[[np.ndarray, np.ndarray], float] | None = None,
+        score_start: bool = False,
+        patience: bool = True,
+        warn: bool = False,
+    ):
+        self.tol, self.n_iter_no_change = tol, n_iter_no_change
+        self.validation, self.score_fn, self.score_start = validation, score_fn, score_start
+        self.patience, self.warn = patience, warn
+
+    def _score(self, trainer: Trainer) -> float:
+        group = trainer.group
+        X_val, y_val = self.validation
+        is_main = group is None or group.is_main
+        score = self.score_fn(embed(trainer.objective.module, X_val), y_val) if is_main else None
         if group is not None:  # every rank takes rank 0's score, so all stop together
-            score = group.broadcast_float(score, device)
+            score = group.broadcast_float(score, X_val.device)
         return score
 
-    if state.best_weights is None:
-        state.best_weights = _snapshot(objective)
-    if score_start and validation is not None and resume is None and state.n_iter == 0:
-        state.best_score = validation_score()
-    epochs = range(start_epoch, max_epochs if not converged else start_epoch)
-    progress = tqdm(epochs, disable=not (settings.verbose and is_main), desc="epochs", leave=False)
-    try:
-        for epoch in progress:
-            batches = list(sampler)
-            if group is not None:
-                batches = shard_batches(batches, group.rank, group.world_size)
-            loss = _train_one_epoch(trained, X, y, batches, state.optimizer, group, generator)
-            if scheduler is not None:
-                scheduler.step()
-            score = None
-            if validation is not None:
-                score = validation_score()
-                state.validation_scores.append(score)
-            state.loss_curve.append(loss)
-            if _improved(state, loss, score, settings.tol):
-                state.no_improvement = 0
-                state.best_weights = _snapshot(objective)
-            else:
-                state.no_improvement += 1
-            progress.set_postfix(loss=f"{loss:.4g}", **({"val": f"{score:.4f}"} if score else {}))
-            converged = stop_early and state.no_improvement >= settings.n_iter_no_change
-            if checkpoint is not None:
-                saved = _checkpoint_state(
-                    objective, state, scheduler, epoch + 1, converged, group, generator
-                )
-                on_main(group, functools.partial(checkpoint.save, saved))
-            if converged:
-                break
-    except (FloatingPointError, KeyboardInterrupt) as error:
-        objective.load_state_dict(state.best_weights)
-        objective.eval()
-        if isinstance(error, FloatingPointError):
-            what = f"Training diverged: {error}. Lower learning_rate (or use normalize=True)."
+    def on_start(self, trainer: Trainer) -> None:
+        resumed = trainer.run_epoch > 0
+        if self.score_start and self.validation is not None and not resumed:
+            if trainer.n_iter == 0:
+                trainer.history.best_score = self._score(trainer)
+
+    def after_epoch(self, trainer: Trainer) -> None:
+        history, loss = trainer.history, trainer.history.loss_curve[-1]
+        if self.validation is not None:
+            score = self._score(trainer)
+            history.validation_scores.append(score)
+            better = score > history.best_score + self.tol
+            history.best_score = max(history.best_score, score)
+            history.best_loss = min(history.best_loss, loss)
         else:
-            what = f"Training interrupted after {state.n_iter} epochs."
-        if checkpoint is not None and checkpoint.path.exists():
-            what += f" The last completed epoch is saved in {checkpoint.path}."
-        warnings.warn(
-            f"{what} The best weights so far were restored and the estimator is usable.",
-            RuntimeWarning,
-            stacklevel=5,  # the user's fit/partial_fit call
-        )
-        return False
-    finally:
-        progress.close()
-    if checkpoint is not None:
-        on_main(group, checkpoint.remove)
-    if validation is not None:
-        objective.load_state_dict(state.best_weights)
-    objective.eval()
-    if _collapsed(objective.module, X):
-        objective.load_state_dict(state.best_weights)
-        objective.eval()
+            better = loss < history.best_loss - self.tol
+            history.best_loss = min(history.best_loss, loss)
+        if better:
+            history.no_improvement = 0
+            trainer.best_weights = trainer.snapshot()
+        else:
+            history.no_improvement += 1
+        if self.patience and history.no_improvement >= self.n_iter_no_change:
+            trainer.stop = True
+
+    def on_end(self, trainer: Trainer) -> None:
+        if self.validation is not None:
+            trainer.restore_best()
+        if self.warn and not trainer.stop:
+            what = "validation score" if self.validation is not None else "loss"
+            warn_user(
+                f"Stopped after max_epochs={trainer.run_epoch} epochs without converging (the "
+                f"{what} still improved by more than tol within the last n_iter_no_change "
+                "epochs). Consider raising max_epochs.",
+                ConvergenceWarning,
+            )
+
+
+class Checkpointing(Hook):
+    """Save the trainer's state after every epoch (so it goes last among the hooks); delete
+    the file when the run ends normally.
+
+    ``start_rng`` is the fit's numpy random state before it drew anything: saved with every
+    epoch, it lets a resumed fit replay the same validation split, even with
+    ``random_state=None``.
+    """
+
+    def __init__(self, checkpoint: Checkpoint, start_rng: dict):
+        self.checkpoint, self.start_rng = checkpoint, start_rng
+
+    def after_epoch(self, trainer: Trainer) -> None:
+        state = trainer.state_dict()  # a collective call in a group: every rank makes it
+        on_main(trainer.group, functools.partial(self.checkpoint.save, state, self.start_rng))
+
+    def on_abort(self, trainer: Trainer, reason: str) -> str:
+        if self.checkpoint.path.exists():
+            return f" The last completed epoch is saved in {self.checkpoint.path}."
+        return ""
+
+    def on_end(self, trainer: Trainer) -> None:
+        on_main(trainer.group, self.checkpoint.remove)
+
+
+class ProgressBar(Hook):
+    """A tqdm bar over the epochs with the loss (and validation score), shown with
+    ``verbose`` on rank 0 only."""
+
+    def __init__(self, max_epochs: int, verbose: int):
+        self.bar = None
+        self.max_epochs, self.verbose = max_epochs, verbose
+
+    def on_start(self, trainer: Trainer) -> None:
+        is_main = trainer.group is None or trainer.group.is_main
+        self.bar = tqdm(
+            total=self.max_epochs, initial=trainer.run_epoch, desc="epochs", leave=False,
+            disable=not (self.verbose and is_main),
+        )  # fmt: skip
+
+    def after_epoch(self, trainer: Trainer) -> None:
+        history = trainer.history
+        postfix = {"loss": f"{history.loss_curve[-1]:.4g}"}
+        if len(history.validation_scores) == trainer.n_iter:
+            postfix["val"] = f"{history.validation_scores[-1]:.4f}"
+        self.bar.set_postfix(postfix)
+        self.bar.update()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class CollapseGuard(Hook):
+    """At the end, refuse an embedding that maps every training row to one point (or to a
+    non-finite one): restore the best epoch's weights and warn."""
+
+    def __init__(self, X: torch.Tensor, learning_rate: float):
+        self.X, self.learning_rate = X, learning_rate
+
+    def on_end(self, trainer: Trainer) -> None:
+        trainer.objective.eval()
+        if not _collapsed(trainer.objective.module, self.X):
+            return
+        trainer.restore_best()
         restored = "the best epoch's weights were restored"
-        if _collapsed(objective.module, X):
+        if _collapsed(trainer.objective.module, self.X):
             restored += ", but they are degenerate too"
-        warnings.warn(
-            f"The embedding collapsed: after {state.n_iter} epochs every training row maps to "
+        warn_user(
+            f"The embedding collapsed: after {trainer.n_iter} epochs every training row maps to "
             f"(nearly) the same point, or to a non-finite one; {restored}. Lower learning_rate "
-            f"(it is {settings.learning_rate:g}).",
+            f"(it is {self.learning_rate:g}).",
             RuntimeWarning,
-            stacklevel=5,  # the user's fit/partial_fit call
         )
-    # With a cosine schedule, reaching max_epochs is the plan, not a failure to converge.
-    if stop_early and not converged and scheduler is None:
-        warnings.warn(
-            f"Stopped after max_epochs={max_epochs} epochs without converging (the "
-            f"{'validation score' if validation is not None else 'loss'} still improved by more "
-            f"than tol within the last n_iter_no_change epochs). Consider raising max_epochs.",
-            ConvergenceWarning,
-            stacklevel=5,  # the user's fit/partial_fit call
-        )
-    return converged
 
 
 def _collapsed(module: torch.nn.Module, X: torch.Tensor, max_rows: int = 4096) -> bool:
@@ -349,12 +489,3 @@ def embed(module: torch.nn.Module, X, batch_size: int = 65536) -> np.ndarray:
             out = np.empty((len(X), z.shape[1]), dtype=np.float32)
         out[start : start + len(z)] = z
     return out
-
-
-def fresh_state(objective: Objective, learning_rate, weight_decay, rng) -> TrainingState:
-    """A new optimizer (AdamW over the network and the loss's parameters) and history for a
-    fresh fit; ``rng`` drives batch sampling."""
-    optimizer = torch.optim.AdamW(
-        objective.parameters(), lr=learning_rate, weight_decay=weight_decay
-    )
-    return TrainingState(optimizer=optimizer, rng=rng, objective=objective)

@@ -3,10 +3,11 @@
 A checkpoint is one file per training run, named by a fingerprint of what defines the run (the
 estimator's class and parameters, the training data, and the starting weights of a warm start):
 a rerun of the same ``fit`` finds it, a different fit (another grid-search candidate, other
-data) cannot mistake it for its own. It holds the network, the optimizer, the learning-rate
-schedule, the batch sampler's and the dropout generator's random states, and the history
-(losses, best score, best weights), so that a resumed fit ends with the very weights an
-uninterrupted one would.
+data) cannot mistake it for its own. This module defines the file: a header (format name and
+version), the fit's starting random state, and the trainer's ``state_dict()`` (network, loss
+parameters, optimizer, learning-rate schedule, the batch sampler's and the dropout generator's
+random states, and the history with the best weights), so that a resumed fit ends with the very
+weights an uninterrupted one would.
 
 Files are written atomically (write a temporary file in the same folder, flush it to disk, then
 rename it over the old one): a kill mid-write leaves the previous epoch's checkpoint intact. They
@@ -24,13 +25,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator
 
 __all__ = ["Checkpoint", "fingerprint", "restore_rng", "rng_state_to_tensors", "weights_digest"]
 
 FORMAT_NAME = "sk_dml.checkpoint"
 # 2: the network and the loss's parameters saved as one 'objective'; 3: the fit's own dropout
-# generator's state instead of torch's process-wide one
-FORMAT_VERSION = 3
+# generator's state instead of torch's process-wide one; 4: the trainer's state_dict() as one
+# 'trainer' entry
+FORMAT_VERSION = 4
 # Parameters that change neither the numbers a fit computes nor where its checkpoint lives.
 _IGNORED_PARAMS = ("verbose", "checkpoint_dir", "device", "warm_start")
 
@@ -57,6 +60,9 @@ def _describe(value) -> str:
         args = ",".join(map(_describe, value.args))
         keywords = ",".join(f"{k}={_describe(v)}" for k, v in sorted(value.keywords.items()))
         return f"partial({_describe(value.func)},{args},{keywords})"
+    if isinstance(value, BaseEstimator):  # a loss object: its class and its parameters
+        params = ",".join(f"{k}={_describe(v)}" for k, v in sorted(value.get_params().items()))
+        return f"{type(value).__qualname__}({params})"
     if callable(value) and hasattr(value, "__qualname__"):  # a function or a class
         return f"{getattr(value, '__module__', '')}.{value.__qualname__}"
     return repr(value)
@@ -108,13 +114,6 @@ class Checkpoint:
         The run's :func:`fingerprint`.
     writer : bool
         Whether this process writes (rank 0) or only reads.
-
-    Attributes
-    ----------
-    start_rng : dict or None
-        The fit's numpy random state before it drew anything (``rng_state_to_tensors``), set
-        by the fit and saved in every checkpoint: a resumed fit replays the same validation
-        split and seeds from it, even with ``random_state=None``.
     """
 
     def __init__(self, directory, key: str, writer: bool = True):
@@ -122,7 +121,6 @@ class Checkpoint:
         self.key = key
         self.path = self.directory / f"sk_dml-{key}.ckpt"
         self.writer = writer
-        self.start_rng: dict | None = None
 
     def prepare(self) -> None:
         """Create the folder and check that it takes files, before any training is spent."""
@@ -142,7 +140,8 @@ class Checkpoint:
             stale.unlink(missing_ok=True)
 
     def load(self, map_location) -> dict | None:
-        """The saved state, or None when this run has no checkpoint yet."""
+        """The saved ``{"start_rng": ..., "trainer": ...}`` (see :meth:`save`), or None when
+        this run has no checkpoint yet."""
         self._remove_temporary_files()
         if not self.path.exists():
             return None
@@ -163,15 +162,20 @@ class Checkpoint:
             )
         return payload
 
-    def save(self, state: dict) -> None:
-        """Atomically replace the checkpoint with ``state`` (rank 0 only; others return)."""
+    def save(self, trainer_state: dict, start_rng: dict) -> None:
+        """Atomically replace the checkpoint (rank 0 only; others return).
+
+        ``trainer_state`` is a ``Trainer.state_dict()``; ``start_rng`` the fit's numpy random
+        state before it drew anything (``rng_state_to_tensors``), from which a resumed fit
+        replays the same validation split and seeds, even with ``random_state=None``.
+        """
         if not self.writer:
             return
         payload = {
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
-            "start_rng": self.start_rng,
-            **state,
+            "start_rng": start_rng,
+            "trainer": trainer_state,
         }
         handle, temporary = tempfile.mkstemp(dir=self.directory, prefix=f".tmp-{self.key}-")
         try:

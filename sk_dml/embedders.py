@@ -1,14 +1,19 @@
-"""scikit-learn estimators: one small class per loss over one shared base.
+"""scikit-learn estimators: one generic embedder over a loss object, and the named ones.
 
-The base does everything a loss does not decide: parameter and data validation, the network,
-the device, the fit loop (``sk_dml._training``), ``transform``, ``score`` and the learned
-metric. A subclass names its loss's parameters and returns the loss as a callable.
+:class:`MetricEmbedder` does everything a loss does not decide: parameter and data validation,
+the network, the device, training (with the :class:`~sk_dml._training.Trainer`),
+``transform``, ``score`` and the learned metric. Its ``loss=`` is a loss object
+(:mod:`sk_dml.criteria`). A named embedder (:class:`TripletEmbedder`, ...) is a short
+definition over it, ``class TripletEmbedder(MetricEmbedder, loss=TripletLoss)``: it takes its
+loss's parameters as its own (``TripletEmbedder(margin=0.3)``, a grid over
+``tripletembedder__margin``) and inherits everything else.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import inspect
 import os
 import threading
 from numbers import Integral, Real
@@ -27,26 +32,37 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _dask, losses
-from ._criteria import ProxyAnchorCriterion
+from . import _dask
 from ._distributed import current_group, on_main
-from ._training import Objective, TrainingSettings, embed, fresh_state, run_epochs
-from .checkpoint import (
-    Checkpoint,
-    fingerprint,
-    restore_rng,
-    rng_state_to_tensors,
-    weights_digest,
+from ._training import (
+    Checkpointing,
+    CollapseGuard,
+    EarlyStopping,
+    History,
+    Objective,
+    ProgressBar,
+    RunSettings,
+    Trainer,
+    embed,
 )
-from .distances import METRICS, paired_distance, pairwise_distance
+from .checkpoint import Checkpoint, fingerprint, restore_rng, rng_state_to_tensors, weights_digest
+from .criteria import (
+    ContrastiveLoss,
+    LiftedStructLoss,
+    Loss,
+    NPairLoss,
+    ProxyAnchorLoss,
+    TripletLoss,
+)
+from .distances import paired_distance, pairwise_distance
 from .metric import LearnedMetric
 from .metrics import mean_average_precision_at_r, precision_at_k
-from .miners import TRIPLET_MINING
 from .nets import ACTIVATIONS, ResidualEmbedding, build_module
 
 __all__ = [
     "ContrastiveEmbedder",
     "LiftedStructEmbedder",
+    "MetricEmbedder",
     "NPairEmbedder",
     "ProxyAnchorEmbedder",
     "TripletEmbedder",
@@ -60,15 +76,17 @@ _COMMON_PARAMS_DOC = """
     activation : {"relu", "gelu", "tanh", "leaky_relu", "elu", "silu"}, default="relu"
     dropout : float in [0, 1), default=0.0
         Dropout after each hidden layer.
-    residual : bool
+    residual : bool or "auto"
         Embed with ``linear(x) + mlp(x)`` (:class:`sk_dml.nets.ResidualEmbedding`), started as
         the PCA rotation of the training rows, instead of a plain MLP: training starts from
-        the input's own distances and keeps what distinguishes classes it never saw. The
-        default is True for the proxy loss and False for the others (see the user guide,
-        "Evaluating an embedding, and classes never seen in training").
-    normalize : bool
-        L2-normalise the output, so embeddings lie on the unit sphere. The default is True for
-        the margin losses (triplet, contrastive), whose margins then have a fixed scale, and
+        the input's own distances and keeps what distinguishes classes it never saw. "auto"
+        takes the loss's choice (``loss.embedder_defaults``): True for the proxy-anchor and
+        multi-similarity losses, False for the others (see the user guide, "Evaluating an
+        embedding, and classes never seen in training").
+    normalize : bool or "auto"
+        L2-normalise the output, so embeddings lie on the unit sphere. "auto" takes the
+        loss's choice: True for the margin losses (triplet, contrastive), whose margins then
+        have a fixed scale, and for the similarity losses (proxy-anchor, multi-similarity);
         False for N-pair and lifted structure, whose log-sum-exp needs unbounded distances.
     module : torch.nn.Module or callable, default=None
         Your own network instead of the MLP: a module (deep-copied at each fresh fit) or a
@@ -81,8 +99,10 @@ _COMMON_PARAMS_DOC = """
         is still seen once per epoch. ``batch_size`` must be a multiple of it.
     max_epochs : int, default=60
         Upper bound on the passes over the training data.
-    learning_rate : float, default=3e-3
-        AdamW learning rate (the starting one, with the cosine schedule).
+    learning_rate : float or "auto"
+        AdamW learning rate (the starting one, with the cosine schedule). "auto" takes the
+        loss's choice: 3e-4 for the proxy-anchor and multi-similarity losses, 3e-3 for the
+        others.
     learning_rate_schedule : {"cosine", "constant"}, default="cosine"
         "cosine" anneals the learning rate to 0 over the ``max_epochs`` of a ``fit`` (each
         warm-started fit anneals anew); training still stops early on a plateau, and reaching
@@ -158,13 +178,13 @@ _COMMON_CONSTRAINTS = {
     "hidden_layer_sizes": [list, tuple],
     "activation": [StrOptions(set(ACTIVATIONS))],
     "dropout": [Interval(Real, 0, 1, closed="left")],
-    "residual": ["boolean"],
-    "normalize": ["boolean"],
+    "residual": ["boolean", StrOptions({"auto"})],
+    "normalize": ["boolean", StrOptions({"auto"})],
     "module": [None, torch.nn.Module, callable],
     "batch_size": [Interval(Integral, 2, None, closed="left")],
     "samples_per_class": [Interval(Integral, 2, None, closed="left")],
     "max_epochs": [Interval(Integral, 1, None, closed="left")],
-    "learning_rate": [Interval(Real, 0, None, closed="neither")],
+    "learning_rate": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
     "learning_rate_schedule": [StrOptions({"cosine", "constant"})],
     "weight_decay": [Interval(Real, 0, None, closed="left")],
     "early_stopping": ["boolean"],
@@ -178,16 +198,8 @@ _COMMON_CONSTRAINTS = {
     "device": [str, torch.device],
     "checkpoint_dir": [None, str, os.PathLike],
 }
-_COMMON_PARAMS = tuple(_COMMON_CONSTRAINTS)
 # Held while a fit seeds torch's process-wide generator and draws its initial weights from it.
 _TORCH_RNG_LOCK = threading.Lock()
-_MARGIN = [Interval(Real, 0, None, closed="left")]
-_DISTANCE = [StrOptions(set(METRICS))]
-
-
-def _common(params: dict) -> dict:
-    """The shared parameters out of a subclass ``__init__``'s ``locals()``."""
-    return {name: params[name] for name in _COMMON_PARAMS}
 
 
 def resolve_device(device) -> torch.device:
@@ -213,38 +225,42 @@ def resolve_device(device) -> torch.device:
     return resolved
 
 
-class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
-    """Shared machinery of the embedders; subclasses define ``_loss_function``."""
+# Every embedder class by name, for model files (``sk_dml.save``/``load``).
+ESTIMATORS: dict[str, type] = {}
 
-    _parameter_constraints: dict = dict(_COMMON_CONSTRAINTS)
+
+class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    __doc__ = (
+        """Embedding trained with any loss object, with hard-sample mining where the loss has it.
+
+    ``MetricEmbedder(loss=ProxyAnchorLoss(margin=0.1))`` trains a network so that its
+    loss is small; the loss's parameters are tuned like any nested parameter
+    (``GridSearchCV(..., {"metricembedder__loss__margin": [0.1, 0.2]})``).
+
+    Parameters
+    ----------
+    loss : loss object, default=None
+        What training minimises: an instance of a :class:`sk_dml.criteria.Loss` subclass
+        (:class:`~sk_dml.criteria.TripletLoss`, :class:`~sk_dml.criteria.ProxyAnchorLoss`, ...).
+        None means ``TripletLoss()``.
+"""
+        + _COMMON_PARAMS_DOC
+    )
+
+    _parameter_constraints: dict = {"loss": [None, Loss], **_COMMON_CONSTRAINTS}
+    #: A named embedder's loss class, whose parameters are the embedder's own; None here.
+    _loss_class: type[Loss] | None = None
 
     def __init__(
-        self,
-        *,
-        n_components,
-        hidden_layer_sizes,
-        activation,
-        dropout,
-        residual,
-        normalize,
-        module,
-        batch_size,
-        samples_per_class,
-        max_epochs,
-        learning_rate,
-        learning_rate_schedule,
-        weight_decay,
-        early_stopping,
-        validation_split,
-        validation_fraction,
-        n_iter_no_change,
-        tol,
-        warm_start,
-        random_state,
-        verbose,
-        device,
-        checkpoint_dir,
-    ):
+        self, loss=None, *,
+        n_components=64, hidden_layer_sizes=(512, 512), activation="relu", dropout=0.0,
+        residual="auto", normalize="auto", module=None, batch_size=256, samples_per_class=4,
+        max_epochs=60, learning_rate="auto", learning_rate_schedule="cosine", weight_decay=0.0,
+        early_stopping=False, validation_split="rows", validation_fraction=0.1,
+        n_iter_no_change=10, tol=1e-4,
+        warm_start=False, random_state=None, verbose=0, device="auto", checkpoint_dir=None,
+    ):  # fmt: skip
+        self.loss = loss
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -269,19 +285,42 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         self.device = device
         self.checkpoint_dir = checkpoint_dir
 
-    # -- what a subclass decides ------------------------------------------------------------
-    def _loss_function(self):
-        """``(embeddings, labels) -> scalar loss`` (a picklable callable)."""
-        raise NotImplementedError
+    def __init_subclass__(cls, loss: type[Loss] | None = None, **kwargs):
+        """``class XEmbedder(MetricEmbedder, loss=XLoss)`` defines a named embedder: XLoss's
+        parameters become its own, its "auto" defaults become XLoss's choices, and its
+        docstring gets both parameter lists."""
+        super().__init_subclass__(**kwargs)
+        ESTIMATORS[cls.__name__] = cls
+        if loss is None:
+            return
+        cls._loss_class = loss
+        shared = dict(MetricEmbedder._parameter_constraints)
+        del shared["loss"]
+        cls._parameter_constraints = {**loss._parameter_constraints, **shared}
+        cls.__init__ = _named_init(loss)
+        if cls.__doc__:
+            section = _parameters_section(loss.__doc__)
+            cls.__doc__ = cls.__doc__.rstrip() + "\n" + section + _COMMON_PARAMS_DOC
 
-    def _new_criterion(self, classes: np.ndarray, width: int):
-        """The loss a fresh fit trains with, given the training classes (sorted) and the
-        embedding width; a loss with learnable parameters returns a torch module."""
-        return self._loss_function()
+    # -- the loss and what it decides ---------------------------------------------------------
+    def _get_loss(self) -> Loss:
+        """The loss object this embedder trains with."""
+        if self._loss_class is not None:
+            names = self._loss_class._get_param_names()
+            return self._loss_class(**{name: getattr(self, name) for name in names})
+        return TripletLoss() if self.loss is None else self.loss
+
+    def _resolved(self, name: str):
+        """Parameter ``name``, with "auto" replaced by the loss's choice."""
+        value = getattr(self, name)
+        if isinstance(value, str) and value == "auto":
+            return self._get_loss().embedder_defaults[name]
+        return value
 
     def _embedding_metric(self) -> str:
         """The distance between embeddings that the loss optimises."""
-        return self.distance
+        normalized = bool(self._resolved("normalize")) and self.module is None
+        return self._get_loss().embedding_metric(normalized)
 
     # -- fitting ------------------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
@@ -374,12 +413,14 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             hidden_layer_sizes=hidden,
             activation=self.activation,
             dropout=self.dropout,
-            normalize=self.normalize,
-            residual=self.residual,
+            normalize=self._resolved("normalize"),
+            residual=self._resolved("residual"),
         )
 
     def _train(self, X, y, *, epochs: int, continuing: bool, stop_early: bool):
         X, classes, codes = self._check_training_data(X, y, continuing)
+        loss = self._get_loss()
+        loss._validate_params()  # a loss object's parameters, named in scikit-learn's words
         group = current_group()  # a torch.distributed group of 2+ processes, or None
         device = resolve_device(self.device)
         if group is not None:
@@ -400,7 +441,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             resume = on_main(group, functools.partial(_open_checkpoint, checkpoint))
             if resume is not None:  # replay the interrupted fit's draws from its first one
                 rng = restore_rng(np.random.RandomState(), resume["start_rng"])
-            checkpoint.start_rng = rng_state_to_tensors(rng)
+            start_rng = rng_state_to_tensors(rng)
         seed = int(rng.randint(np.iinfo(np.int32).max)) + (group.rank if group else 0)
         generator = torch.Generator(device=device).manual_seed(seed)  # own dropout per rank
         fork_devices = [device] if device.type == "cuda" else []
@@ -410,10 +451,10 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             with _TORCH_RNG_LOCK:  # seeding the shared generator: one fit at a time
                 torch.manual_seed(seed)
                 if continuing:  # on copies: a fit that fails leaves the fitted model as it was
-                    module, state = copy.deepcopy((self.module_, self._training_state))
+                    module, trainer = copy.deepcopy((self.module_, self._trainer))
                     module.to(device)
-                    if state is not None:
-                        state.objective.to(device)  # the loss's parameters too
+                    if trainer is not None:
+                        trainer.objective.to(device)  # the loss's parameters too
                 else:
                     module = self._new_module(X.shape[1]).to(device)
                 validation = None
@@ -425,52 +466,65 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 if not continuing:
                     if isinstance(module, ResidualEmbedding):
                         module.init_from_data(_pca_sample(X))
-                    state = self._fresh_state(module, classes, rng, device)
-                elif state is None:  # unpickled or loaded: no optimizer or loss parameters kept
-                    state = self._resumed_state(module, classes, rng, device)
+                    trainer = self._new_trainer(module, loss, classes, rng, device)
+                elif trainer is None or trainer.loss_name != loss.name:
+                    # Unpickled or loaded (no optimizer or loss parameters kept), or another
+                    # loss: the network and the history go on, the rest starts anew.
+                    trainer = self._new_trainer(module, loss, classes, rng, device)
+                    trainer.history = self._fitted_history()
+                else:  # the same loss, perhaps with new parameters; its own ones are kept
+                    trainer.objective.criterion.function = loss.bound_function()
             # Training runs outside the lock: sk_dml's dropout draws from the fit's own
             # generator; a custom module's torch.nn.Dropout from the seeded shared one.
-            criterion = state.objective.criterion
-            if isinstance(criterion, ProxyAnchorCriterion):  # this call's labels -> its proxies
-                codes = criterion.proxy_index(classes)[codes]
+            codes = trainer.objective.criterion.codes_for(classes)[codes]
             metric = self._embedding_metric()
+            learning_rate = self._resolved("learning_rate")
+            X_train = torch.tensor(X, dtype=torch.float32, device=device)
             by_classes = self.validation_split == "classes"
             score = mean_average_precision_at_r if by_classes else precision_at_k
-            run_epochs(
-                state.objective,
-                torch.tensor(X, dtype=torch.float32, device=device),
+            schedule = self.learning_rate_schedule if stop_early else "constant"
+            hooks = [
+                EarlyStopping(
+                    self.tol,
+                    self.n_iter_no_change,
+                    validation=validation,
+                    score_fn=functools.partial(score, metric=metric),
+                    score_start=by_classes,
+                    patience=stop_early,
+                    warn=stop_early and schedule == "constant",
+                ),
+                CollapseGuard(X_train, learning_rate),
+                ProgressBar(epochs, self.verbose),
+            ]
+            if checkpoint is not None:  # last: it saves what the others recorded
+                hooks.append(Checkpointing(checkpoint, start_rng))
+            trainer.run(
+                X_train,
                 torch.as_tensor(codes, device=device),
-                state,
-                TrainingSettings(
+                RunSettings(
                     batch_size=self.batch_size,
                     samples_per_class=self.samples_per_class,
-                    tol=self.tol,
-                    n_iter_no_change=self.n_iter_no_change,
-                    learning_rate=self.learning_rate,
-                    schedule=self.learning_rate_schedule if stop_early else "constant",
-                    verbose=self.verbose,
+                    learning_rate=learning_rate,
+                    max_epochs=epochs,
+                    schedule=schedule,
                 ),
-                max_epochs=epochs,
-                validation=validation,
-                score_fn=functools.partial(score, metric=metric),
-                stop_early=stop_early,
-                score_start=by_classes,
+                hooks,
                 group=group,
-                checkpoint=checkpoint,
-                resume=resume,
                 generator=generator,
+                resume=None if resume is None else resume["trainer"],
             )
         # Only now, with training done, does the estimator change: a failed fit leaves a
         # previously fitted model intact.
         self.module_ = module
-        self._training_state = state
+        self._trainer = trainer
         self.device_ = device
         self.embedding_metric_ = metric
-        self.n_iter_ = state.n_iter
-        self.loss_curve_ = list(state.loss_curve)
-        self.validation_scores_ = list(state.validation_scores) if validation else None
-        self.best_loss_ = state.best_loss
-        self.best_score_ = state.best_score if validation else None
+        history = trainer.history
+        self.n_iter_ = trainer.n_iter
+        self.loss_curve_ = list(history.loss_curve)
+        self.validation_scores_ = list(history.validation_scores) if validation else None
+        self.best_loss_ = history.best_loss
+        self.best_score_ = history.best_score if validation else None
         self._n_features_out = embed(module, X[:1]).shape[1]
         # A checkpoint left by an interrupted warm start resumes at the next warm start, even
         # though module_ now holds that run's best weights rather than its start.
@@ -478,24 +532,66 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         self._unfinished_run_start = start if unfinished and continuing else None
         return self
 
-    def _fresh_state(self, module, classes, rng, device):
-        """A new loss (with new parameters, if it has any) and optimizer around ``module``."""
+    def _new_trainer(self, module, loss: Loss, classes, rng, device) -> Trainer:
+        """A trainer with a new loss module (new parameters, if the loss has any) and a new
+        optimizer around ``module``."""
         width = embed(module, np.zeros((1, self.n_features_in_), np.float32)).shape[1]
-        criterion = self._new_criterion(classes, width)
-        if isinstance(criterion, torch.nn.Module):
-            criterion = criterion.to(device)
-        objective = Objective(module, criterion)
-        return fresh_state(objective, self.learning_rate, self.weight_decay, rng)
+        criterion = loss.build(classes, width).to(device)
+        return Trainer(
+            Objective(module, criterion),
+            loss_name=loss.name,
+            learning_rate=self._resolved("learning_rate"),
+            weight_decay=self.weight_decay,
+            rng=rng,
+        )
 
-    def _resumed_state(self, module, classes, rng, device):
-        """A training state for a model that was unpickled or loaded: a new optimizer (and new
-        loss parameters), but the history so far, so n_iter_ and loss_curve_ keep counting."""
-        state = self._fresh_state(module, classes, rng, device)
-        state.loss_curve = list(self.loss_curve_)
-        state.validation_scores = list(self.validation_scores_ or [])
-        state.best_loss = self.best_loss_
-        state.best_score = self.best_score_ if self.best_score_ is not None else -np.inf
-        return state
+    def _fitted_history(self) -> History:
+        """The history of a model that was unpickled or loaded, so n_iter_ keeps counting."""
+        scores = self.validation_scores_
+        return History(
+            loss_curve=list(self.loss_curve_),
+            validation_scores=list(scores or []),
+            best_loss=self.best_loss_,
+            best_score=self.best_score_ if self.best_score_ is not None else -np.inf,
+        )
+
+    # -- the fitted state, as data (sk_dml.save / load) ----------------------------------------
+    #: Fitted attributes besides the network, all JSON-serialisable.
+    _FITTED_ATTRIBUTES = (
+        "n_features_in_",
+        "embedding_metric_",
+        "n_iter_",
+        "loss_curve_",
+        "validation_scores_",
+        "best_loss_",
+        "best_score_",
+    )
+
+    def _get_fitted_state(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        """The fitted model as JSON-serialisable attributes and the network's tensors (on
+        the CPU). The optimizer and the loss's parameters are training state: not kept."""
+        fitted = {attr: getattr(self, attr) for attr in self._FITTED_ATTRIBUTES}
+        if hasattr(self, "feature_names_in_"):
+            fitted["feature_names_in_"] = [str(c) for c in self.feature_names_in_]
+        fitted["device_"] = str(self.device_)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.module_.state_dict().items()}
+        return fitted, tensors
+
+    def _set_fitted_state(self, fitted: dict, module: torch.nn.Module) -> None:
+        """Become the model that :meth:`_get_fitted_state` described (``module`` holds its
+        tensors); further training starts a new optimizer and new loss parameters."""
+        fitted = dict(fitted)
+        module.eval()
+        self.module_ = module
+        self._trainer = None
+        names = fitted.pop("feature_names_in_", None)
+        if names is not None:
+            self.feature_names_in_ = np.asarray(names, dtype=object)
+        self.device_ = torch.device(fitted.pop("device_"))
+        for attr in self._FITTED_ATTRIBUTES:
+            setattr(self, attr, fitted[attr])
+        probe = np.zeros((1, self.n_features_in_), np.float32)
+        self._n_features_out = embed(module, probe).shape[1]
 
     # -- using the embedding ------------------------------------------------------------------
     def _embed(self, X) -> np.ndarray:
@@ -566,8 +662,44 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         state = super().__getstate__()
         if "module_" in state:
             state["module_"] = _to_cpu_copy(state["module_"])
-            state["_training_state"] = None  # the optimizer is not kept; warm start makes anew
+            state["_trainer"] = None  # the optimizer is not kept; warm start makes anew
         return state
+
+
+def _named_init(loss: type[Loss]):
+    """The ``__init__`` of a named embedder: ``loss``'s parameters, then MetricEmbedder's
+    except ``loss``, with its "auto" defaults replaced by the loss's choices. Its signature is
+    explicit, so ``get_params``, ``clone`` and ``repr`` see every parameter."""
+    own = [
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+        for p in inspect.signature(loss.__init__).parameters.values()
+        if p.name != "self"
+    ]
+    shared = [
+        p.replace(default=loss.embedder_defaults.get(p.name, p.default))
+        for p in inspect.signature(MetricEmbedder.__init__).parameters.values()
+        if p.name not in ("self", "loss")
+    ]
+    params = own + shared
+
+    def __init__(self, **kwargs):
+        for param in params:
+            setattr(self, param.name, kwargs.pop(param.name, param.default))
+        if kwargs:
+            raise TypeError(
+                f"{type(self).__name__}.__init__() got an unexpected keyword argument "
+                f"{next(iter(kwargs))!r}"
+            )
+
+    self_param = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    __init__.__signature__ = inspect.Signature([self_param, *params])
+    return __init__
+
+
+def _parameters_section(docstring: str) -> str:
+    """The entries of a numpydoc "Parameters" section (an empty string when there is none)."""
+    heading = "Parameters\n    ----------\n"
+    return docstring.split(heading, 1)[1].rstrip() + "\n" if heading in docstring else ""
 
 
 def _open_checkpoint(checkpoint: Checkpoint) -> dict | None:
@@ -588,10 +720,9 @@ def _to_cpu_copy(module: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(module).cpu()
 
 
-# -------------------------------------------------------------------------------------------
-class TripletEmbedder(BaseEmbedder):
-    __doc__ = (
-        """Embedding trained with the triplet margin loss and hard-sample mining.
+# ------------------------------------------------------------------------------ named embedders
+class TripletEmbedder(MetricEmbedder, loss=TripletLoss):
+    """Embedding trained with the triplet margin loss and hard-sample mining.
 
     For anchor a, positive p (same label) and negative n, the loss is
     ``relu(D_ap - D_an + margin)``: each anchor must be nearer its positives than its negatives
@@ -599,45 +730,11 @@ class TripletEmbedder(BaseEmbedder):
 
     Parameters
     ----------
-    margin : float, default=0.2
-    mining : {"all", "semihard", "hard", "batch_hard"}, default="all"
-        Which triplets of a batch count (:mod:`sk_dml.miners`).
-    distance : str, default="euclidean"
-        Distance between embeddings (:data:`sk_dml.distances.METRICS`).
-"""
-        + _COMMON_PARAMS_DOC
-    )
-
-    _parameter_constraints = {
-        **BaseEmbedder._parameter_constraints,
-        "margin": _MARGIN,
-        "mining": [StrOptions(set(TRIPLET_MINING))],
-        "distance": _DISTANCE,
-    }
-
-    def __init__(
-        self, *, margin=0.2, mining="all", distance="euclidean",
-        n_components=64, hidden_layer_sizes=(512, 512), activation="relu", dropout=0.0,
-        residual=False, normalize=True, module=None, batch_size=256, samples_per_class=4,
-        max_epochs=60, learning_rate=3e-3, learning_rate_schedule="cosine", weight_decay=0.0,
-        early_stopping=False, validation_split="rows", validation_fraction=0.1,
-        n_iter_no_change=10, tol=1e-4,
-        warm_start=False, random_state=None, verbose=0, device="auto", checkpoint_dir=None,
-    ):  # fmt: skip
-        self.margin = margin
-        self.mining = mining
-        self.distance = distance
-        super().__init__(**_common(locals()))
-
-    def _loss_function(self):
-        return functools.partial(
-            losses.triplet_loss, margin=self.margin, distance=self.distance, mining=self.mining
-        )
+    """
 
 
-class ContrastiveEmbedder(BaseEmbedder):
-    __doc__ = (
-        """Embedding trained with the contrastive loss (Hadsell et al. 2006).
+class ContrastiveEmbedder(MetricEmbedder, loss=ContrastiveLoss):
+    """Embedding trained with the contrastive loss (Hadsell et al. 2006).
 
     Same-label pairs are pulled together (``D^2``), different-label pairs pushed apart until
     they are ``margin`` away (``relu(margin - D)^2``). See
@@ -645,82 +742,24 @@ class ContrastiveEmbedder(BaseEmbedder):
 
     Parameters
     ----------
-    margin : float, default=1.0
-    distance : str, default="euclidean"
-"""
-        + _COMMON_PARAMS_DOC
-    )
-
-    _parameter_constraints = {
-        **BaseEmbedder._parameter_constraints,
-        "margin": _MARGIN,
-        "distance": _DISTANCE,
-    }
-
-    def __init__(
-        self, *, margin=1.0, distance="euclidean",
-        n_components=64, hidden_layer_sizes=(512, 512), activation="relu", dropout=0.0,
-        residual=False, normalize=True, module=None, batch_size=256, samples_per_class=4,
-        max_epochs=60, learning_rate=3e-3, learning_rate_schedule="cosine", weight_decay=0.0,
-        early_stopping=False, validation_split="rows", validation_fraction=0.1,
-        n_iter_no_change=10, tol=1e-4,
-        warm_start=False, random_state=None, verbose=0, device="auto", checkpoint_dir=None,
-    ):  # fmt: skip
-        self.margin = margin
-        self.distance = distance
-        super().__init__(**_common(locals()))
-
-    def _loss_function(self):
-        return functools.partial(
-            losses.contrastive_loss, margin=self.margin, distance=self.distance
-        )
+    """
 
 
-class NPairEmbedder(BaseEmbedder):
-    __doc__ = (
-        """Embedding trained with the multi-class N-pair loss (Sohn 2016).
+class NPairEmbedder(MetricEmbedder, loss=NPairLoss):
+    """Embedding trained with the multi-class N-pair loss (Sohn 2016).
 
     Each anchor is compared with one positive and the negatives of every other class at once,
     by dot product: ``log(1 + sum_n exp(s_an - s_ap))``. See :func:`sk_dml.losses.npair_loss`.
     With ``normalize=True`` the dot product ranks like Euclidean distance on the unit sphere,
-    so ``embedding_metric_`` is "euclidean"; without it, "cosine".
+    so ``embedding_metric_`` is "euclidean"; without it (the default here), "cosine".
 
     Parameters
     ----------
-    l2_reg : float, default=0.002
-        Weight of the mean squared embedding norm, which keeps the unnormalised embeddings
-        (``normalize=False`` by default here) from growing without bound.
-"""
-        + _COMMON_PARAMS_DOC
-    )
-
-    _parameter_constraints = {
-        **BaseEmbedder._parameter_constraints,
-        "l2_reg": [Interval(Real, 0, None, closed="left")],
-    }
-
-    def __init__(
-        self, *, l2_reg=0.002,
-        n_components=64, hidden_layer_sizes=(512, 512), activation="relu", dropout=0.0,
-        residual=False, normalize=False, module=None, batch_size=256, samples_per_class=4,
-        max_epochs=60, learning_rate=3e-3, learning_rate_schedule="cosine", weight_decay=0.0,
-        early_stopping=False, validation_split="rows", validation_fraction=0.1,
-        n_iter_no_change=10, tol=1e-4,
-        warm_start=False, random_state=None, verbose=0, device="auto", checkpoint_dir=None,
-    ):  # fmt: skip
-        self.l2_reg = l2_reg
-        super().__init__(**_common(locals()))
-
-    def _loss_function(self):
-        return functools.partial(losses.npair_loss, l2_reg=self.l2_reg)
-
-    def _embedding_metric(self) -> str:
-        return "euclidean" if self.normalize and self.module is None else "cosine"
+    """
 
 
-class LiftedStructEmbedder(BaseEmbedder):
-    __doc__ = (
-        """Embedding trained with the lifted structured loss (Oh Song et al. 2016).
+class LiftedStructEmbedder(MetricEmbedder, loss=LiftedStructLoss):
+    """Embedding trained with the lifted structured loss (Oh Song et al. 2016).
 
     Every positive pair of a batch is contrasted with the hardest negatives of both its
     members: ``variant="hard"`` takes the nearer hardest negative (the paper's eq. 3),
@@ -729,46 +768,11 @@ class LiftedStructEmbedder(BaseEmbedder):
 
     Parameters
     ----------
-    margin : float, default=1.0
-    variant : {"smooth", "hard"}, default="smooth"
-    distance : str, default="euclidean"
-"""
-        + _COMMON_PARAMS_DOC
-    )
-
-    _parameter_constraints = {
-        **BaseEmbedder._parameter_constraints,
-        "margin": _MARGIN,
-        "variant": [StrOptions({"smooth", "hard"})],
-        "distance": _DISTANCE,
-    }
-
-    def __init__(
-        self, *, margin=1.0, variant="smooth", distance="euclidean",
-        n_components=64, hidden_layer_sizes=(512, 512), activation="relu", dropout=0.0,
-        residual=False, normalize=False, module=None, batch_size=256, samples_per_class=4,
-        max_epochs=60, learning_rate=3e-3, learning_rate_schedule="cosine", weight_decay=0.0,
-        early_stopping=False, validation_split="rows", validation_fraction=0.1,
-        n_iter_no_change=10, tol=1e-4,
-        warm_start=False, random_state=None, verbose=0, device="auto", checkpoint_dir=None,
-    ):  # fmt: skip
-        self.margin = margin
-        self.variant = variant
-        self.distance = distance
-        super().__init__(**_common(locals()))
-
-    def _loss_function(self):
-        return functools.partial(
-            losses.lifted_struct_loss,
-            margin=self.margin,
-            distance=self.distance,
-            variant=self.variant,
-        )
+    """
 
 
-class ProxyAnchorEmbedder(BaseEmbedder):
-    __doc__ = (
-        """Embedding trained with the Proxy-Anchor loss (Kim et al., CVPR 2020).
+class ProxyAnchorEmbedder(MetricEmbedder, loss=ProxyAnchorLoss):
+    """Embedding trained with the Proxy-Anchor loss (Kim et al., CVPR 2020).
 
     Each class gets a learnable proxy; every row is pulled towards its class's proxy and pushed
     from the others, weighted by how hard it is (``alpha``), so each batch informs every class
@@ -786,37 +790,4 @@ class ProxyAnchorEmbedder(BaseEmbedder):
 
     Parameters
     ----------
-    margin : float, default=0.1
-        The loss's delta: a row is pulled until its cosine to its proxy is well above
-        ``margin``, and pushed until its cosine to every other proxy is well below
-        ``-margin``.
-    alpha : float, default=32.0
-        Scale of the similarities inside the log-sum-exp (how sharply hard rows dominate).
-"""
-        + _COMMON_PARAMS_DOC
-    )
-
-    _parameter_constraints = {
-        **BaseEmbedder._parameter_constraints,
-        "margin": _MARGIN,
-        "alpha": [Interval(Real, 0, None, closed="neither")],
-    }
-
-    def __init__(
-        self, *, margin=0.1, alpha=32.0,
-        n_components=64, hidden_layer_sizes=(512, 512), activation="relu", dropout=0.0,
-        residual=True, normalize=True, module=None, batch_size=256, samples_per_class=4,
-        max_epochs=60, learning_rate=3e-4, learning_rate_schedule="cosine", weight_decay=0.0,
-        early_stopping=False, validation_split="rows", validation_fraction=0.1,
-        n_iter_no_change=10, tol=1e-4,
-        warm_start=False, random_state=None, verbose=0, device="auto", checkpoint_dir=None,
-    ):  # fmt: skip
-        self.margin = margin
-        self.alpha = alpha
-        super().__init__(**_common(locals()))
-
-    def _new_criterion(self, classes, width):
-        return ProxyAnchorCriterion(classes, width, margin=self.margin, alpha=self.alpha)
-
-    def _embedding_metric(self) -> str:
-        return "euclidean" if self.normalize and self.module is None else "cosine"
+    """

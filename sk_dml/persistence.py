@@ -1,8 +1,9 @@
 """Saving and loading fitted embedders without executing code from the file.
 
 A model file is one safetensors file: the network's weights as tensors, and everything else
-(the estimator's class and parameters, its fitted attributes, a format version and any extra
-data the caller adds) as JSON in the file's metadata. Loading parses JSON and copies tensors;
+(the estimator's class and parameters, a loss object as its class's name and parameters, the
+fitted attributes the estimator reports, a format version and any extra data the caller adds)
+as JSON in the file's metadata. Loading parses JSON and copies tensors;
 nothing in the file can run. ``pickle``/``joblib`` keep working as scikit-learn's convention,
 but only for files you trust: unpickling can run arbitrary code.
 """
@@ -13,47 +14,23 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from .embedders import (
-    ContrastiveEmbedder,
-    LiftedStructEmbedder,
-    NPairEmbedder,
-    ProxyAnchorEmbedder,
-    TripletEmbedder,
-)
+from .criteria import Loss, get_loss_class
+from .embedders import ESTIMATORS
 
 __all__ = ["FORMAT_VERSION", "load", "read_metadata", "save"]
 
 FORMAT_NAME = "sk_dml.embedder"
+# Version 1 is still the format: a loss object (MetricEmbedder's ``loss``) is a parameter like
+# any other, stored as {"loss": NAME, "params": {...}}, and every file of sk_dml 0.1.0 reads.
 FORMAT_VERSION = 1
-_CLASSES = {
-    cls.__name__: cls
-    for cls in (
-        TripletEmbedder,
-        ContrastiveEmbedder,
-        NPairEmbedder,
-        LiftedStructEmbedder,
-        ProxyAnchorEmbedder,
-    )
-}
-# Fitted attributes stored as JSON (feature names are handled apart: they are an array).
-_FITTED = (
-    "n_features_in_",
-    "embedding_metric_",
-    "n_iter_",
-    "loss_curve_",
-    "validation_scores_",
-    "best_loss_",
-    "best_score_",
-)
 
 
 def _json_params(estimator) -> dict:
-    params = estimator.get_params()
+    params = estimator.get_params(deep=False)
     if params["module"] is not None:
         raise ValueError(
             "sk_dml.save stores the built-in MLP only; an estimator with a custom `module` "
@@ -66,7 +43,26 @@ def _json_params(estimator) -> dict:
     if params["checkpoint_dir"] is not None:
         params["checkpoint_dir"] = os.fspath(params["checkpoint_dir"])
     params["hidden_layer_sizes"] = [int(h) for h in params["hidden_layer_sizes"]]
+    if isinstance(params.get("loss"), Loss):
+        loss = params["loss"]
+        params["loss"] = {"loss": loss.name, "params": loss.get_params()}
     return params
+
+
+def _estimator_from_params(name: str, params: dict, path):
+    """The estimator class ``name`` with the parameters read from a file."""
+    params = dict(params)
+    params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+    if isinstance(params.get("loss"), dict):
+        loss = params["loss"]
+        try:
+            params["loss"] = get_loss_class(loss["loss"])(**loss["params"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{str(path)!r} describes no valid loss ({error}).") from None
+    try:
+        return ESTIMATORS[name](**params)
+    except TypeError as error:
+        raise ValueError(f"{str(path)!r} has parameters {name} does not take ({error}).") from None
 
 
 def save(estimator, path, *, extra: dict | None = None) -> None:
@@ -84,14 +80,11 @@ def save(estimator, path, *, extra: dict | None = None) -> None:
     a truncated model behind.
     """
     name = type(estimator).__name__
-    if name not in _CLASSES:
+    if ESTIMATORS.get(name) is not type(estimator):
         raise TypeError(f"sk_dml.save stores sk_dml embedders, got {name}.")
     if not hasattr(estimator, "module_"):
         raise ValueError(f"This {name} instance is not fitted yet; fit it before saving.")
-    fitted = {attr: getattr(estimator, attr) for attr in _FITTED}
-    if hasattr(estimator, "feature_names_in_"):
-        fitted["feature_names_in_"] = [str(c) for c in estimator.feature_names_in_]
-    fitted["device_"] = str(estimator.device_)
+    fitted, tensors = estimator._get_fitted_state()
     metadata = {
         "format": FORMAT_NAME,
         "format_version": str(FORMAT_VERSION),
@@ -100,7 +93,6 @@ def save(estimator, path, *, extra: dict | None = None) -> None:
         "fitted": json.dumps(fitted),
         "extra": json.dumps(extra if extra is not None else {}),
     }
-    tensors = {k: v.detach().cpu().contiguous() for k, v in estimator.module_.state_dict().items()}
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -135,7 +127,7 @@ def read_metadata(path) -> dict:
         parsed = {key: json.loads(raw[key]) for key in ("params", "fitted", "extra")}
     except (KeyError, json.JSONDecodeError) as error:
         raise ValueError(f"{str(path)!r} has a damaged sk_dml header ({error}).") from None
-    if raw.get("estimator") not in _CLASSES:
+    if raw.get("estimator") not in ESTIMATORS:
         raise ValueError(f"{str(path)!r} names an unknown estimator {raw.get('estimator')!r}.")
     return {"format_version": FORMAT_VERSION, "estimator": raw["estimator"], **parsed}
 
@@ -195,10 +187,8 @@ def load(path):
     file's size, whatever the metadata asks for.
     """
     meta = read_metadata(path)
-    params = dict(meta["params"])
-    params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
-    estimator = _CLASSES[meta["estimator"]](**params)
-    fitted = dict(meta["fitted"])
+    estimator = _estimator_from_params(meta["estimator"], meta["params"], path)
+    fitted = meta["fitted"]
     stored = _stored_shapes(path)
     module = _skeleton(estimator, fitted["n_features_in_"], len(stored), path)
     expected = module.state_dict()
@@ -211,16 +201,5 @@ def load(path):
                 f"{expected[name].dtype}."
             )
     module.load_state_dict(tensors, assign=True)  # the file's tensors become the weights
-    module.eval()
-    estimator.module_ = module
-    estimator._training_state = None
-    names = fitted.pop("feature_names_in_", None)
-    if names is not None:
-        estimator.feature_names_in_ = np.asarray(names, dtype=object)
-    estimator.device_ = torch.device(fitted.pop("device_"))
-    for attr, value in fitted.items():
-        setattr(estimator, attr, value)
-    with torch.no_grad():
-        probe = torch.zeros(1, estimator.n_features_in_)
-        estimator._n_features_out = module(probe).shape[1]
+    estimator._set_fitted_state(fitted, module)
     return estimator

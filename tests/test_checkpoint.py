@@ -54,7 +54,7 @@ def _assert_same_fit(a, b):
     assert a.loss_curve_ == b.loss_curve_
     assert a.validation_scores_ == b.validation_scores_
     # The loss's own parameters (proxies) too.
-    oa, ob = (e._training_state.objective.state_dict() for e in (a, b))
+    oa, ob = (e._trainer.objective.state_dict() for e in (a, b))
     assert oa.keys() == ob.keys() and all(torch.equal(oa[k], ob[k]) for k in oa)
 
 
@@ -63,7 +63,7 @@ def _saved_epochs(directory: Path) -> int:
     files = list(directory.glob("sk_dml-*.ckpt"))
     if not files:
         return 0
-    return torch.load(files[0], weights_only=True)["run_epoch"]
+    return torch.load(files[0], weights_only=True)["trainer"]["run_epoch"]
 
 
 @pytest.fixture
@@ -215,7 +215,7 @@ def test_a_fit_that_fails_leaves_the_fitted_model_unchanged(digits, tmp_path, mo
         emb.fit(X, y)
     assert all(torch.equal(before[k], emb.module_.state_dict()[k]) for k in before)
     assert (emb.n_iter_, emb.loss_curve_) == (n_iter, history)
-    assert emb._training_state.n_iter == n_iter
+    assert emb._trainer.n_iter == n_iter
 
 
 def test_an_unusable_checkpoint_dir_is_refused_before_training(digits, tmp_path, count_epochs):
@@ -310,7 +310,7 @@ def test_fingerprint_is_the_same_in_every_process():
 
 def test_a_crash_while_writing_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     checkpoint = Checkpoint(tmp_path, "k")
-    checkpoint.save({"run_epoch": 1, "weights": torch.arange(4.0)})
+    checkpoint.save({"run_epoch": 1, "weights": torch.arange(4.0)}, start_rng=None)
 
     def crash(payload, file):
         file.write(b"half a checkpoint")
@@ -318,11 +318,11 @@ def test_a_crash_while_writing_keeps_the_previous_checkpoint(tmp_path, monkeypat
 
     monkeypatch.setattr(torch, "save", crash)
     with pytest.raises(OSError, match="disk full"):
-        checkpoint.save({"run_epoch": 2, "weights": torch.zeros(4)})
+        checkpoint.save({"run_epoch": 2, "weights": torch.zeros(4)}, start_rng=None)
     monkeypatch.undo()
     loaded = checkpoint.load(map_location="cpu")
-    assert loaded["run_epoch"] == 1
-    assert torch.equal(loaded["weights"], torch.arange(4.0))
+    assert loaded["trainer"]["run_epoch"] == 1
+    assert torch.equal(loaded["trainer"]["weights"], torch.arange(4.0))
     assert [p.name for p in tmp_path.iterdir()] == [checkpoint.path.name]  # no temp file left
 
 

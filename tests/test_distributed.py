@@ -39,9 +39,9 @@ _SCRIPT = textwrap.dedent(
 
     original_save = sk_dml.checkpoint.Checkpoint.save
 
-    def recording_save(self, state):
+    def recording_save(self, *args):
         written.append(self.path.name)
-        original_save(self, state)
+        original_save(self, *args)
 
     sk_dml._training.tqdm = RecordingBar
     sk_dml.checkpoint.Checkpoint.save = recording_save
@@ -70,7 +70,7 @@ _SCRIPT = textwrap.dedent(
             "loss_curve": emb.loss_curve_,
             "stopped_weights": stopped.module_.state_dict(),
             "stopped_scores": stopped.validation_scores_,
-            "proxy_objective": proxy._training_state.objective.state_dict(),
+            "proxy_objective": proxy._trainer.objective.state_dict(),
             "proxy_scores": proxy.validation_scores_,
             "progress_shown": progress_shown,
             "checkpoint_writes": written,

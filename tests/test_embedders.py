@@ -295,9 +295,9 @@ def test_cosine_schedule_anneals_the_learning_rate(wine):
     X, y = wine
     emb = TripletEmbedder(random_state=0, learning_rate=0.01, **QUICK).fit(X, y)
     # After the last of max_epochs epochs, cosine annealing has brought the rate to 0.
-    assert emb._training_state.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    assert emb._trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
     constant = TripletEmbedder(learning_rate=0.01, learning_rate_schedule="constant", **QUICK)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         constant.fit(X, y)
-    assert constant._training_state.optimizer.param_groups[0]["lr"] == 0.01
+    assert constant._trainer.optimizer.param_groups[0]["lr"] == 0.01

@@ -76,7 +76,7 @@ def test_held_out_classes_are_whole_classes_scored_by_map_at_r(digits, monkeypat
     assert not set(y_val) & set(y_train)  # no class on both sides
     assert len(X_val) == np.isin(y, np.unique(y_val)).sum()  # all of their rows
     # The proxies are those of the training classes only.
-    assert len(emb._training_state.objective.criterion.proxies) == 7
+    assert len(emb._trainer.objective.criterion.proxies) == 7
     # The kept network scores best_score_ (MAP@R) on the held-out rows.
     kept = mean_average_precision_at_r(emb.transform(X_val), y_val, metric=emb.embedding_metric_)
     assert kept == pytest.approx(emb.best_score_, abs=1e-6)

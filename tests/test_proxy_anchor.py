@@ -12,7 +12,7 @@ from sklearn.datasets import load_wine
 
 import sk_dml
 from sk_dml import ProxyAnchorEmbedder
-from sk_dml._criteria import ProxyAnchorCriterion
+from sk_dml.criteria import ProxyCriterion
 from sk_dml.losses import proxy_anchor_loss
 
 QUICK = dict(max_epochs=3, hidden_layer_sizes=(16,), n_components=4, batch_size=16)
@@ -129,9 +129,9 @@ def test_later_calls_map_their_labels_onto_the_first_fits_proxies(wine, monkeypa
     X, y = wine
     emb = ProxyAnchorEmbedder(random_state=0, **QUICK).fit(X, y)  # classes 0, 1, 2
     seen = []
-    forward = ProxyAnchorCriterion.forward
+    forward = ProxyCriterion.forward
     monkeypatch.setattr(
-        ProxyAnchorCriterion,
+        ProxyCriterion,
         "forward",
         lambda self, e, labels: (seen.append(labels.cpu().numpy()), forward(self, e, labels))[1],
     )
@@ -146,11 +146,11 @@ def test_proxies_carry_over_warm_start_and_string_labels(wine):
     X, y = wine
     labels = np.array(["a", "b", "c"])[y]
     emb = ProxyAnchorEmbedder(random_state=0, warm_start=True, **QUICK).fit(X, labels)
-    proxies = emb._training_state.objective.criterion.proxies.detach().clone()
+    proxies = emb._trainer.objective.criterion.proxies.detach().clone()
     emb.fit(X, labels)
-    after = emb._training_state.objective.criterion.proxies
+    after = emb._trainer.objective.criterion.proxies
     assert emb.n_iter_ == 6 and not torch.equal(proxies, after)  # trained on, not made anew
-    assert list(emb._training_state.objective.criterion.classes) == ["a", "b", "c"]
+    assert list(emb._trainer.objective.criterion.classes) == ["a", "b", "c"]
 
 
 def test_a_failed_partial_fit_leaves_the_model_unchanged(wine):

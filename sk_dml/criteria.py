@@ -1,0 +1,289 @@
+"""Loss objects: what an embedder minimises, as a small scikit-learn-style object.
+
+A loss object holds a loss's hyper-parameters with scikit-learn's ``get_params``/``set_params``
+semantics, so ``clone`` and ``GridSearchCV`` reach them (``metricembedder__loss__margin``), as
+they reach a Gaussian process's ``kernel__length_scale``. It also says how an embedding
+trained with it is meant to be used (its distance, whether to L2-normalise, a learning rate
+that suits it), and at fit time it builds the torch module the trainer minimises
+(:meth:`Loss.build`), which owns any learnable parameters the loss has (one proxy per class).
+The math lives in the pure functions of :mod:`sk_dml.losses`, usable in any torch loop.
+
+Adding a loss is one subclass here (plus its function in :mod:`sk_dml.losses`): the embedders,
+``sk_dml.save``/``load``, checkpoints, torchrun and the command line (``--loss NAME``) find it
+by its ``name``.
+"""
+
+from __future__ import annotations
+
+import functools
+from numbers import Real
+from typing import ClassVar
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.utils._param_validation import Interval, StrOptions
+from torch import nn
+
+from . import losses
+from .distances import METRICS
+from .miners import TRIPLET_MINING
+
+__all__ = [
+    "ContrastiveLoss",
+    "LiftedStructLoss",
+    "Loss",
+    "NPairLoss",
+    "ProxyAnchorLoss",
+    "TripletLoss",
+    "get_loss_class",
+    "loss_names",
+]
+
+_NON_NEGATIVE = [Interval(Real, 0, None, closed="left")]
+_POSITIVE = [Interval(Real, 0, None, closed="neither")]
+_DISTANCE = [StrOptions(set(METRICS))]
+
+# name -> class, filled as the subclasses are defined.
+_REGISTRY: dict[str, type[Loss]] = {}
+
+
+class Criterion(nn.Module):
+    """A built loss: ``(embeddings, codes) -> scalar``, and how a call's classes map to codes.
+
+    A loss without parameters codes each call's classes afresh (only which rows share a label
+    matters); a proxy loss maps them onto the proxies of the classes it was built for.
+    """
+
+    def __init__(self, function):
+        super().__init__()
+        self.function = function
+
+    def forward(self, embeddings: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        return self.function(embeddings, codes)
+
+    def codes_for(self, classes: np.ndarray) -> np.ndarray:
+        """The code of each of a training call's (sorted) ``classes``."""
+        return np.arange(len(classes))
+
+
+class ProxyCriterion(Criterion):
+    """A loss with one learnable proxy per class of ``classes`` (the sorted training labels).
+
+    The proxies are this module's parameters, so they are trained, checkpointed and averaged
+    across ranks with the network. They start as in Kim et al. (2020): Kaiming-normal
+    (fan-out) draws from torch's generator, which the fit seeds from ``random_state``.
+    """
+
+    def __init__(self, function, classes, dim: int):
+        super().__init__(function)
+        self.classes = np.asarray(classes)
+        self.proxies = nn.Parameter(torch.empty(len(self.classes), dim))
+        nn.init.kaiming_normal_(self.proxies, mode="fan_out")
+
+    def forward(self, embeddings: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        return self.function(embeddings, codes, self.proxies)
+
+    def codes_for(self, classes: np.ndarray) -> np.ndarray:
+        """Each label's proxy; a label without one is a ValueError, never a silent re-coding."""
+        classes = np.asarray(classes)
+        index = np.searchsorted(self.classes, classes)
+        known = (index < len(self.classes)) & (
+            self.classes[np.minimum(index, len(self.classes) - 1)] == classes
+        )
+        if not known.all():
+            raise ValueError(
+                f"y has classes without a proxy: {classes[~known].tolist()[:10]}. A proxy loss "
+                f"learns one proxy per class of the first fit ({len(self.classes)} classes); "
+                "to add classes, fit again without warm_start."
+            )
+        return index
+
+
+class Loss(BaseEstimator):
+    """Base of the loss objects; a subclass is one loss.
+
+    A subclass sets ``name`` (its ``--loss`` name on the command line and its key in model
+    files), ``_parameter_constraints`` for its ``__init__`` parameters (scikit-learn's
+    declarative validation), and ``function`` (the pure loss in :mod:`sk_dml.losses`); it may
+    override ``embedder_defaults``, :meth:`embedding_metric` and :meth:`build`.
+    """
+
+    name: ClassVar[str]
+    function: ClassVar = None
+    #: What the embedder's ``"auto"`` parameters become with this loss.
+    embedder_defaults: ClassVar[dict] = {
+        "normalize": True,
+        "residual": False,
+        "learning_rate": 3e-3,
+    }
+    _parameter_constraints: ClassVar[dict] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            _REGISTRY[cls.name] = cls
+
+    def embedding_metric(self, normalized: bool) -> str:
+        """The distance between embeddings that this loss optimises, given whether the
+        network L2-normalises its output."""
+        return self.distance
+
+    def bound_function(self):
+        """The pure loss with this object's parameters bound: ``f(embeddings, codes)`` (and
+        the proxies, for a proxy loss)."""
+        return functools.partial(type(self).function, **self.get_params())
+
+    def build(self, classes: np.ndarray, dim: int) -> Criterion:
+        """The module a fresh fit minimises, for the training ``classes`` (sorted) and an
+        embedding of width ``dim``; raises a ValueError naming a parameter out of range."""
+        self._validate_params()
+        return Criterion(self.bound_function())
+
+
+def get_loss_class(name: str) -> type[Loss]:
+    """The loss class registered under ``name`` (as :func:`loss_names` lists them)."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        names = ", ".join(loss_names())
+        raise ValueError(f"Unknown loss {name!r}; expected one of {names}.") from None
+
+
+def loss_names() -> list[str]:
+    """The names of the available losses, in the order they were defined."""
+    return list(_REGISTRY)
+
+
+def _cosine_unless_normalized(normalized: bool) -> str:
+    """On the unit sphere Euclidean distance ranks like cosine (and is cheaper to search)."""
+    return "euclidean" if normalized else "cosine"
+
+
+class TripletLoss(Loss):
+    """Triplet margin loss with hard-sample mining: :func:`sk_dml.losses.triplet_loss`.
+
+    Parameters
+    ----------
+    margin : float, default=0.2
+    mining : {"all", "semihard", "hard", "batch_hard"}, default="all"
+        Which triplets of a batch count (:mod:`sk_dml.miners`).
+    distance : str, default="euclidean"
+        Distance between embeddings (:data:`sk_dml.distances.METRICS`).
+    """
+
+    name = "triplet"
+    function = staticmethod(losses.triplet_loss)
+    _parameter_constraints = {
+        "margin": _NON_NEGATIVE,
+        "mining": [StrOptions(set(TRIPLET_MINING))],
+        "distance": _DISTANCE,
+    }
+
+    def __init__(self, margin=0.2, mining="all", distance="euclidean"):
+        self.margin = margin
+        self.mining = mining
+        self.distance = distance
+
+
+class ContrastiveLoss(Loss):
+    """Contrastive loss (Hadsell et al. 2006): :func:`sk_dml.losses.contrastive_loss`.
+
+    Parameters
+    ----------
+    margin : float, default=1.0
+    distance : str, default="euclidean"
+    """
+
+    name = "contrastive"
+    function = staticmethod(losses.contrastive_loss)
+    _parameter_constraints = {"margin": _NON_NEGATIVE, "distance": _DISTANCE}
+
+    def __init__(self, margin=1.0, distance="euclidean"):
+        self.margin = margin
+        self.distance = distance
+
+
+class NPairLoss(Loss):
+    """Multi-class N-pair loss (Sohn 2016): :func:`sk_dml.losses.npair_loss`.
+
+    Its log-sum-exp of dot products needs unbounded embeddings, so its embedders do not
+    normalise by default; ``l2_reg`` keeps the norms from growing without bound.
+
+    Parameters
+    ----------
+    l2_reg : float, default=0.002
+        Weight of the mean squared embedding norm.
+    """
+
+    name = "npair"
+    function = staticmethod(losses.npair_loss)
+    embedder_defaults = {**Loss.embedder_defaults, "normalize": False}
+    _parameter_constraints = {"l2_reg": _NON_NEGATIVE}
+
+    def __init__(self, l2_reg=0.002):
+        self.l2_reg = l2_reg
+
+    def embedding_metric(self, normalized: bool) -> str:
+        return _cosine_unless_normalized(normalized)
+
+
+class LiftedStructLoss(Loss):
+    """Lifted structured loss (Oh Song et al. 2016): :func:`sk_dml.losses.lifted_struct_loss`.
+
+    Parameters
+    ----------
+    margin : float, default=1.0
+    variant : {"smooth", "hard"}, default="smooth"
+        The paper's eq. 4 (a log-sum-exp over all negatives) or eq. 3 (the hardest one).
+    distance : str, default="euclidean"
+    """
+
+    name = "lifted"
+    function = staticmethod(losses.lifted_struct_loss)
+    embedder_defaults = {**Loss.embedder_defaults, "normalize": False}
+    _parameter_constraints = {
+        "margin": _NON_NEGATIVE,
+        "variant": [StrOptions({"smooth", "hard"})],
+        "distance": _DISTANCE,
+    }
+
+    def __init__(self, margin=1.0, variant="smooth", distance="euclidean"):
+        self.margin = margin
+        self.variant = variant
+        self.distance = distance
+
+
+class ProxyAnchorLoss(Loss):
+    """Proxy-Anchor loss (Kim et al., CVPR 2020): :func:`sk_dml.losses.proxy_anchor_loss`.
+
+    One learnable proxy per training class, created at fit time from the number of classes
+    and the embedding width; a batch informs every class at a cost of O(batch x classes).
+    Its embedders start from the residual network (the PCA of the input) and train with a
+    low learning rate: the setting that transfers best to classes never seen in training.
+
+    Parameters
+    ----------
+    margin : float, default=0.1
+        The loss's delta: rows are pulled until their cosine to their proxy is well above
+        ``margin`` and pushed until their cosine to every other proxy is well below
+        ``-margin``.
+    alpha : float, default=32.0
+        Scale of the similarities inside the log-sum-exp (how sharply hard rows dominate).
+    """
+
+    name = "proxy_anchor"
+    function = staticmethod(losses.proxy_anchor_loss)
+    embedder_defaults = {"normalize": True, "residual": True, "learning_rate": 3e-4}
+    _parameter_constraints = {"margin": _NON_NEGATIVE, "alpha": _POSITIVE}
+
+    def __init__(self, margin=0.1, alpha=32.0):
+        self.margin = margin
+        self.alpha = alpha
+
+    def embedding_metric(self, normalized: bool) -> str:
+        return _cosine_unless_normalized(normalized)
+
+    def build(self, classes: np.ndarray, dim: int) -> Criterion:
+        self._validate_params()
+        return ProxyCriterion(self.bound_function(), classes, dim)
