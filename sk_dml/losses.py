@@ -2,26 +2,36 @@
 
 The pair and triplet losses work on the ``(B, B)`` distance (or similarity) matrix of the batch
 with per-row reductions, so time is O(B^2) (O(B^2 log B) for the triplet windows) and memory
-O(B^2): no ``B^3`` triplet list and no ``|P| x |N|`` matrix is ever built. The proxy loss
+O(B^2): no ``B^3`` triplet list and no ``|P| x |N|`` matrix is ever built; the
+Multi-Similarity loss works the same way on the cosine similarities. The proxy loss
 compares the batch with one learnable proxy per class instead: O(B x C). Each returns a
 scalar that is connected to the autograd graph (a zero with a gradient when no pair or
 triplet is active) and never NaN for finite input.
 
-Notation: D = ``pairwise_distance(embeddings, metric=distance)``; a positive pair is i != j with
-y_i == y_j, a negative pair y_i != y_j; relu(x) = max(0, x).
+Notation: D = ``pairwise_distance(embeddings, metric=distance)``; S = the cosine similarities;
+a positive pair is i != j with y_i == y_j, a negative pair y_i != y_j; relu(x) = max(0, x).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 
 from .distances import check_metric, pairwise_distance
-from .miners import check_mining, hardest_pairs, pair_masks, triplet_window
+from .miners import (
+    check_mining,
+    hardest_pairs,
+    multi_similarity_pairs,
+    pair_masks,
+    triplet_window,
+)
 
 __all__ = [
     "contrastive_loss",
     "lifted_struct_loss",
+    "multi_similarity_loss",
     "npair_loss",
     "proxy_anchor_loss",
     "triplet_loss",
@@ -316,3 +326,72 @@ def proxy_anchor_loss(
     pos_term = torch.where(present, F.softplus(lse_pos), 0.0).sum() / present.sum().clamp_min(1)
     neg_term = torch.where(has_neg, F.softplus(lse_neg), 0.0).sum() / n_classes
     return pos_term + neg_term
+
+
+def multi_similarity_loss(
+    embeddings: torch.Tensor,
+    labels,
+    *,
+    alpha: float = 2.0,
+    beta: float = 50.0,
+    base: float = 0.5,
+    epsilon: float | None = 0.1,
+) -> torch.Tensor:
+    """Multi-Similarity loss (Wang, Han, Huang, Dong & Scott, CVPR 2019).
+
+    S is the cosine similarity of the batch; P_i and N_i are the positives and negatives of
+    anchor i that :func:`sk_dml.miners.multi_similarity_pairs` keeps with this ``epsilon``
+    (every positive and negative pair when ``epsilon`` is None)::
+
+        1/B sum_i [ 1/alpha log(1 + sum_{p in P_i} exp(-alpha (S_ip - base)))
+                  + 1/beta  log(1 + sum_{n in N_i} exp( beta  (S_in - base))) ]
+
+    Each pair is weighted by its own similarity, by the other pairs of its anchor and by the
+    mining, so easy pairs count little. An anchor's term without kept positives (negatives) is 0,
+    and the mean is over all B anchors, those without any kept pair included: as in
+    pytorch-metric-learning's ``MultiSimilarityLoss``, whose default ``MeanReducer`` averages
+    its B per-row losses. Fed ``MultiSimilarityMiner(epsilon)``'s pairs (no miner for
+    ``epsilon=None``), that loss has the same value, except that it returns 0 when at most one
+    positive and one negative pair are mined. (The authors' code also divides by B, but counts
+    an anchor only when it keeps both a positive and a negative.) ``log(1 + sum exp)`` is
+    evaluated as ``softplus(logsumexp)``: finite for any finite input. O(B^2) time and memory.
+
+    Parameters
+    ----------
+    embeddings : torch.Tensor of shape (B, dim)
+    labels : array-like of shape (B,)
+    alpha : float, default=2.0
+        Scale of the positive pairs, > 0.
+    beta : float, default=50.0
+        Scale of the negative pairs, > 0.
+    base : float, default=0.5
+        The similarity that separates the pulled positives from the pushed negatives.
+    epsilon : float or None, default=0.1
+        Margin of the pair mining, >= 0; None counts every pair.
+    """
+    labels = _check_batch(embeddings, labels)
+    for name, scale in (("alpha", alpha), ("beta", beta)):
+        if not scale > 0:  # also refuses NaN
+            raise ValueError(f"{name} must be > 0, got {scale!r}.")
+        if not math.isfinite(scale):
+            raise ValueError(f"{name} must be finite, got {scale!r}.")
+    if not math.isfinite(base):
+        raise ValueError(f"base must be a finite real number, got {base!r}.")
+    if epsilon is not None and not epsilon >= 0:
+        raise ValueError(f"epsilon must be >= 0 or None, got {epsilon!r}.")
+    if len(labels) < 2:  # a shape, not a value: no pair at all
+        return _zero(embeddings)
+    unit = F.normalize(embeddings, dim=1)
+    sim = unit @ unit.T  # (B, B)
+    if epsilon is None:
+        positive, negative = pair_masks(labels)
+    else:
+        positive, negative = multi_similarity_pairs(sim, labels, epsilon=epsilon)
+    # Rows without a kept pair come back as (0, False) and are masked out: no host sync.
+    lse_pos, has_pos = _row_logsumexp(-alpha * (sim - base), positive)  # (B,)
+    lse_neg, has_neg = _row_logsumexp(beta * (sim - base), negative)
+    per_anchor = (
+        torch.where(has_pos, F.softplus(lse_pos), 0.0) / alpha
+        + torch.where(has_neg, F.softplus(lse_neg), 0.0) / beta
+    )
+    return per_anchor.mean()

@@ -1,10 +1,10 @@
 """Hard-sample mining: which pairs and triplets of a batch count.
 
-Every rule here works on a precomputed ``(B, B)`` distance matrix, so a user can mine with one
-distance and train with another. Triplet rules are expressed as an open *window* on the
-anchor-negative distance, which is what lets :func:`sk_dml.losses.triplet_loss` evaluate them
-in O(B^2 log B) without listing triplets; :func:`mine_triplets` lists them explicitly for use
-in one's own loss.
+Every rule here works on a precomputed ``(B, B)`` distance (or, for the pair rule, similarity)
+matrix, so a user can mine with one distance and train with another. Triplet rules are
+expressed as an open *window* on the anchor-negative distance, which is what lets
+:func:`sk_dml.losses.triplet_loss` evaluate them in O(B^2 log B) without listing triplets;
+:func:`mine_triplets` lists them explicitly for use in one's own loss.
 
 ==============  =================================================  ==============================
 mining          negatives n counted for the positive pair (a, p)   reference
@@ -14,6 +14,11 @@ mining          negatives n counted for the positive pair (a, p)   reference
 ``hard``        D_an < D_ap                                        (the violating triplets)
 ``batch_hard``  per anchor: farthest positive, nearest negative    Hermans et al. 2017
 ==============  =================================================  ==============================
+
+Pair mining, on a similarity matrix S (higher = more alike): :func:`multi_similarity_pairs`
+keeps the negative pairs (i, n) with ``S_in > min_{p in P_i} S_ip - epsilon`` and the positive
+pairs (i, p) with ``S_ip < max_{n in N_i} S_in + epsilon`` (Wang et al. 2019, the
+Multi-Similarity miner that :func:`sk_dml.losses.multi_similarity_loss` uses).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ __all__ = [
     "check_mining",
     "hardest_pairs",
     "mine_triplets",
+    "multi_similarity_pairs",
     "pair_masks",
     "triplet_window",
 ]
@@ -48,6 +54,57 @@ def pair_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     same = labels.unsqueeze(0) == labels.unsqueeze(1)
     positive = same & ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
     return positive, ~same
+
+
+def multi_similarity_pairs(
+    sim: torch.Tensor, labels, *, epsilon: float = 0.1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pairs the Multi-Similarity miner keeps (Wang et al., CVPR 2019, section 3.3).
+
+    With P_i and N_i the positives (same label, i != j) and negatives of anchor i:
+
+    - a negative pair (i, n) is kept when ``S_in > min_{p in P_i} S_ip - epsilon``;
+    - a positive pair (i, p) is kept when ``S_ip < max_{n in N_i} S_in + epsilon``.
+
+    Both inequalities are strict. An anchor without positives keeps no negative and one without
+    negatives keeps no positive (the min and max of an empty set are +inf and -inf). The
+    comparisons are evaluated as ``S_in + epsilon > min_p S_ip`` and ``S_ip - epsilon <
+    max_n S_in``, as pytorch-metric-learning's ``MultiSimilarityMiner`` does, so both round alike
+    at ties.
+
+    Parameters
+    ----------
+    sim : torch.Tensor of shape (B, B)
+        Similarities, higher = more alike (e.g. cosine similarity); used without gradient.
+    labels : array-like of shape (B,)
+    epsilon : float, default=0.1
+        Must be >= 0.
+
+    Returns
+    -------
+    positive, negative : boolean torch.Tensor of shape (B, B)
+        Masks of the kept positive and negative pairs (row = anchor); a subset of
+        :func:`pair_masks`. O(B^2) time and memory, and no host synchronisation.
+    """
+    if not epsilon >= 0:  # also refuses NaN
+        raise ValueError(f"epsilon must be >= 0, got {epsilon!r}.")
+    if not isinstance(sim, torch.Tensor) or sim.ndim != 2 or sim.shape[0] != sim.shape[1]:
+        raise ValueError(
+            f"sim must be a square 2-D torch.Tensor, got shape {tuple(getattr(sim, 'shape', ()))}."
+        )
+    labels = torch.as_tensor(labels, device=sim.device)
+    if labels.shape != sim.shape[:1]:
+        raise ValueError(
+            f"labels must be 1-D with one entry per row of sim: got shape {tuple(labels.shape)} "
+            f"for {len(sim)} rows."
+        )
+    positive, negative = pair_masks(labels)
+    if len(labels) == 0:  # nothing to reduce over (a shape, not a value: no sync)
+        return positive, negative
+    sim = sim.detach()
+    hardest_pos = sim.masked_fill(~positive, float("inf")).amin(dim=1, keepdim=True)  # (B, 1)
+    hardest_neg = sim.masked_fill(~negative, float("-inf")).amax(dim=1, keepdim=True)
+    return positive & (sim - epsilon < hardest_neg), negative & (sim + epsilon > hardest_pos)
 
 
 def triplet_window(
