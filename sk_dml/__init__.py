@@ -1,13 +1,6 @@
 """sk_dml: deep metric learning for tabular data, the scikit-learn way."""
 
 from . import criteria, datasets, distances, losses, metrics, miners, nets, sampling
-from .criteria import (
-    ContrastiveLoss,
-    LiftedStructLoss,
-    NPairLoss,
-    ProxyAnchorLoss,
-    TripletLoss,
-)
 from .embedders import (
     ContrastiveEmbedder,
     LiftedStructEmbedder,
@@ -25,17 +18,12 @@ __version__ = "0.1.0"
 __all__ = [
     "ApproximateKNeighborsTransformer",
     "ContrastiveEmbedder",
-    "ContrastiveLoss",
     "LearnedMetric",
     "LiftedStructEmbedder",
-    "LiftedStructLoss",
     "MetricEmbedder",
     "NPairEmbedder",
-    "NPairLoss",
     "ProxyAnchorEmbedder",
-    "ProxyAnchorLoss",
     "TripletEmbedder",
-    "TripletLoss",
     "criteria",
     "datasets",
     "distances",

@@ -48,13 +48,8 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from tqdm import tqdm
 
 from . import __version__
-from .embedders import (
-    ContrastiveEmbedder,
-    LiftedStructEmbedder,
-    NPairEmbedder,
-    ProxyAnchorEmbedder,
-    TripletEmbedder,
-)
+from .criteria import get_loss_class, loss_names
+from .embedders import make_embedder
 from .metrics import retrieval_scores
 from .miners import TRIPLET_MINING
 from .persistence import load, read_metadata, save
@@ -71,13 +66,6 @@ __all__ = [
 ]
 
 PROG = "sk-dml"
-EMBEDDERS = {
-    "triplet": TripletEmbedder,
-    "contrastive": ContrastiveEmbedder,
-    "npair": NPairEmbedder,
-    "lifted": LiftedStructEmbedder,
-    "proxy_anchor": ProxyAnchorEmbedder,
-}
 # File name endings of the tables read and written, and their format.
 TABLE_FORMATS = {".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet", ".pq": "parquet"}
 # The category that stands for a missing value in a categorical column.
@@ -572,26 +560,29 @@ def _cmd_demo(args) -> None:
         # A throw-away fit first, so that torch's one-time start-up is not charged to the
         # first embedder's fit time.
         _, X_warm, _, y_warm, _ = datasets[0]
-        TripletEmbedder(max_epochs=1, batch_size=16, random_state=0).fit(X_warm[:200], y_warm[:200])
+        warm_up = make_embedder("triplet", max_epochs=1, batch_size=16, random_state=0)
+        warm_up.fit(X_warm[:200], y_warm[:200])
         rows, panels = [], []
-        progress = tqdm(total=len(datasets) * len(EMBEDDERS), desc="training", unit="model")
+        progress = tqdm(total=len(datasets) * len(loss_names()), desc="training", unit="model")
         for name, X_train, X_test, y_train, y_test in datasets:
             knn = KNeighborsClassifier(N_NEIGHBORS).fit(X_train, y_train)
             rows.append(
                 (name, "plain 5-NN (standardised features)", "", "", knn.score(X_test, y_test))
             )
-            for cls in EMBEDDERS.values():
-                progress.set_postfix_str(f"{name}: {cls.__name__}")
+            for loss in loss_names():
+                estimator = make_embedder(loss, **params)
+                model = _model_name(estimator)
+                progress.set_postfix_str(f"{name}: {model}")
                 tic = time.perf_counter()
-                estimator = cls(**params).fit(X_train, y_train)
+                estimator.fit(X_train, y_train)
                 fit_time = time.perf_counter() - tic
                 Z_train, Z_test = estimator.transform(X_train), estimator.transform(X_test)
                 knn = KNeighborsClassifier(N_NEIGHBORS, metric=estimator.embedding_metric_)
                 accuracy = knn.fit(Z_train, y_train).score(Z_test, y_test)
-                rows.append((name, cls.__name__, estimator.n_iter_, f"{fit_time:.1f}", accuracy))
+                rows.append((name, model, estimator.n_iter_, f"{fit_time:.1f}", accuracy))
                 if name == "digits":
                     metric = estimator.embedding_metric_
-                    panel = f"{cls.__name__} ({metric}): 5-NN accuracy {accuracy:.3f}"
+                    panel = f"{model} ({metric}): 5-NN accuracy {accuracy:.3f}"
                     panels.append((panel, Z_test, metric))
                 progress.update()
         progress.close()
@@ -608,10 +599,16 @@ def _cmd_demo(args) -> None:
     print(f"total time: {time.perf_counter() - started:.0f} s")
 
 
+def _model_name(estimator) -> str:
+    """A named embedder's class name, else MetricEmbedder(LossClass)."""
+    name = type(estimator).__name__
+    loss = estimator.get_params().get("loss")
+    return name if loss is None else f"{name}({type(loss).__name__})"
+
+
 def _embedder(args):
     """The embedder that ``fit``'s options describe."""
-    cls = EMBEDDERS[args.loss]
-    accepted = cls().get_params()
+    accepted = get_loss_class(args.loss)().get_params()
     for name in ("margin", "mining"):
         if getattr(args, name) is not None and name not in accepted:
             raise CLIError(f"--{name} does not apply to --loss {args.loss}")
@@ -625,7 +622,9 @@ def _embedder(args):
         "checkpoint_dir": args.checkpoint_dir,
     }
     params = {name: value for name, value in chosen.items() if value is not None}
-    return cls(random_state=args.random_state, verbose=int(args.verbose), **params)
+    return make_embedder(
+        args.loss, random_state=args.random_state, verbose=int(args.verbose), **params
+    )
 
 
 def _cmd_fit(args) -> None:
@@ -650,7 +649,7 @@ def _cmd_fit(args) -> None:
     save(estimator, args.output, extra=extra)
     losses = estimator.loss_curve_  # empty when the first epoch diverged (a warning says so)
     print(
-        f"{type(estimator).__name__} trained on {len(X)} rows ({len(numeric)} numeric and "
+        f"{_model_name(estimator)} trained on {len(X)} rows ({len(numeric)} numeric and "
         f"{len(categorical)} categorical columns -> {X.shape[1]} features) in "
         f"{estimator.n_iter_} epochs, {fit_time:.1f} s"
         + (f"; final loss {losses[-1]:.4g}" if losses else "")
@@ -801,8 +800,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo",
         help="train every embedder on built-in data and compare 5-NN accuracies",
-        description="Train the triplet, contrastive, N-pair and lifted-structure embedders "
-        "(default parameters, random_state=0) on scikit-learn's digits and the shipped letter "
+        description=f"Train an embedder with each loss ({', '.join(loss_names())}; "
+        "default parameters, random_state=0) on scikit-learn's digits and the shipped letter "
         "data (standardised, stratified 70/30 split, seed 0); print the 5-NN test accuracy in "
         "each learned space next to plain 5-NN, and draw the digits test set's embeddings.",
     )
@@ -825,8 +824,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("data", metavar="DATA", help=table)
     fit.add_argument("--target", required=True, metavar="COL", help="the class column")
     fit.add_argument("-o", "--output", required=True, metavar="MODEL", help="model file to write")
-    fit.add_argument("--loss", choices=EMBEDDERS, default="triplet", help="default: triplet")
-    fit.add_argument("--margin", type=float, metavar="M", help="margin of the loss (not npair)")
+    fit.add_argument("--loss", choices=loss_names(), default="triplet", help="default: triplet")
+    fit.add_argument("--margin", type=float, metavar="M", help="margin of the loss")
     fit.add_argument(
         "--mining", choices=TRIPLET_MINING, help="triplet mining (triplet only; default semihard)"
     )

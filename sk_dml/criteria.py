@@ -33,6 +33,7 @@ __all__ = [
     "ContrastiveLoss",
     "LiftedStructLoss",
     "Loss",
+    "MultiSimilarityLoss",
     "NPairLoss",
     "ProxyAnchorLoss",
     "TripletLoss",
@@ -126,8 +127,9 @@ class Loss(BaseEstimator):
 
     def embedding_metric(self, normalized: bool) -> str:
         """The distance between embeddings that this loss optimises, given whether the
-        network L2-normalises its output."""
-        return self.distance
+        network L2-normalises its output: its ``distance`` parameter if it has one, else
+        Euclidean."""
+        return getattr(self, "distance", "euclidean")
 
     def bound_function(self):
         """The pure loss with this object's parameters bound: ``f(embeddings, codes)`` (and
@@ -287,3 +289,44 @@ class ProxyAnchorLoss(Loss):
     def build(self, classes: np.ndarray, dim: int) -> Criterion:
         self._validate_params()
         return ProxyCriterion(self.bound_function(), classes, dim)
+
+
+class MultiSimilarityLoss(Loss):
+    """Multi-Similarity loss with its pair miner (Wang et al., CVPR 2019):
+    :func:`sk_dml.losses.multi_similarity_loss`.
+
+    Each pair of a batch is weighted by its own cosine similarity, by the other pairs of its
+    anchor and by the mining (:func:`sk_dml.miners.multi_similarity_pairs`), so easy pairs
+    count little. Like the proxy loss, its embedders start from the residual network and
+    train with a low learning rate.
+
+    Parameters
+    ----------
+    alpha : float, default=2.0
+        Scale of the positive pairs.
+    beta : float, default=50.0
+        Scale of the negative pairs.
+    base : float, default=0.5
+        The similarity that separates pulled positives from pushed negatives.
+    epsilon : float or None, default=0.1
+        Margin of the pair mining; None counts every pair.
+    """
+
+    name = "multi_similarity"
+    function = staticmethod(losses.multi_similarity_loss)
+    embedder_defaults = {"normalize": True, "residual": True, "learning_rate": 3e-4}
+    _parameter_constraints = {
+        "alpha": _POSITIVE,
+        "beta": _POSITIVE,
+        "base": [Interval(Real, None, None, closed="neither")],
+        "epsilon": [None, Interval(Real, 0, None, closed="left")],
+    }
+
+    def __init__(self, alpha=2.0, beta=50.0, base=0.5, epsilon=0.1):
+        self.alpha = alpha
+        self.beta = beta
+        self.base = base
+        self.epsilon = epsilon
+
+    def embedding_metric(self, normalized: bool) -> str:
+        return _cosine_unless_normalized(normalized)

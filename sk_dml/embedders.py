@@ -53,6 +53,7 @@ from .criteria import (
     NPairLoss,
     ProxyAnchorLoss,
     TripletLoss,
+    get_loss_class,
 )
 from .distances import paired_distance, pairwise_distance
 from .metric import LearnedMetric
@@ -66,6 +67,7 @@ __all__ = [
     "NPairEmbedder",
     "ProxyAnchorEmbedder",
     "TripletEmbedder",
+    "make_embedder",
 ]
 
 _COMMON_PARAMS_DOC = """
@@ -664,6 +666,21 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             state["module_"] = _to_cpu_copy(state["module_"])
             state["_trainer"] = None  # the optimizer is not kept; warm start makes anew
         return state
+
+
+ESTIMATORS[MetricEmbedder.__name__] = MetricEmbedder  # its subclasses register themselves
+
+
+def make_embedder(loss: str, **params) -> MetricEmbedder:
+    """The embedder of the loss named ``loss`` (one of :func:`sk_dml.criteria.loss_names`):
+    its named embedder when there is one (``"triplet"`` -> :class:`TripletEmbedder`), else
+    ``MetricEmbedder(loss=...)``. ``params`` mixes the loss's and the embedder's parameters."""
+    loss_class = get_loss_class(loss)
+    for cls in ESTIMATORS.values():
+        if cls._loss_class is loss_class:
+            return cls(**params)
+    own = {name: params.pop(name) for name in loss_class._get_param_names() if name in params}
+    return MetricEmbedder(loss=loss_class(**own), **params)
 
 
 def _named_init(loss: type[Loss]):

@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import EMBEDDERS, LOSSES
 from sklearn.datasets import load_digits
 
 import sk_dml._training as training
-from sk_dml import NPairEmbedder, ProxyAnchorEmbedder, TripletEmbedder
+from sk_dml import NPairEmbedder, TripletEmbedder
 from sk_dml.checkpoint import Checkpoint, fingerprint, weights_digest
 
 # Dropout and a validation split exercise the torch and numpy random streams a resume restores.
@@ -135,7 +136,7 @@ def _interrupt_at(monkeypatch, epoch: int):
     monkeypatch.setattr(training, "_train_one_epoch", interrupting)
 
 
-@pytest.mark.parametrize("cls", [TripletEmbedder, NPairEmbedder, ProxyAnchorEmbedder])
+@pytest.mark.parametrize("cls", EMBEDDERS, ids=LOSSES)
 @pytest.mark.parametrize("schedule", ["cosine", "constant"])
 def test_interrupted_fit_resumes_to_the_same_weights(digits, tmp_path, monkeypatch, cls, schedule):
     X, y = digits

@@ -203,6 +203,18 @@ def test_fit_with_the_proxy_anchor_loss(small, tmp_path):
     assert isinstance(estimator, sk_dml.ProxyAnchorEmbedder) and estimator.margin == 0.2
 
 
+def test_fit_with_a_loss_that_has_no_named_embedder(small, tmp_path):
+    code, out, err = call("fit", small / "small.csv", "--target", "label", "--loss",
+                          "multi_similarity", *TINY, "-o", tmp_path / "m.skdml")  # fmt: skip
+    assert code == 0, err
+    assert out.startswith("MetricEmbedder(MultiSimilarityLoss) trained on")
+    estimator = cli.Model.load(tmp_path / "m.skdml").estimator
+    assert isinstance(estimator.loss, sk_dml.criteria.MultiSimilarityLoss)
+    code, _, err = call("fit", small / "small.csv", "--target", "label", "-o", tmp_path / "x",
+                        "--loss", "multi_similarity", "--margin", "0.2")  # fmt: skip
+    assert code == 2 and "--margin does not apply to --loss multi_similarity" in err
+
+
 def test_evaluate_against_a_reference_table(small, tmp_path):
     frame = pd.read_csv(small / "small.csv")
     queries, reference = frame.iloc[::2], frame.iloc[1::2]

@@ -15,6 +15,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+import sk_dml
 from sk_dml._distributed import current_group, shard_batches
 
 _SCRIPT = textwrap.dedent(
@@ -28,7 +29,9 @@ _SCRIPT = textwrap.dedent(
     from sklearn.neighbors import KNeighborsClassifier
     import sk_dml._training
     import sk_dml.checkpoint
-    from sk_dml import ProxyAnchorEmbedder, TripletEmbedder
+    from sk_dml import TripletEmbedder
+    from sk_dml.criteria import loss_names
+    from sk_dml.embedders import make_embedder
 
     shown, written = [], []
 
@@ -58,9 +61,14 @@ _SCRIPT = textwrap.dedent(
         checkpoint_dir=sys.argv[1] + "/checkpoints", **common
     ).fit(X_train, y_train)
     progress_shown = list(shown)  # of the two triplet fits
-    proxy = ProxyAnchorEmbedder(
-        max_epochs=5, early_stopping=True, validation_split="classes", random_state=2, **common
-    ).fit(X_train, y_train)
+    # Every loss, the proxy loss's parameters included, trains identically on both ranks.
+    by_loss = {
+        name: make_embedder(
+            name, max_epochs=3, early_stopping=True, validation_split="classes",
+            random_state=2, **common
+        ).fit(X_train, y_train)
+        for name in loss_names()
+    }
     rank = dist.get_rank() if dist.is_initialized() else 0
     world = dist.get_world_size() if dist.is_initialized() else 1
     torch.save(
@@ -70,8 +78,8 @@ _SCRIPT = textwrap.dedent(
             "loss_curve": emb.loss_curve_,
             "stopped_weights": stopped.module_.state_dict(),
             "stopped_scores": stopped.validation_scores_,
-            "proxy_objective": proxy._trainer.objective.state_dict(),
-            "proxy_scores": proxy.validation_scores_,
+            "objectives": {k: e._trainer.objective.state_dict() for k, e in by_loss.items()},
+            "scores": {k: e.validation_scores_ for k, e in by_loss.items()},
             "progress_shown": progress_shown,
             "checkpoint_writes": written,
             "checkpoints_left": os.listdir(sys.argv[1] + "/checkpoints"),
@@ -114,10 +122,12 @@ def test_ranks_end_with_identical_weights(runs):
     assert _equal_weights(rank0["stopped_weights"], rank1["stopped_weights"])
     assert rank0["stopped_scores"] == rank1["stopped_scores"]
     assert len(rank0["stopped_scores"]) < 30
-    # A loss with parameters: the proxies are averaged like the network's weights.
-    assert any(k.startswith("criterion.proxies") for k in rank0["proxy_objective"])
-    assert _equal_weights(rank0["proxy_objective"], rank1["proxy_objective"])
-    assert rank0["proxy_scores"] == rank1["proxy_scores"]
+    # Every loss; a loss with parameters has its proxies averaged like the network's weights.
+    assert any(k.startswith("criterion.proxies") for k in rank0["objectives"]["proxy_anchor"])
+    assert rank0["objectives"].keys() == set(sk_dml.criteria.loss_names())
+    for name, objective in rank0["objectives"].items():
+        assert _equal_weights(objective, rank1["objectives"][name]), name
+        assert rank0["scores"][name] == rank1["scores"][name], name
 
 
 def test_data_parallel_accuracy_matches_single_process(runs):

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import EMBEDDERS
+from conftest import EMBEDDERS, LOSSES
 from scipy.spatial.distance import cdist
 from sklearn.base import clone
 from sklearn.datasets import load_digits, load_iris, load_wine
@@ -21,6 +21,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+import sk_dml
 from sk_dml import (
     ContrastiveEmbedder,
     LiftedStructEmbedder,
@@ -54,7 +55,7 @@ def digits_split():
             n_components=4,
             samples_per_class=2,
         )
-        for cls in EMBEDDERS
+        for cls in (*EMBEDDERS, sk_dml.MetricEmbedder)
     ]  # fmt: skip
 )
 def test_sklearn_estimator_checks(estimator, check):
@@ -63,7 +64,7 @@ def test_sklearn_estimator_checks(estimator, check):
         check(estimator)
 
 
-@pytest.mark.parametrize("cls", EMBEDDERS)
+@pytest.mark.parametrize("cls", EMBEDDERS, ids=LOSSES)
 def test_learns_a_better_space_than_raw_features(cls, digits_split):
     X_train, X_test, y_train, y_test = digits_split
     emb = cls(random_state=0, max_epochs=30)

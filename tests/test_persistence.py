@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import EMBEDDERS
+from conftest import EMBEDDERS, LOSSES
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from sklearn.datasets import load_wine
@@ -27,7 +27,7 @@ def wine():
     return (X - X.mean()) / X.std(), y
 
 
-@pytest.mark.parametrize("cls", EMBEDDERS)
+@pytest.mark.parametrize("cls", EMBEDDERS, ids=LOSSES)
 def test_round_trip_gives_the_same_model(cls, wine, tmp_path):
     X, y = wine
     emb = cls(random_state=0, dropout=0.1, **QUICK).fit(X, y)

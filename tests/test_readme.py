@@ -1,12 +1,13 @@
 """Every Python block of README.md runs as written, on fewer rows and epochs to stay quick."""
 
+import dataclasses
 import re
 from pathlib import Path
 
 import pytest
 import sklearn.datasets
 
-import sk_dml.embedders
+import sk_dml._training
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCKS = re.findall(r"^```python\n(.*?)^```", README.read_text(encoding="utf-8"), re.M | re.S)
@@ -21,13 +22,13 @@ def quick(monkeypatch, tmp_path):
         X, y = load_digits(**kwargs)
         return X[:300], y[:300]
 
-    run_epochs = sk_dml.embedders.run_epochs
+    run = sk_dml._training.Trainer.run
 
-    def one_epoch(*args, max_epochs, **kwargs):
-        return run_epochs(*args, max_epochs=1, **kwargs)
+    def one_epoch(self, X, y, settings, *args, **kwargs):
+        return run(self, X, y, dataclasses.replace(settings, max_epochs=1), *args, **kwargs)
 
     monkeypatch.setattr(sklearn.datasets, "load_digits", few_digits)
-    monkeypatch.setattr(sk_dml.embedders, "run_epochs", one_epoch)
+    monkeypatch.setattr(sk_dml._training.Trainer, "run", one_epoch)
     monkeypatch.chdir(tmp_path)  # the scale-out block writes checkpoints to ckpt/
 
 

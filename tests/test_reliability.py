@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
-from conftest import EMBEDDERS
+from conftest import EMBEDDERS, LOSSES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.spatial.distance import pdist
@@ -179,7 +179,7 @@ def _degenerate(Z) -> bool:
 
 
 @pytest.mark.parametrize("early_stopping", [False, True], ids=["loss", "early_stopping"])
-@pytest.mark.parametrize("cls", EMBEDDERS)
+@pytest.mark.parametrize("cls", EMBEDDERS, ids=LOSSES)
 def test_a_collapsed_embedding_is_never_returned_silently(wine, cls, early_stopping):
     X, y = wine
     params = {**COLLAPSING, "early_stopping": early_stopping}
@@ -205,7 +205,7 @@ def test_a_collapsed_embedding_is_never_returned_silently(wine, cls, early_stopp
     np.testing.assert_array_equal(emb.transform(X), shorter.transform(X))
 
 
-@pytest.mark.parametrize("cls", EMBEDDERS)
+@pytest.mark.parametrize("cls", EMBEDDERS, ids=LOSSES)
 def test_healthy_fits_and_identical_rows_raise_no_collapse_alarm(wine, cls):
     X, y = wine
     with warnings.catch_warnings():
