@@ -39,6 +39,15 @@ WINDOW_MINING = ("all", "semihard", "hard")
 MINING = (*WINDOW_MINING, "batch_hard")
 
 _SCIPY_NAME = {"manhattan": "cityblock"}
+# Batches whose labels leave some pairs, triplets or terms empty: every loss must stay finite.
+EDGE_LABELS = {
+    "one_class": [4] * 7,
+    "all_singletons": list(range(7)),
+    "class_with_one_sample": [0, 0, 1, 1, 1, 2, 0],
+    "two_rows_same_class": [3, 3],
+    "two_rows_two_classes": [3, 5],
+    "one_row": [1],
+}
 
 
 # ----------------------------------------------------------------------------------- distances

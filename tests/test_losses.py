@@ -10,6 +10,7 @@ import pytest
 import torch
 from conftest import (
     DISTANCES,
+    EDGE_LABELS,
     MINING,
     assert_close,
     loop_dist_matrix,
@@ -174,14 +175,6 @@ def test_lifted_hand_example():
 
 
 # ------------------------------------------------------------------------------ edge cases
-EDGE_LABELS = {
-    "one_class": [4] * 7,
-    "all_singletons": list(range(7)),
-    "class_with_one_sample": [0, 0, 1, 1, 1, 2, 0],
-    "two_rows_same_class": [3, 3],
-    "two_rows_two_classes": [3, 5],
-    "one_row": [1],
-}
 
 
 @pytest.mark.parametrize("case", ALL_CASES, ids=_case_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import conftest
 import numpy as np
 import pytest
 import torch
@@ -292,15 +293,7 @@ def test_property_value_and_gradient(seed, n, n_classes, alpha, beta, base, epsi
 
 
 # ----------------------------------------------------------------------------- edge cases
-EDGE_LABELS = {
-    "one_class": [4] * 7,
-    "all_singletons": list(range(7)),
-    "class_with_one_sample": [0, 0, 1, 1, 1, 2, 0],
-    "two_rows_same_class": [3, 3],
-    "two_rows_two_classes": [3, 5],
-    "one_row": [1],
-    "no_rows": [],
-}
+EDGE_LABELS = {**conftest.EDGE_LABELS, "no_rows": []}
 
 
 @pytest.mark.parametrize("epsilon", [0.1, None])
