@@ -35,17 +35,26 @@ def check_metric(metric: str) -> str:
 class _EuclideanDistance(torch.autograd.Function):
     """Exact Euclidean distances with a backward made of two matmuls.
 
-    The forward is torch.cdist's direct kernel (differences, not the ``||x||^2 + ||y||^2 -
-    2x.y`` expansion, which loses all precision in float32 for close points far from the
-    origin). torch's own backward for it runs a slow per-pair kernel; the gradient
-    ``dD_ij/dx_i = (x_i - y_j) / D_ij`` summed with weights W = G / D is
-    ``rowsum(W) x - W y``, two matmuls, and 0 where rows coincide (D = 0).
+    The forward never uses the ``||x||^2 + ||y||^2 - 2x.y`` expansion in the input's own
+    precision, which loses all precision in float32 for close points far from the origin.
+    Float32 on the CPU takes the expansion in float64 (one matmul; products of float32 values
+    are exact in float64, so only pairs closer than ~1e-6 of their norms lose accuracy, and
+    those are set to exactly 0): 2-5x faster than torch.cdist's direct kernel there, from
+    batches of about 128 rows. Other inputs take that direct kernel (differences). torch's own
+    backward for it runs a slow per-pair kernel; the gradient ``dD_ij/dx_i = (x_i - y_j) /
+    D_ij`` summed with weights W = G / D is ``rowsum(W) x - W y``, two matmuls, and 0 where
+    rows coincide (D = 0).
     """
 
     @staticmethod
     def forward(ctx, x, y):
         same = y is None
-        dist = torch.cdist(x, x if same else y, compute_mode="donot_use_mm_for_euclid_dist")
+        other = x if same else y
+        # Below ~2^18 multiply-adds the expansion's extra operations cost more than it saves.
+        if x.dtype == torch.float32 and x.device.type == "cpu" and x.numel() * len(other) >= 2**18:
+            dist = _expanded_in_float64(x, y)
+        else:
+            dist = torch.cdist(x, x if same else y, compute_mode="donot_use_mm_for_euclid_dist")
         ctx.same = same
         ctx.save_for_backward(x, dist) if same else ctx.save_for_backward(x, y, dist)
         return dist
@@ -61,6 +70,24 @@ class _EuclideanDistance(torch.autograd.Function):
         x, y, dist = ctx.saved_tensors
         w = torch.where(dist > 0, grad / dist, 0.0)
         return w.sum(1, keepdim=True) * x - w @ y, w.sum(0).unsqueeze(1) * y - w.T @ x
+
+
+def _expanded_in_float64(x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    """Float32 Euclidean distances through ``||x||^2 + ||y||^2 - 2x.y`` in float64.
+
+    The float64 rounding of the three terms is at most ~d * eps64 of ``||x||^2 + ||y||^2``;
+    squared distances below 8 times that bound are rounding noise (coincident rows) and
+    become exactly 0, as the direct kernel gives.
+    """
+    x64 = x.double()
+    y64 = x64 if y is None else y.double()
+    sq_x = x64.square().sum(1, keepdim=True)
+    sq_y = sq_x if y is None else y64.square().sum(1, keepdim=True)
+    scale = sq_x + sq_y.T
+    squared = torch.addmm(scale, x64, y64.T, alpha=-2.0)
+    noise = 8 * x.shape[1] * torch.finfo(torch.float64).eps
+    squared.masked_fill_(squared <= scale.mul_(noise), 0.0)
+    return squared.float().sqrt_()
 
 
 def _torch_pairwise(x: torch.Tensor, y: torch.Tensor | None, metric: str) -> torch.Tensor:

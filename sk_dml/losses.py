@@ -130,9 +130,10 @@ def triplet_loss(
     -----
     The window modes never list triplets. When anchors have few positives (class-balanced
     batches), each positive pair is compared with its anchor's row of distances: O(B^2 K) for
-    K rows per class. Otherwise each anchor's negative distances are sorted once, and the
-    number and sum of the negatives inside a pair's window come from ``searchsorted`` and a
-    prefix sum: O(B^2 log B) time and memory whatever the labels. No B^3 tensor is built either way.
+    K rows per class. Otherwise each anchor's positives are sorted once and every negative is
+    ranked among their windows by binary search: O(B^2 log K) time and O(B^2) memory whatever
+    the labels. No B^3 tensor is built either way, and the loss is the same sum of
+    ``relu(D_ap - D_an + margin)`` over the same triplets.
     """
     labels = _check_batch(embeddings, labels)
     _check_margin(margin)
@@ -150,36 +151,54 @@ def triplet_loss(
         return per_anchor.sum() / valid.sum().clamp_min(1)
 
     positive, negative = pair_masks(labels)
-    # Both forms are exact; the per-anchor one is cheaper when anchors have few positives.
+    # Both forms are exact; comparing each pair with every negative is cheaper for few
+    # positives per anchor (class-balanced batches), ranking otherwise.
     per_anchor = positive.sum(1)
     width = int(per_anchor.max())  # the one host sync of the choice
-    if width <= 2 * len(labels).bit_length():  # measured crossover, ~2 log2 B
-        total, n_active = _window_totals_per_anchor(
-            dist, positive, negative, margin, mining, per_anchor, width
-        )
-    else:
-        total, n_active = _window_totals_sorted(dist, positive, negative, margin, mining)
+    window_totals = _window_totals_per_anchor if width <= 8 else _window_totals_ranked
+    total, n_active = window_totals(dist, positive, negative, margin, mining, per_anchor, width)
     return (total / n_active.clamp_min(1)).to(dist.dtype)
 
 
+def _positives_table(positive, per_anchor, width):
+    """Each anchor's positives in a (B, M) table: their indices and which slots are real.
+
+    ``per_anchor`` (B,) counts each anchor's positives and ``width`` is their maximum M.
+    """
+    batch = len(positive)
+    anchors, positives = positive.nonzero(as_tuple=True)  # row-major: grouped by anchor
+    first_of_anchor = per_anchor.cumsum(0) - per_anchor
+    slot = torch.arange(len(anchors), device=positive.device) - first_of_anchor[anchors]
+    pos_index = torch.zeros(batch, width, dtype=torch.long, device=positive.device)
+    pos_valid = torch.zeros(batch, width, dtype=torch.bool, device=positive.device)
+    pos_index[anchors, slot] = positives
+    pos_valid[anchors, slot] = True
+    return pos_index, pos_valid
+
+
+def _linear_total(dist, d_ap, count_ap, count_an, margin):
+    """Sum of l over the window's triplets, from how many windows each pair is in.
+
+    Window membership is piecewise constant, so the sum is a linear function of the
+    distances, with counts found without autograd:
+    ``sum_(a,p) c_ap (D_ap + margin) - sum_(a,n) c_an D_an``; sums are accumulated in float64
+    (there may be more triplets than float32 counts exactly).
+    """
+    total = (count_ap * (d_ap + margin)).sum(dtype=torch.float64) - (count_an * dist).sum(
+        dtype=torch.float64
+    )
+    return total, count_ap.sum(dtype=torch.float64)
+
+
 def _window_totals_per_anchor(dist, positive, negative, margin, mining, per_anchor, width):
-    """Sum of l over the window's triplets, and their number, anchor by anchor.
+    """Sum of l over the window's triplets, and their number, comparing each pair with every
+    negative of its anchor.
 
     Each anchor's (at most M) positives are laid out in a (B, M) table and compared with the
     anchor's row of distances: O(B^2 M) time and memory, the cheapest form for class-balanced
-    batches (M = K - 1). Window membership is piecewise constant, so the sum is computed as a
-    linear function of the distances with counts found without autograd:
-    ``sum_(a,p) c_ap (D_ap + margin) - sum_(a,n) c_an D_an``. ``per_anchor`` (B,) counts each
-    anchor's positives and ``width`` is their maximum M.
+    batches (M = K - 1 for K rows per class).
     """
-    batch = len(dist)
-    anchors, positives = positive.nonzero(as_tuple=True)  # row-major: grouped by anchor
-    first_of_anchor = per_anchor.cumsum(0) - per_anchor
-    slot = torch.arange(len(anchors), device=dist.device) - first_of_anchor[anchors]
-    pos_index = torch.zeros(batch, width, dtype=torch.long, device=dist.device)
-    pos_valid = torch.zeros(batch, width, dtype=torch.bool, device=dist.device)
-    pos_index[anchors, slot] = positives
-    pos_valid[anchors, slot] = True
+    pos_index, pos_valid = _positives_table(positive, per_anchor, width)
     d_ap = dist.gather(1, pos_index)  # (B, M), connected to the graph
     with torch.no_grad():
         low, high = triplet_window(d_ap, margin, mining)  # (B, M)
@@ -193,32 +212,43 @@ def _window_totals_per_anchor(dist, positive, negative, margin, mining, per_anch
         in_window = in_window.to(dist.dtype)
         count_ap = in_window.sum(2)  # negatives in each pair's window
         count_an = in_window.sum(1)  # windows each (a, n) falls in
-    total = (count_ap * (d_ap + margin)).sum() - (count_an * dist).sum()
-    return total, count_ap.sum()
+    return _linear_total(dist, d_ap, count_ap, count_an, margin)
 
 
-def _window_totals_sorted(dist, positive, negative, margin: float, mining: str):
-    """Sum of l over the window's triplets, and their number, from sorted negative distances.
+def _window_totals_ranked(dist, positive, negative, margin, mining, per_anchor, width):
+    """Sum of l over the window's triplets, and their number, by ranking each negative among
+    its anchor's sorted positive windows: O(B^2 log M) time, O(B^2) memory, for any labels.
 
-    Cost O(B^2 log B) whatever the labels: each anchor's negative distances are sorted once;
-    the number of negatives inside a pair's window and the sum of their distances come from
-    ``searchsorted`` and a prefix sum, and autograd follows the same expressions.
+    A window's bounds are non-decreasing functions of D_ap, so with an anchor's positives
+    sorted by D_ap the windows that hold a negative n are a run of consecutive positions
+    ``[start_n, stop_n)``, found by binary search: that gives c_an = stop - start at once, and
+    c_ap as the number of runs covering p's position (a prefix sum of +1 at each start and -1
+    at each stop). The bounds are the very values the mining rule compares with.
     """
-    # Row a: distances from anchor a to its negatives, ascending; non-negatives sort last as inf.
-    neg_sorted, _ = dist.masked_fill(~negative, float("inf")).sort(dim=1)
-    finite = neg_sorted.masked_fill(neg_sorted.isinf(), 0.0)
-    # prefix[a, k] = sum of the k smallest negative distances of anchor a (float64: exact enough
-    # that differences of prefix sums stay accurate for large batches).
-    prefix = F.pad(finite.cumsum(dim=1, dtype=torch.float64), (1, 0))  # (B, B + 1)
-    low, high = triplet_window(dist, margin, mining)  # (B, B): window of pair (a, p)
-    sorted_keys = neg_sorted.detach()
-    n_below_low = torch.searchsorted(sorted_keys, low.detach().contiguous(), right=True)
-    n_below_high = torch.searchsorted(sorted_keys, high.detach().contiguous(), right=False)
-    count = (n_below_high - n_below_low).clamp_min(0).masked_fill(~positive, 0)  # (B, B)
-    window_sum = prefix.gather(1, n_below_high) - prefix.gather(1, n_below_low)
-    # sum over the window of (D_ap + margin - D_an) = count * (D_ap + margin) - sum of D_an
-    per_pair = count * (dist.double() + margin) - window_sum
-    return per_pair.masked_fill(count == 0, 0.0).sum(), count.sum()
+    batch = len(dist)
+    pos_index, pos_valid = _positives_table(positive, per_anchor, width)
+    d_ap = dist.gather(1, pos_index)  # (B, M), connected to the graph
+    with torch.no_grad():
+        # Padding sorts last (inf) and lies beyond stop <= the anchor's number of positives.
+        sorted_ap, order = d_ap.masked_fill(~pos_valid, float("inf")).sort(dim=1)
+        _, high = triplet_window(sorted_ap, margin, mining)
+        d_an = dist.contiguous()
+        start = torch.searchsorted(high.contiguous(), d_an, right=True)  # first high > D_an
+        if mining == "semihard":  # and D_ap < D_an: before the first D_ap >= D_an
+            stop = torch.searchsorted(sorted_ap.contiguous(), d_an, right=False)
+        else:
+            stop = per_anchor.unsqueeze(1)
+        weight = (negative & (start < stop)).to(dist.dtype)  # (B, B): n in some window of a
+        count_an = (stop - start) * weight
+        edges = torch.zeros(batch, width + 1, dtype=dist.dtype, device=dist.device)
+        edges.scatter_add_(1, start, weight)
+        if mining == "semihard":
+            edges.scatter_add_(1, stop, -weight)
+        else:
+            edges.scatter_add_(1, stop, -weight.sum(1, keepdim=True))
+        count_sorted = edges.cumsum(1)[:, :width]
+        count_ap = torch.zeros_like(count_sorted).scatter_(1, order, count_sorted)
+    return _linear_total(dist, d_ap, count_ap, count_an, margin)
 
 
 def npair_loss(embeddings: torch.Tensor, labels, *, l2_reg: float = 0.0) -> torch.Tensor:

@@ -281,3 +281,30 @@ def test_cosine_of_zero_row_is_finite_with_finite_gradient():
     assert torch.isfinite(d).all()
     d.sum().backward()
     assert torch.isfinite(x.grad).all()
+
+
+# ----------------------------------------- the float64 expansion (float32 on the CPU, large)
+def test_large_float32_batches_match_scipy_with_duplicates_and_close_points():
+    """From ~2^18 multiply-adds, float32 Euclidean distances on the CPU go through the
+    expansion in float64: still float32-accurate against scipy, exactly 0 between identical
+    rows, and accurate for close points far from the origin (where a float32 expansion loses
+    every digit)."""
+    gen = torch.Generator().manual_seed(7)
+    x = 5.0 + torch.randn(300, 64, generator=gen)
+    x[10] = x[3]  # a duplicate
+    x[20] = x[4] + 1e-3 * torch.randn(64, generator=gen)  # close, far from the origin
+    y = torch.cat([x[:50], torch.randn(100, 64, generator=gen)])
+    assert x.numel() * len(y) >= 2**18  # the expansion's path
+    for got, expected in (
+        (pairwise_distance(x), ref_cdist(x.double().numpy())),
+        (pairwise_distance(x, y), ref_cdist(x.double().numpy(), y.double().numpy())),
+    ):
+        np.testing.assert_allclose(got.double().numpy(), expected, rtol=2e-6, atol=1e-6)
+    self_dist = pairwise_distance(x)
+    assert self_dist[3, 10] == 0 and self_dist[10, 3] == 0 and (self_dist.diagonal() == 0).all()
+    assert (pairwise_distance(x, x.clone()).diagonal() == 0).all()
+    close = float(self_dist[4, 20])
+    assert close == pytest.approx(float((x[4] - x[20]).double().norm()), rel=1e-3)
+    leaf = x.clone().requires_grad_(True)
+    pairwise_distance(leaf).sum().backward()
+    assert torch.isfinite(leaf.grad).all()

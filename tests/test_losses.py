@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -533,26 +532,30 @@ def test_property_never_nan(batch, case, distance, dtype, scale):
 # ------------------------------------------------- both exact forms of the triplet windows
 @pytest.mark.parametrize("mining", ["all", "semihard", "hard"])
 @pytest.mark.parametrize("n_classes", [2, 5, 12])
-def test_triplet_window_forms_match_brute_force_and_gradient(mining, n_classes):
-    """triplet_loss picks its per-anchor or sorted form by the batch's labels; each form must
-    give the brute-force value and gradient on any batch, whichever it would be picked for."""
+@pytest.mark.parametrize("tied", [False, True], ids=["random", "ties"])
+def test_triplet_window_forms_match_brute_force_and_gradient(mining, n_classes, tied):
+    """triplet_loss picks its per-anchor or ranked form by the batch's labels; each form must
+    give the brute-force value and gradient on any batch, whichever it would be picked for.
+    With ``tied``, coordinates on a grid and a margin of one grid step put many negatives
+    exactly on a window's bounds."""
     from sk_dml import losses
     from sk_dml.miners import pair_masks
 
     emb0, y = random_batch(40 + n_classes, n=24, dim=4, n_classes=n_classes)
     margin = _margin(emb0, "euclidean")
+    if tied:
+        emb0, margin = (emb0 * 2).round() / 2, 0.5
     emb_ref = emb0.clone().requires_grad_(True)
     expected = ref_triplet(loop_dist_matrix(emb_ref, "euclidean"), y, margin, mining)
     expected_grad = _grad(expected, emb_ref)
     positive, negative = pair_masks(torch.tensor(y))
     per_anchor = positive.sum(1)
-    per_anchor_form = functools.partial(
-        losses._window_totals_per_anchor, per_anchor=per_anchor, width=int(per_anchor.max())
-    )
-    for form in (per_anchor_form, losses._window_totals_sorted):
+    for form in (losses._window_totals_per_anchor, losses._window_totals_ranked):
         emb = emb0.clone().requires_grad_(True)
         dist = losses.pairwise_distance(emb, metric="euclidean")
-        total, n_active = form(dist, positive, negative, margin, mining)
+        total, n_active = form(
+            dist, positive, negative, margin, mining, per_anchor, int(per_anchor.max())
+        )
         got = total / n_active if n_active else total
         assert_close(got, expected)
         if expected.item() > 0:
