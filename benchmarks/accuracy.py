@@ -14,6 +14,7 @@ Writes benchmarks/results/accuracy.csv (one row per run), accuracy.md and accura
 from __future__ import annotations
 
 import argparse
+import functools
 import platform
 import sys
 import time
@@ -31,23 +32,14 @@ from sklearn.neighbors import KNeighborsClassifier, NeighborhoodComponentsAnalys
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 import sk_dml
-from sk_dml import (
-    ContrastiveEmbedder,
-    LiftedStructEmbedder,
-    NPairEmbedder,
-    ProxyAnchorEmbedder,
-    TripletEmbedder,
-)
+from sk_dml import TripletEmbedder
+from sk_dml.criteria import loss_names
 from sk_dml.datasets import load_letter, load_nursery, load_segment
+from sk_dml.embedders import make_embedder
 
 RESULTS = Path(__file__).parent / "results"
-EMBEDDERS = {
-    "sk_dml triplet": TripletEmbedder,
-    "sk_dml contrastive": ContrastiveEmbedder,
-    "sk_dml npair": NPairEmbedder,
-    "sk_dml lifted": LiftedStructEmbedder,
-    "sk_dml proxy_anchor": ProxyAnchorEmbedder,
-}
+# Every loss, with its defaults (its named embedder, or MetricEmbedder with the loss object).
+EMBEDDERS = {f"sk_dml {name}": functools.partial(make_embedder, name) for name in loss_names()}
 NCA_MAX_ROWS = 5000
 
 

@@ -54,6 +54,7 @@ def loss_kernels() -> list[str]:
         "contrastive": losses.contrastive_loss,
         "npair": losses.npair_loss,
         "lifted smooth": losses.lifted_struct_loss,
+        "multi_similarity": losses.multi_similarity_loss,
     }
     for batch in (1024, 4096):
         x = torch.randn(batch, 64, device="cuda", requires_grad=True)

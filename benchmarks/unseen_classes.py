@@ -20,6 +20,7 @@ unseen_classes.png (``_quick`` names with --quick).
 from __future__ import annotations
 
 import argparse
+import functools
 import platform
 import sys
 import time
@@ -39,28 +40,24 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 
 import sk_dml
-from sk_dml import (
-    ContrastiveEmbedder,
-    LiftedStructEmbedder,
-    NPairEmbedder,
-    ProxyAnchorEmbedder,
-    TripletEmbedder,
-)
+from sk_dml import MetricEmbedder, ProxyAnchorEmbedder, TripletEmbedder
+from sk_dml.criteria import MultiSimilarityLoss, loss_names
 from sk_dml.datasets import load_letter
+from sk_dml.embedders import make_embedder
 from sk_dml.metrics import retrieval_scores
 
 RESULTS = Path(__file__).parent / "results"
 NCA_MAX_ROWS = 5000
 NEW_CLASSES = {"early_stopping": True, "validation_split": "classes"}
 
-# name -> (embedder class, parameters); the first five are the defaults.
+# name -> (embedder factory, parameters): every loss with its defaults, then variants.
 EMBEDDERS = {
-    "sk_dml triplet": (TripletEmbedder, {}),
-    "sk_dml contrastive": (ContrastiveEmbedder, {}),
-    "sk_dml npair": (NPairEmbedder, {}),
-    "sk_dml lifted": (LiftedStructEmbedder, {}),
-    "sk_dml proxy_anchor": (ProxyAnchorEmbedder, {}),
+    **{f"sk_dml {name}": (functools.partial(make_embedder, name), {}) for name in loss_names()},
     "recommended: proxy_anchor, held-out classes": (ProxyAnchorEmbedder, NEW_CLASSES),
+    "multi_similarity, held-out classes": (
+        functools.partial(MetricEmbedder, loss=MultiSimilarityLoss()),
+        NEW_CLASSES,
+    ),
     "ablation: proxy_anchor, plain MLP": (ProxyAnchorEmbedder, {"residual": False}),
     "ablation: proxy_anchor, learning_rate=3e-3": (ProxyAnchorEmbedder, {"learning_rate": 3e-3}),
     "ablation: proxy_anchor, held-out rows": (ProxyAnchorEmbedder, {"early_stopping": True}),
@@ -232,10 +229,16 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", help="names of methods (default: all)")
     parser.add_argument("--quick", action="store_true", help="5 epochs per embedder (a smoke run)")
+    parser.add_argument("--append", action="store_true",
+                        help="keep an earlier run's rows of other data sets, methods")  # fmt: skip
     args = parser.parse_args(argv)
     available = methods(args.quick)
     chosen = args.methods or list(available)
+    stem = "unseen_classes" + ("_quick" if args.quick else "")
     rows = []
+    if args.append and (RESULTS / f"{stem}.csv").exists():
+        rows = [r for r in pd.read_csv(RESULTS / f"{stem}.csv").to_dict("records")
+                if r["dataset"] not in args.datasets or r["method"] not in chosen]  # fmt: skip
     for dataset in args.datasets:
         X, y = load(dataset)
         for seed in args.seeds:
@@ -250,7 +253,16 @@ def main(argv=None) -> None:
                 shown = ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
                 print(f"{dataset} seed {seed} {name}: {shown}, {fit_s:.1f} s", flush=True)
     runs = pd.DataFrame(rows)
-    stem = "unseen_classes" + ("_quick" if args.quick else "")
+    # Data sets in the order they first appear, methods in the order of `methods`.
+    position = {
+        "dataset": {name: i for i, name in enumerate(dict.fromkeys(runs.dataset))},
+        "method": {name: i for i, name in enumerate(available)},
+    }
+    runs = runs.sort_values(
+        ["dataset", "method", "seed"],
+        key=lambda col: col.map(position[col.name]) if col.name in position else col,
+        kind="stable",
+    )
     RESULTS.mkdir(exist_ok=True)
     runs.to_csv(RESULTS / f"{stem}.csv", index=False)
     command = "python benchmarks/unseen_classes.py " + " ".join(argv or sys.argv[1:])
