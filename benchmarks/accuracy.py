@@ -235,11 +235,12 @@ def main(argv=None) -> None:
                                      fit_s=fit_s, note=note, n_train=len(X_train)))  # fmt: skip
                     print(f"{dataset:14s} seed={seed} {method:20s} acc={acc:.4f} "
                           f"fit={fit_s:6.1f}s {note}", flush=True)  # fmt: skip
-        write(pd.DataFrame(rows), args.out)  # after each data set: a long run keeps its results
-    print(summarise(pd.DataFrame(rows)))
+        runs = write(pd.DataFrame(rows), args.out)  # after each data set: a long run keeps them
+    print(summarise(runs))
 
 
-def write(runs: pd.DataFrame, stem: str) -> None:
+def write(runs: pd.DataFrame, stem: str) -> pd.DataFrame:
+    """Write the runs, sorted, as CSV and markdown; returns them sorted."""
     order = {"dataset": DATASETS.index, "method": list(METHODS).index}
     runs = runs.sort_values(
         ["dataset", "method", "seed"], key=lambda c: c.map(order.get(c.name, int))
@@ -263,6 +264,7 @@ def write(runs: pd.DataFrame, stem: str) -> None:
         + "\n\n"
     )
     (RESULTS / f"{stem}.md").write_text(header + summarise(runs) + "\n")
+    return runs
     plot(runs, RESULTS / f"{stem}.png")
 
 
