@@ -264,8 +264,8 @@ def write(runs: pd.DataFrame, stem: str) -> pd.DataFrame:
         + "\n\n"
     )
     (RESULTS / f"{stem}.md").write_text(header + summarise(runs) + "\n")
-    return runs
     plot(runs, RESULTS / f"{stem}.png")
+    return runs
 
 
 def plot(runs: pd.DataFrame, path: Path) -> None:
