@@ -453,7 +453,7 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             with _TORCH_RNG_LOCK:  # seeding the shared generator: one fit at a time
                 torch.manual_seed(seed)
                 if continuing:  # on copies: a fit that fails leaves the fitted model as it was
-                    module, trainer = copy.deepcopy((self.module_, self._trainer))
+                    module, trainer = copy.deepcopy((self.module_, getattr(self, "_trainer", None)))
                     module.to(device)
                     if trainer is not None:
                         trainer.objective.to(device)  # the loss's parameters too
