@@ -23,10 +23,13 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(PY) -m sk_dml demo
 
+# Both test tiers: the fast default one (plain `pytest`), then the slow end-to-end one. The
+# gallery examples run in `make docs` (CI), or with `pytest -m examples`.
 test: $(VENV)/.installed
 	$(PY) -m ruff check sk_dml tests benchmarks examples
 	$(PY) -m ruff format --check sk_dml tests benchmarks examples
 	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m slow
 
 # The documentation (Sphinx, warnings as errors); the gallery runs the examples in quick mode.
 $(VENV)/.docs-installed: $(VENV)/.installed

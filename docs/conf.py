@@ -43,6 +43,7 @@ extensions = [
     "numpydoc",
     "sphinx_gallery.gen_gallery",
     "offline_check",  # fails the build if a page would load a remote asset
+    "gallery_check",  # fails the build if a gallery example draws no figure
 ]
 try:  # renders the benchmark results (markdown) as pages; without it they show as source
     import myst_parser  # noqa: F401

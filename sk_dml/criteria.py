@@ -22,10 +22,10 @@ from typing import ClassVar
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
-from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
 from . import losses
+from ._sklearn_compat import Interval, StrOptions
 from .distances import METRICS
 from .miners import TRIPLET_MINING
 

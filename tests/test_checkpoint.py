@@ -90,6 +90,7 @@ TripletEmbedder(checkpoint_dir=sys.argv[1], **{params}).fit(X / 16.0, y)
 """
 
 
+@pytest.mark.slow
 def test_sigkill_mid_fit_then_rerun_resumes_and_matches_an_uninterrupted_fit(
     digits, tmp_path, count_epochs
 ):
@@ -294,6 +295,7 @@ print(fingerprint(emb, X, y, None))
 """
 
 
+@pytest.mark.slow
 def test_fingerprint_is_the_same_in_every_process():
     """Parameters whose repr holds a memory address (a callable network builder, a
     RandomState) must not change the fingerprint, or a rerun would never find its checkpoint."""

@@ -248,6 +248,7 @@ def test_estimator_is_one_graph_key_not_in_every_task(emb, emb_named):
 
 
 # ------------------------------------------------------------------------- dask stays optional
+@pytest.mark.slow
 def test_import_does_not_import_dask():
     code = (
         "import sys, numpy as np; import sk_dml; from sk_dml import _dask; "
@@ -257,6 +258,7 @@ def test_import_does_not_import_dask():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+@pytest.mark.slow
 def test_experimental_array_query_planning():
     """dask's opt-in array query planning cannot take a Delayed argument (dask 2026.8): the
     array path still gives the in-memory result there."""

@@ -114,6 +114,7 @@ def _equal_weights(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_ranks_end_with_identical_weights(runs):
     rank0, rank1 = runs["rank0_of_2"], runs["rank1_of_2"]
     assert _equal_weights(rank0["weights"], rank1["weights"])
@@ -130,6 +131,7 @@ def test_ranks_end_with_identical_weights(runs):
         assert rank0["scores"][name] == rank1["scores"][name], name
 
 
+@pytest.mark.slow
 def test_data_parallel_accuracy_matches_single_process(runs):
     alone, parallel = runs["rank0_of_1"]["accuracy"], runs["rank0_of_2"]["accuracy"]
     assert alone > 0.93 and parallel > 0.93
@@ -138,6 +140,7 @@ def test_data_parallel_accuracy_matches_single_process(runs):
     assert not _equal_weights(runs["rank0_of_1"]["weights"], runs["rank0_of_2"]["weights"])
 
 
+@pytest.mark.slow
 def test_only_rank_0_shows_progress_and_writes_checkpoints(runs):
     assert runs["rank0_of_2"]["progress_shown"] == [True, False]  # verbose=1, then verbose=0
     assert runs["rank1_of_2"]["progress_shown"] == [False, False]
@@ -198,6 +201,7 @@ _OWN_GROUP_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_process_group_created_by_the_user_is_used(tmp_path):
     """No torchrun: the script creates the group itself; fit and partial_fit run in it, a
     divergence leaves every rank with the same weights, and an error on rank 0 alone (its

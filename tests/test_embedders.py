@@ -64,6 +64,7 @@ def test_sklearn_estimator_checks(estimator, check):
         check(estimator)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cls", EMBEDDERS, ids=LOSSES)
 def test_learns_a_better_space_than_raw_features(cls, digits_split):
     X_train, X_test, y_train, y_test = digits_split

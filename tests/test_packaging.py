@@ -108,3 +108,38 @@ def test_the_documentation_cites_papers_not_an_unknown_document():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for paper in ("Hadsell", "Schroff", "Hermans", "Sohn 2016", "Oh Song"):
         assert paper in readme, paper
+
+
+# ------------------------------------------------------------- scikit-learn's private names
+def test_the_installed_scikit_learn_is_in_the_supported_range():
+    from importlib.metadata import requires, version
+
+    from packaging.requirements import Requirement
+
+    declared = next(
+        Requirement(r) for r in requires("sk_dml") if Requirement(r).name == "scikit-learn"
+    )
+    assert declared.specifier.filter([version("scikit-learn")]), (declared, version("sklearn"))
+    assert any(spec.operator == "<" for spec in declared.specifier)  # an upper bound
+
+
+def test_private_scikit_learn_names_are_imported_in_one_module_only():
+    """Every ``sklearn`` import of a private module or name sits in sk_dml/_sklearn_compat.py."""
+    import ast
+
+    import sk_dml
+
+    offenders = []
+    for path in Path(sk_dml.__file__).parent.rglob("*.py"):
+        if path.name == "_sklearn_compat.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sklearn"):
+                names = [node.module, *(alias.name for alias in node.names)]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names if a.name.startswith("sklearn")]
+            else:
+                continue
+            if any(part.startswith("_") for name in names for part in name.split(".")):
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert offenders == []

@@ -203,6 +203,7 @@ def _peak_growth_of_load(path) -> tuple[int, str]:
     return int(growth) * 1024, outcome
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss is in KiB on Linux")
 def test_loading_costs_about_the_files_size(wine, tmp_path):
     X, y = wine

@@ -253,6 +253,7 @@ print(hashlib.sha256(Z.tobytes()).hexdigest())
 """
 
 
+@pytest.mark.slow
 def test_same_random_state_is_bit_identical_across_processes():
     digests = {
         subprocess.run(
@@ -276,6 +277,7 @@ def _fit_digits(cls, seed):
     return emb.transform(X / 16)
 
 
+@pytest.mark.slow
 def test_fits_in_threads_equal_the_same_fits_one_after_the_other():
     # Dropout and a proxy loss's proxies both draw random numbers; random_state must decide
     # them whatever else runs in the process.
