@@ -1,6 +1,7 @@
 """sk_dml: deep metric learning for tabular data, the scikit-learn way."""
 
 from . import criteria, datasets, distances, losses, metrics, miners, nets, sampling
+from ._learned_metric import LearnedMetric
 from .embedders import (
     ContrastiveEmbedder,
     LiftedStructEmbedder,
@@ -9,7 +10,6 @@ from .embedders import (
     ProxyAnchorEmbedder,
     TripletEmbedder,
 )
-from .metric import LearnedMetric
 from .neighbors import ApproximateKNeighborsTransformer
 from .persistence import load, save
 

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
+from ._training import embed
 from .distances import pairwise_distance
 from .metrics import precision_at_k
 
@@ -117,8 +118,8 @@ def _embed_block(block, estimator) -> np.ndarray:
         block, dtype=_FLOATS, ensure_min_samples=0, estimator=estimator, input_name="X"
     )
     if len(block) == 0:
-        return np.empty((0, estimator._n_features_out), np.float32)
-    return estimator._embed(block)
+        return np.empty((0, len(estimator.get_feature_names_out())), np.float32)
+    return embed(estimator.module_, block)
 
 
 def _embed_partition(partition, estimator) -> pd.DataFrame:
@@ -132,7 +133,7 @@ def transform(estimator, X):
     """Lazy embedding of a dask array or DataFrame: a float32 dask array (n, dim)."""
     kind = _kind(X)
     check_is_fitted(estimator)
-    width = estimator._n_features_out
+    width = len(estimator.get_feature_names_out())
     if kind == "frame":
         _check_frame_metadata(estimator, X)
         names = estimator.get_feature_names_out()

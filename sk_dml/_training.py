@@ -30,8 +30,8 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from tqdm.auto import tqdm
 
+from ._checkpoint import Checkpoint, restore_rng, rng_state_to_tensors
 from ._distributed import ProcessGroup, on_main, shard_batches
-from .checkpoint import Checkpoint, restore_rng, rng_state_to_tensors
 from .nets import dropout_generator
 from .sampling import ClassBalancedBatchSampler
 

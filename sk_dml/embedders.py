@@ -27,7 +27,9 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _dask
+from ._checkpoint import Checkpoint, fingerprint, restore_rng, rng_state_to_tensors, weights_digest
 from ._distributed import current_group, on_main
+from ._learned_metric import LearnedMetric
 from ._sklearn_compat import Interval, StrOptions, _fit_context
 from ._training import (
     Checkpointing,
@@ -40,7 +42,6 @@ from ._training import (
     Trainer,
     embed,
 )
-from .checkpoint import Checkpoint, fingerprint, restore_rng, rng_state_to_tensors, weights_digest
 from .criteria import (
     ContrastiveLoss,
     LiftedStructLoss,
@@ -51,7 +52,6 @@ from .criteria import (
     get_loss_class,
 )
 from .distances import paired_distance, pairwise_distance
-from .metric import LearnedMetric
 from .metrics import mean_average_precision_at_r, precision_at_k
 from .nets import ACTIVATIONS, ResidualEmbedding, build_module
 
@@ -591,10 +591,6 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self._n_features_out = embed(module, probe).shape[1]
 
     # -- using the embedding ------------------------------------------------------------------
-    def _embed(self, X) -> np.ndarray:
-        """Embeddings of already validated rows (no checks: the hot path of the metric)."""
-        return embed(self.module_, X)
-
     def transform(self, X):
         """Embed ``X``: returns an array of shape (n_samples, dim), float32.
 
@@ -604,7 +600,7 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             return _dask.transform(self, X)
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float32, np.float64])
-        return self._embed(X)
+        return embed(self.module_, X)
 
     def score(self, X, y) -> float:
         """Leave-one-out precision@1 of ``(X, y)`` in the learned space (higher is better).

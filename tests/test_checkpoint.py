@@ -22,7 +22,7 @@ from sklearn.datasets import load_digits
 
 import sk_dml._training as training
 from sk_dml import NPairEmbedder, TripletEmbedder
-from sk_dml.checkpoint import Checkpoint, fingerprint, weights_digest
+from sk_dml._checkpoint import Checkpoint, fingerprint, weights_digest
 
 # Dropout and a validation split exercise the torch and numpy random streams a resume restores.
 PARAMS = dict(
@@ -286,7 +286,7 @@ import functools
 import numpy as np
 from sklearn.datasets import load_digits
 from sk_dml import TripletEmbedder
-from sk_dml.checkpoint import fingerprint
+from sk_dml._checkpoint import fingerprint
 from sk_dml.nets import make_mlp
 X, y = load_digits(return_X_y=True)
 builder = functools.partial(make_mlp, n_components=8, hidden_layer_sizes=(16,))

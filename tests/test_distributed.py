@@ -28,7 +28,7 @@ _SCRIPT = textwrap.dedent(
     from sklearn.model_selection import train_test_split
     from sklearn.neighbors import KNeighborsClassifier
     import sk_dml._training
-    import sk_dml.checkpoint
+    import sk_dml._checkpoint
     from sk_dml import TripletEmbedder
     from sk_dml.criteria import loss_names
     from sk_dml.embedders import make_embedder
@@ -40,14 +40,14 @@ _SCRIPT = textwrap.dedent(
             super().__init__(*args, **kwargs)
             shown.append(not self.disable)
 
-    original_save = sk_dml.checkpoint.Checkpoint.save
+    original_save = sk_dml._checkpoint.Checkpoint.save
 
     def recording_save(self, *args):
         written.append(self.path.name)
         original_save(self, *args)
 
     sk_dml._training.tqdm = RecordingBar
-    sk_dml.checkpoint.Checkpoint.save = recording_save
+    sk_dml._checkpoint.Checkpoint.save = recording_save
 
     X, y = load_digits(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(

@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from ._training import embed
+
 __all__ = ["LearnedMetric"]
 
 # Rows kept in the embedding cache before it is cleared (bounds its memory).
@@ -65,7 +67,7 @@ class LearnedMetric:
         if found is None:
             if len(self._cache) >= _CACHE_ROWS:
                 self._cache.clear()
-            found = self.embedder._embed(row.reshape(1, -1).astype(np.float32))[0]
+            found = embed(self.embedder.module_, row.reshape(1, -1).astype(np.float32))[0]
             found = found.astype(np.float64)
             if self.metric == "cosine":
                 norm = np.linalg.norm(found)
