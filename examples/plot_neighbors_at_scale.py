@@ -53,7 +53,7 @@ print(f"{n_rows:,} rows embedded in {Z_rows.shape[1]} dimensions; metric: {metri
 # %%
 # Exact search, the reference
 # ---------------------------
-# ``backend="exact"`` scans every row (in tiles of bounded memory) and is exact: it gives the
+# ``backend="exact"`` is scikit-learn's brute force, which scans every row: it gives the
 # true neighbours that the approximate search is measured against.
 k = 10
 

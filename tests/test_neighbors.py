@@ -22,7 +22,6 @@ from sklearn.pipeline import make_pipeline
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-import sk_dml.neighbors
 from sk_dml import ApproximateKNeighborsTransformer, TripletEmbedder
 
 METRICS = ("euclidean", "sqeuclidean", "cosine")
@@ -110,15 +109,13 @@ def test_exact_backend_is_kneighbors_transformer(metric, mode, random_data):
 
 
 @pytest.mark.parametrize("metric", METRICS)
-def test_exact_backend_blocks_over_queries_and_fitted_rows(metric, monkeypatch):
-    """Tiny blocks (many query batches x many fitted blocks, merged as it goes) give the
-    float64 brute-force answer, also for close points far from the origin, where the matmul
-    expansion of the distance loses most of its float32 digits."""
+def test_exact_backend_is_exact_for_close_points_off_the_origin(metric):
+    """Close points far from the origin, where the matmul expansion of the distance loses most
+    of its float32 digits, get the float64 brute-force answer; batch_size (a faiss setting)
+    changes nothing."""
     rng = np.random.default_rng(1)
     X = 100.0 + rng.normal(scale=0.5, size=(300, 5))
     Q = 100.0 + rng.normal(scale=0.5, size=(40, 5))
-    for name, value in [("_TILE_QUERIES", 3), ("_TILE_ROWS", 5), ("_BLOCK_ELEMENTS", 64)]:
-        monkeypatch.setattr(sk_dml.neighbors, name, value)
     est = ApproximateKNeighborsTransformer(n_neighbors=6, metric=metric, batch_size=7)
     idx, dist = neighbour_rows(est.fit(X).transform(Q))
     assert_nearest(idx, dist, X, Q, metric, rtol=1e-4)
@@ -137,12 +134,12 @@ def far_clusters(scale, n_features=4, seed=0):
 
 @pytest.mark.parametrize("metric", METRICS)
 def test_exact_backend_is_exact_far_from_the_centre(metric):
-    """The rows of a far cluster cannot be told apart by their float32 matmul scores, so the
-    certificate fails for every query and the float64 search must find the true neighbours
-    (the fast search alone got the set wrong for every query: issue 9). For cosine the
-    clusters are two narrow cones about opposite directions (angles of about 1e-3 radians; the
-    float32 rounding of the unit rows, 6e-8, shifts such distances by a few 1e-4 of their
-    value)."""
+    """The rows of a far cluster cannot be told apart by float32 matmul scores (a float32
+    search got the set wrong for every query: issue 9), nor by scikit-learn's float32 cosine
+    distances: the exact backend searches the float32 rows in float64, where scikit-learn's
+    brute force finds the true neighbours. For cosine the clusters are two narrow cones about
+    opposite directions (angles of about 1e-3 radians; the float32 rounding of the unit rows,
+    6e-8, shifts such distances by a few 1e-4 of their value)."""
     X, Q = far_clusters(scale=2.0 if metric == "cosine" else 1e-2)
     est = ApproximateKNeighborsTransformer(n_neighbors=5, metric=metric, backend="exact")
     idx, dist = neighbour_rows(est.fit(X).transform(Q))
@@ -151,35 +148,44 @@ def test_exact_backend_is_exact_far_from_the_centre(metric):
     assert [set(row) for row in idx] == [set(row) for row in want_idx]
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("metric", METRICS)
-def test_exact_backend_uncertified_queries_are_searched_again_exactly(metric, monkeypatch):
-    """No extra candidates: no query can be certified, so every one goes through the float64
-    band search, here over many tiny tiles; it must give the brute-force answer."""
+def test_exact_backend_is_scikit_learns_brute_force_on_float64_rows(metric, mode, dtype):
+    """The exact graph is KNeighborsTransformer(algorithm="brute")'s on the float64 rows, entry
+    for entry (ties in scikit-learn's order), for float32 input (an embedding) too, and it
+    holds the float64 brute-force neighbours of rows off the origin. The one difference:
+    scikit-learn sets cosine self-distances to exactly 0 only when the query array is the
+    fitted one, which float32 rows converted by fit and again by transform are not."""
     rng = np.random.default_rng(2)
     X, Q = rng.normal(size=(300, 5)) + 3.0, rng.normal(size=(40, 5)) + 3.0
-    for name, value in [("_TILE_QUERIES", 3), ("_TILE_ROWS", 7), ("_BLOCK_ELEMENTS", 64)]:
-        monkeypatch.setattr(sk_dml.neighbors, name, value)
-    monkeypatch.setattr(sk_dml.neighbors, "_EXTRA_CANDIDATES", 0)
-    searched = []
-    band_search = ApproximateKNeighborsTransformer._band_search
-
-    def spy(self, q, bounds, k):
-        searched.append(len(q))
-        return band_search(self, q, bounds, k)
-
-    monkeypatch.setattr(ApproximateKNeighborsTransformer, "_band_search", spy)
-    est = ApproximateKNeighborsTransformer(n_neighbors=6, metric=metric, backend="exact")
-    idx, dist = neighbour_rows(est.fit(X).transform(Q))
-    assert sum(searched) == len(Q)
-    assert_nearest(idx, dist, X, Q, metric, rtol=1e-5)
+    X, Q = X.astype(dtype), Q.astype(dtype)
+    est = ApproximateKNeighborsTransformer(n_neighbors=6, mode=mode, metric=metric, backend="exact")
+    ref = KNeighborsTransformer(n_neighbors=6, mode=mode, metric=metric, algorithm="brute")
+    X64, Q64 = X.astype(np.float64), Q.astype(np.float64)
+    same_rows = dtype == np.float64  # fit_transform queries the very rows it fitted
+    for got, want, atol in [
+        (est.fit(X).transform(Q), ref.fit(X64).transform(Q64), 0.0),
+        (
+            est.fit_transform(X),
+            ref.fit_transform(X if same_rows else X64),
+            0 if same_rows else 1e-15,
+        ),
+    ]:
+        assert type(got) is type(want) and got.dtype == want.dtype == np.float64
+        np.testing.assert_array_equal(got.indptr, want.indptr)
+        np.testing.assert_array_equal(got.indices, want.indices)
+        np.testing.assert_allclose(got.data, want.data, rtol=0, atol=atol)
+    if mode == "distance":
+        idx, dist = neighbour_rows(est.transform(Q))
+        assert_nearest(idx, dist, X, Q, metric, rtol=1e-5)
 
 
 @pytest.mark.parametrize("backend", ["exact", "faiss"])
-def test_duplicates_give_the_true_distances_and_exact_ties_by_index(backend, monkeypatch):
+def test_duplicates_give_the_true_distances_and_scikit_learns_ties(backend):
     """Rows repeated many times: the neighbours found are at the true distances whatever
-    order the ties come in; the exact backend keeps the lowest indices, in increasing order,
-    so a query that is a fitted row may find a duplicate of lower index instead of itself."""
-    monkeypatch.setattr(sk_dml.neighbors, "_TILE_ROWS", 64)  # ties spread over many tiles
+    order the ties come in, so a query that is a fitted row may find a duplicate instead of
+    itself; the exact backend breaks the ties as scikit-learn's brute force does."""
     rng = np.random.default_rng(3)
     distinct = rng.normal(size=(5, 4))
     X = np.vstack([np.repeat(distinct, 300, axis=0), rng.normal(size=(500, 4))])
@@ -192,10 +198,10 @@ def test_duplicates_give_the_true_distances_and_exact_ties_by_index(backend, mon
     assert_nearest(idx, dist, X, Q, "euclidean")
     assert (dist[:, 0] == 0).all()  # each query is a fitted row: a row at distance 0 first
     if backend == "exact":
-        D = cdist(Q.astype(np.float64), X.astype(np.float64))
-        # lexicographic (distance, index): the k smallest, ties by increasing index
-        want = np.lexsort((np.broadcast_to(np.arange(len(X)), D.shape), D), axis=1)[:, :10]
-        np.testing.assert_array_equal(idx, want)
+        ref = KNeighborsTransformer(n_neighbors=9, algorithm="brute").fit(X.astype(np.float64))
+        want_idx, want_dist = neighbour_rows(ref.transform(Q.astype(np.float64)))
+        np.testing.assert_array_equal(idx, want_idx)
+        np.testing.assert_array_equal(dist, want_dist)
 
 
 @pytest.mark.parametrize("backend", ["exact", "faiss"])
