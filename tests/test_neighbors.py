@@ -388,6 +388,7 @@ def test_metric_is_the_fitted_one_until_refit(backend, random_data):
     assert_nearest(idx, dist, X, Q, "cosine", atol=1e-6)
 
 
+@pytest.mark.slow
 def test_importing_sk_dml_does_not_import_faiss():
     code = "import sys, sk_dml; assert 'faiss' not in sys.modules, 'faiss imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
