@@ -27,7 +27,9 @@ from hypothesis import strategies as st
 
 import sk_dml
 from sk_dml import cli
+from sk_dml.criteria import get_loss_class, loss_names
 from sk_dml.datasets import load_nursery
+from sk_dml.embedders import make_embedder
 from sk_dml.metrics import mean_average_precision_at_r, precision_at_k, r_precision, recall_at_k
 from sk_dml.persistence import read_metadata
 
@@ -106,6 +108,7 @@ def small(tmp_path_factory) -> Path:
     (folder / "empty.csv").write_bytes(b"")
     (folder / "header.csv").write_text("a,b,c,label\n")
     frame.assign(label="x").to_csv(folder / "one_class.csv", index=False)
+    frame.iloc[[0, 1, 2, 20, 21, 22]].to_csv(folder / "small_classes.csv", index=False)
     frame.drop(columns=["b"]).to_csv(folder / "no_b.csv", index=False)
     frame.drop(columns=["label"]).to_csv(folder / "no_label.csv", index=False)
     frame.assign(label=np.repeat(["u", "v"], 30)).to_csv(folder / "other_classes.csv", index=False)
@@ -215,6 +218,24 @@ def test_fit_with_a_loss_that_has_no_named_embedder(small, tmp_path):
     assert code == 2 and "--margin does not apply to --loss multi_similarity" in err
 
 
+def test_loss_params_and_learning_rate_reach_the_estimator(small, tmp_path):
+    code, _, err = call("fit", small / "small.csv", "--target", "label", "--loss",
+                        "multi_similarity", "--loss-param", "alpha=3", "--loss-param",
+                        "epsilon=none", "--learning-rate", "0.001", *TINY, "-o",
+                        tmp_path / "m.skdml")  # fmt: skip
+    assert code == 0, err
+    estimator = cli.Model.load(tmp_path / "m.skdml").estimator
+    assert estimator.loss.get_params() == {"alpha": 3.0, "beta": 50.0, "base": 0.5, "epsilon": None}
+    assert estimator.learning_rate == 0.001
+    code, _, err = call("fit", small / "small.csv", "--target", "label", "--loss-param",
+                        "mining=hard", "--loss-param", "distance=cosine", *TINY, "-o",
+                        tmp_path / "t.skdml")  # fmt: skip
+    assert code == 0, err
+    estimator = cli.Model.load(tmp_path / "t.skdml").estimator
+    assert isinstance(estimator, sk_dml.TripletEmbedder)
+    assert (estimator.mining, estimator.distance) == ("hard", "cosine")
+
+
 def test_evaluate_against_a_reference_table(small, tmp_path):
     frame = pd.read_csv(small / "small.csv")
     queries, reference = frame.iloc[::2], frame.iloc[1::2]
@@ -292,14 +313,120 @@ def test_console_script():
     ]
 
 
+# ------------------------------------------------------------- options from the estimators
+# fit's options that set an embedder parameter, and that parameter.
+FIT_PARAMETERS = {
+    "--margin": "margin",
+    "--mining": "mining",
+    "--epochs": "max_epochs",
+    "--n-components": "n_components",
+    "--hidden-layer-sizes": "hidden_layer_sizes",
+    "--batch-size": "batch_size",
+    "--learning-rate": "learning_rate",
+}
+
+
+def help_entries(monkeypatch, *args) -> dict[str, str]:
+    """The options of ``sk-dml ARGS --help``: each option's first long flag -> its entry
+    (invocation and help) on one line."""
+    monkeypatch.setenv("COLUMNS", "1000")  # argparse wraps no help line
+    code, out, err = call(*args, "--help")
+    assert code == 0, err
+    entries, flag = {}, None
+    for line in out.split("\noptions:\n", 1)[1].splitlines():
+        if line.startswith("  -"):
+            flag = re.search(r"--[\w-]+", line).group()
+            entries[flag] = line.strip()
+        elif flag is not None:
+            entries[flag] += " " + line.strip()
+    return entries
+
+
+def printed_value(text: str, like):
+    """A value as the help prints it, read as the type of ``like``."""
+    if isinstance(like, (tuple, list)):
+        return tuple(int(v) for v in text.split())
+    if text == "none":
+        return None
+    if isinstance(like, (int, float)) and not isinstance(like, bool):
+        return float(text)
+    return text
+
+
+@pytest.mark.parametrize("loss", loss_names())
+def test_fit_help_shows_the_estimators_defaults(loss, monkeypatch):
+    entries = help_entries(monkeypatch, "fit", "--loss", loss)
+    choices = re.match(r"--loss \{([^}]*)\}", entries["--loss"]).group(1)
+    assert choices.split(",") == loss_names()
+    assert entries["--loss"].endswith("(default: triplet)")
+    shown = {flag for flag, entry in entries.items() if "default" in entry or "not taken" in entry}
+    assert shown == {*FIT_PARAMETERS, "--loss", "--loss-param"}  # every default is checked here
+
+    params = make_embedder(loss).get_params()  # the oracle
+    for flag, param in FIT_PARAMETERS.items():
+        note = re.search(r"\(([^()]*)\)$", entries[flag]).group(1)
+        if param not in params and f"loss__{param}" not in params:
+            assert note.endswith(f"not taken by --loss {loss}"), (flag, note)
+            continue
+        expected = params.get(param, params.get(f"loss__{param}"))
+        match = re.fullmatch(r"(?:.*; )?default(?: for (\S+))?: (.+)", note)
+        assert match, (flag, note)
+        named, printed = match.groups()
+        if named is None:  # said not to depend on the loss: the same for every loss taking it
+            for other in loss_names():
+                other_params = make_embedder(other).get_params()
+                assert other_params.get(param, expected) == expected, (flag, other)
+        else:
+            assert named == loss
+        if isinstance(expected, str) and expected == "auto":  # the loss's choice, shown too
+            printed, resolved = printed.split(" = ")
+            choice = get_loss_class(loss).embedder_defaults[param]
+            assert printed_value(resolved, choice) == choice
+        assert printed_value(printed, expected) == expected, (flag, note)
+
+    listed = re.search(rf"defaults for {loss}: ([^()]*)\)$", entries["--loss-param"]).group(1)
+    own = get_loss_class(loss)().get_params()
+    pairs = dict(pair.split("=") for pair in listed.split(", "))
+    assert {name: printed_value(text, own[name]) for name, text in pairs.items()} == own
+
+
+def test_an_error_inside_training_is_an_internal_error(small, tmp_path, monkeypatch):
+    def boom(self, X, y):
+        raise ValueError("boom")
+
+    monkeypatch.setattr(sk_dml.embedders.MetricEmbedder, "fit", boom)
+    fit = ("fit", small / "small.csv", "--target", "label", *TINY)
+    code, stdout, stderr = call(*fit, "-o", tmp_path / "m.skdml")
+    assert code == 1 and stdout == ""
+    assert stderr.splitlines() == [
+        "sk-dml: internal error: ValueError: boom (set SK_DML_DEBUG=1 to see the traceback)"
+    ]
+    assert list(tmp_path.iterdir()) == []
+    # Bad input is still bad input: found before training, exit status 2.
+    code, _, stderr = call(*fit[:2], "--target", "nope", "-o", tmp_path / "m.skdml")
+    assert code == 2 and stderr.startswith("sk-dml: error: ") and "'nope'" in stderr
+    code, _, stderr = call("transform", small / "small.skdml", small / "no_b.csv", "-o",
+                           tmp_path / "e.csv")  # fmt: skip
+    assert code == 2 and "missing column(s) 'b'" in stderr
+    # A KeyError inside transform is no missing column either.
+    monkeypatch.setattr(sk_dml.embedders.MetricEmbedder, "transform", lambda self, X: {}["k"])
+    code, _, stderr = call("transform", small / "small.skdml", small / "small.csv", "-o",
+                           tmp_path / "e.csv")  # fmt: skip
+    assert code == 1 and stderr.startswith("sk-dml: internal error: KeyError: ")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setenv("SK_DML_DEBUG", "1")
+    with pytest.raises(ValueError, match="boom"):
+        cli.main([str(a) for a in (*fit, "-o", tmp_path / "m.skdml")])
+
+
 # ------------------------------------------------------------------------- preprocessing
 def test_rebuilt_column_transformer_gives_identical_output(mixed_table, tmp_path):
     features = mixed_table.drop(columns="label")
     features.loc[::9, "Health"] = None  # a missing category is a category of its own
-    numeric, categorical = cli._split_columns(features, "mixed")
+    numeric, categorical = cli.preprocessing.split_columns(features, "mixed")
     assert numeric == ["age"] and categorical == [c for c in features if c != "age"]
-    prepared = cli._prepare(features, list(features.columns), numeric, "mixed")
-    original = cli._column_transformer(numeric, categorical).fit(prepared)
+    prepared = cli.preprocessing.prepare(features, list(features.columns), numeric, "mixed")
+    original = cli.preprocessing.column_transformer(numeric, categorical).fit(prepared)
     data = json.loads(json.dumps(cli.preprocessing_to_dict(original)))
     rebuilt = cli.preprocessing_from_dict(data)
     assert data["columns"] == list(features.columns)
@@ -309,7 +436,7 @@ def test_rebuilt_column_transformer_gives_identical_output(mixed_table, tmp_path
     other.loc[other.index[:20], "Parents"] = "never seen"
     other["age"] = np.linspace(-100, 300, len(other))
     for frame in (features, other):
-        X = cli._prepare(frame, data["columns"], numeric, "frame")
+        X = cli.preprocessing.prepare(frame, data["columns"], numeric, "frame")
         np.testing.assert_array_equal(rebuilt.transform(X), original.transform(X))
 
     # `fit` stores exactly this data in the model file.
@@ -338,6 +465,47 @@ BAD_INPUT = {
         "--margin",
     ),
     "usage": ("fit {dir}/small.csv -o {out}/m.skdml", "--target"),
+    "option value out of range": (
+        "fit {dir}/small.csv --target label --margin -1 -o {out}/m.skdml",
+        "'margin' parameter",
+    ),
+    "loss param of another loss": (
+        "fit {dir}/small.csv --target label --loss npair --loss-param alpha=2 -o {out}/m.skdml",
+        "takes l2_reg",
+    ),
+    "loss param not a number": (
+        "fit {dir}/small.csv --target label --loss-param margin=wide -o {out}/m.skdml",
+        "not a number",
+    ),
+    "loss param out of range": (
+        "fit {dir}/small.csv --target label --loss lifted --loss-param variant=soft -o {out}/m",
+        "'variant' parameter",
+    ),
+    "loss param without a value": (
+        "fit {dir}/small.csv --target label --loss-param margin -o {out}/m.skdml",
+        "NAME=VALUE",
+    ),
+    "option given twice": (
+        "fit {dir}/small.csv --target label --margin 1 --loss-param margin=2 -o {out}/m.skdml",
+        "both set margin",
+    ),
+    "learning rate not positive": (
+        "fit {dir}/small.csv --target label --learning-rate 0 -o {out}/m.skdml",
+        "positive number",
+    ),
+    "batch size of a partial group": (
+        "fit {dir}/small.csv --target label --batch-size 6 -o {out}/m.skdml",
+        "multiple of 4",
+    ),
+    "classes smaller than a group": (
+        "fit {dir}/small_classes.csv --target label -o {out}/m.skdml",
+        "largest class",
+    ),
+    "continuous target": ("fit {dir}/small.csv --target a -o {out}/m.skdml", "continuous"),
+    "checkpoint dir is a file": (
+        "fit {dir}/small.csv --target label --checkpoint-dir {dir}/small.csv -o {out}/m.skdml",
+        "not a folder",
+    ),
     "missing model": ("transform {dir}/nope.skdml {dir}/small.csv -o {out}/e.csv", "no such"),
     "pickle model": ("transform {dir}/pickle.skdml {dir}/small.csv -o {out}/e.csv", "not an sk"),
     "random bytes model": ("transform {dir}/noise.skdml {dir}/small.csv -o {out}/e.csv", "noise"),
@@ -421,11 +589,11 @@ def test_unexpected_errors_exit_1_and_debug_shows_the_traceback(small, tmp_path,
     def broken(args):
         raise RuntimeError("something broke")
 
-    monkeypatch.setattr(cli, "_cmd_evaluate", broken)
+    monkeypatch.setattr(cli.commands, "run_evaluate", broken)
     code, _, stderr = call("evaluate", small / "small.skdml", small / "small.csv")
     assert code == 1
     assert stderr.splitlines() == [
-        "sk-dml: error: unexpected RuntimeError: something broke "
+        "sk-dml: internal error: RuntimeError: something broke "
         "(set SK_DML_DEBUG=1 to see the traceback)"
     ]
     monkeypatch.setenv("SK_DML_DEBUG", "1")

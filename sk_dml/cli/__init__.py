@@ -1,0 +1,82 @@
+"""The ``sk-dml`` command (also ``python -m sk_dml``).
+
+Subcommands
+-----------
+demo
+    Train every embedder on built-in data (digits, letter); compare 5-NN accuracies.
+fit
+    Train an embedder on a CSV or Parquet table and save it with its preprocessing.
+transform
+    Embed a table with a saved model.
+evaluate
+    Retrieval scores and cross-validated 5-NN accuracy of a table in the learned space
+    (``--reference``: its rows query the rows of another table).
+plot
+    2-D PCA scatter of a table's embedding, coloured by class.
+
+Exit status
+-----------
+0 on success. 2 for bad input, found where it enters: a missing, unreadable or unwritable file,
+a missing or bad column, a bad option or option value, a value that is not a number, a model
+file that is not an sk_dml model; one line ``sk-dml: error: ...`` on stderr, and no output file
+is written. 1 for an internal error, anything else that goes wrong (a ``ValueError`` raised
+inside training included): one line ``sk-dml: internal error: ...``, and no output file either.
+130 when interrupted. With ``SK_DML_DEBUG=1`` in the environment every error shows its full
+traceback instead.
+
+Modules: :mod:`.tables` (files in and out), :mod:`.preprocessing` (columns to features, the
+transformer as data), :mod:`.model` (a saved model with its preprocessing), :mod:`.figures`,
+:mod:`.commands` (one handler per subcommand), :mod:`.parser` (the options, their defaults
+read from the estimators) and :mod:`.errors` (what each error means for the exit status).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+from .errors import CLIError, report, warning_printer
+from .model import Model
+from .parser import build_parser, chosen_loss
+from .preprocessing import preprocessing_from_dict, preprocessing_to_dict
+from .tables import read_table, write_table
+
+__all__ = [
+    "CLIError",
+    "Model",
+    "build_parser",
+    "main",
+    "preprocessing_from_dict",
+    "preprocessing_to_dict",
+    "read_table",
+    "write_table",
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``sk-dml`` with the arguments ``argv`` (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status: 0 on success, 2 for bad input or usage, 1 for an internal error,
+        130 when interrupted.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = os.environ.get("SK_DML_DEBUG") == "1"
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = warning_printer()
+            try:
+                args = build_parser(chosen_loss(argv)).parse_args(argv)
+            except SystemExit as done:  # --help and --version
+                return 0 if done.code is None else int(done.code)
+            args.handler(args)
+    except KeyboardInterrupt as interrupt:
+        return report(interrupt)
+    except Exception as error:
+        if debug:
+            raise
+        return report(error)
+    return 0

@@ -1,0 +1,274 @@
+"""The argument parser; ``fit``'s options and the defaults its help shows come from the estimators.
+
+``--loss`` offers :func:`sk_dml.criteria.loss_names`. Every default in ``fit --help`` is read,
+when the parser is built, from ``make_embedder(loss).get_params()`` and the loss class's
+``get_params()`` for the loss named by ``--loss`` on the command line (else the default loss),
+so the help cannot drift from the estimators. A parameter whose default differs between losses
+says so; ``sk-dml fit --loss NAME --help`` shows that loss's values.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .. import __version__
+from ..criteria import TripletLoss, get_loss_class, loss_names
+from ..embedders import make_embedder
+from ..miners import TRIPLET_MINING
+from . import commands
+from .commands import N_FOLDS, N_NEIGHBORS
+from .errors import PROG, CLIError
+
+DEFAULT_LOSS = TripletLoss.name  # what MetricEmbedder trains with when given no loss
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are raised as :class:`CLIError`."""
+
+    def error(self, message):
+        raise CLIError(f"{message} (see '{self.prog} --help')")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError(text)
+    return value
+
+
+def _assignment(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name.strip():
+        raise ValueError(text)
+    return name.strip(), value.strip()
+
+
+# How argparse names the types in its errors.
+_positive_int.__name__ = "positive integer"
+_positive_float.__name__ = "positive number"
+_assignment.__name__ = "NAME=VALUE"
+
+# fit's options that set a parameter of the embedder: flag -> (parameter, argparse keywords,
+# help). A help is formatted with the embedder's parameters; the default is added to it.
+EMBEDDER_OPTIONS = {
+    "--margin": ("margin", {"type": float, "metavar": "M"}, "margin of the loss"),
+    "--mining": ("mining", {"choices": TRIPLET_MINING}, "triplet mining"),
+    "--epochs": ("max_epochs", {"type": _positive_int, "metavar": "N"}, "maximum epochs"),
+    "--n-components": (
+        "n_components",
+        {"type": _positive_int, "metavar": "N"},
+        "embedding dimension",
+    ),
+    "--hidden-layer-sizes": (
+        "hidden_layer_sizes",
+        {"type": _positive_int, "nargs": "+", "metavar": "N"},
+        "widths of the hidden layers",
+    ),
+    "--batch-size": (
+        "batch_size",
+        {"type": _positive_int, "metavar": "N"},
+        "rows per batch, a multiple of {samples_per_class}",
+    ),
+    "--learning-rate": (
+        "learning_rate",
+        {"type": _positive_float, "metavar": "LR"},
+        "AdamW's starting learning rate",
+    ),
+}
+# Options that set an embedder parameter whose default (None) means "off": no default shown.
+UNSET_OPTIONS = {
+    "--random-state": (
+        "random_state",
+        {"type": int, "metavar": "N"},
+        "seed, for reproducible fits",
+    ),
+    "--checkpoint-dir": (
+        "checkpoint_dir",
+        {"metavar": "DIR"},
+        "save the training state there after every epoch; rerunning the same command after a "
+        "crash resumes from the last completed epoch",
+    ),
+}
+
+
+def _shown(value) -> str:
+    """A parameter's value as the help shows it (a tuple as the command line takes it)."""
+    if isinstance(value, (tuple, list)):
+        return " ".join(map(str, value))
+    return "none" if value is None else str(value)
+
+
+def _parameters(loss: str) -> dict:
+    """The parameters ``fit --loss LOSS`` can set and their defaults: the loss's and the
+    embedder's (``make_embedder`` takes both)."""
+    embedder = make_embedder(loss).get_params(deep=False)
+    embedder.pop("loss", None)  # a MetricEmbedder's loss object: --loss sets it
+    return {**get_loss_class(loss)().get_params(), **embedder}
+
+
+def _default(param: str, loss: str, defaults: dict) -> str:
+    """What the help says of ``param``'s default under ``--loss loss``, in parentheses:
+    which losses take it (when not all do), and its value, for ``loss`` when it depends on
+    the loss (``auto = value`` when the embedder leaves it to the loss)."""
+    takers = [name for name, params in defaults.items() if param in params]
+    scope = ""
+    if len(takers) < len(defaults):
+        scope = f"{takers[0]} only; " if len(takers) == 1 else f"{', '.join(takers)}; "
+    if param not in defaults[loss]:
+        return f"({scope}not taken by --loss {loss})"
+    value = defaults[loss][param]
+    shown = _shown(value)
+    if isinstance(value, str) and value == "auto":
+        shown += f" = {_shown(get_loss_class(loss).embedder_defaults[param])}"
+    if len({_shown(defaults[name][param]) for name in takers}) == 1:
+        return f"({scope}default: {shown})"
+    return f"({scope or 'depends on the loss; '}default for {loss}: {shown})"
+
+
+def chosen_loss(argv: list[str]) -> str:
+    """The ``--loss`` named in ``argv`` when it is a known loss, else the default loss: the
+    loss whose defaults ``fit --help`` shows."""
+    chosen = DEFAULT_LOSS
+    for i, token in enumerate(argv):
+        if token == "--":
+            break
+        if token == "--loss" and i + 1 < len(argv):
+            chosen = argv[i + 1]
+        elif token.startswith("--loss="):
+            chosen = token.partition("=")[2]
+    return chosen if chosen in loss_names() else DEFAULT_LOSS
+
+
+def _add_fit(commands_, table: str, loss: str) -> None:
+    """The ``fit`` subcommand, its help showing ``loss``'s defaults."""
+    defaults = {name: _parameters(name) for name in loss_names()}
+    params = defaults[loss]
+    fit = commands_.add_parser(
+        "fit",
+        help="train an embedder on a table and save it",
+        description="Train an embedder on DATA. Numeric columns are standardised and "
+        "categorical columns (text, bool, category) one-hot encoded; the fitted preprocessing "
+        "is saved in the model file, as data (no pickle). The defaults shown are the "
+        f"estimator's for --loss {loss}; 'sk-dml fit --loss NAME --help' shows another loss's.",
+    )
+    fit.add_argument("data", metavar="DATA", help=table)
+    fit.add_argument("--target", required=True, metavar="COL", help="the class column")
+    fit.add_argument("-o", "--output", required=True, metavar="MODEL", help="model file to write")
+    fit.add_argument(
+        "--loss",
+        choices=loss_names(),
+        default=DEFAULT_LOSS,
+        help="the loss to minimise; it decides the defaults said to depend on it "
+        "(default: %(default)s)",
+    )
+    for flag, (param, keywords, text) in EMBEDDER_OPTIONS.items():
+        text = f"{text.format_map(params)} {_default(param, loss, defaults)}"
+        fit.add_argument(flag, dest=param, help=text.replace("%", "%%"), **keywords)
+    own = get_loss_class(loss)().get_params()
+    listed = ", ".join(f"{name}={_shown(value)}" for name, value in own.items())
+    listed = f"defaults for {loss}: {listed}" if own else f"{loss} takes none"
+    fit.add_argument(
+        "--loss-param",
+        dest="loss_params",
+        type=_assignment,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=f"set a parameter of the loss; repeatable ({listed})".replace("%", "%%"),
+    )
+    for flag, (param, keywords, text) in UNSET_OPTIONS.items():
+        fit.add_argument(flag, dest=param, help=text, **keywords)
+    fit.add_argument("--verbose", action="store_true", help="show a progress bar of the epochs")
+    options = {**EMBEDDER_OPTIONS, **UNSET_OPTIONS}
+    fit.set_defaults(
+        handler=commands.run_fit,
+        embedder_options={flag: param for flag, (param, _, _) in options.items()},
+    )
+
+
+def build_parser(loss: str | None = None) -> argparse.ArgumentParser:
+    """The ``sk-dml`` argument parser with its five subcommands; ``fit --help`` shows the
+    defaults of ``loss`` (default: the default loss)."""
+    loss = DEFAULT_LOSS if loss is None else loss
+    parser = _Parser(
+        prog=PROG,
+        description="Deep metric learning for tabular data: learn an embedding in which rows "
+        "of the same class are near each other.",
+        epilog="Bad input (a file, a column, an option) exits with status 2 and one line on "
+        "stderr, an internal error with status 1; SK_DML_DEBUG=1 shows the traceback.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands_ = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands_.add_parser(
+        "demo",
+        help="train every embedder on built-in data and compare 5-NN accuracies",
+        description=f"Train an embedder with each loss ({', '.join(loss_names())}; "
+        "default parameters, random_state=0) on scikit-learn's digits and the shipped letter "
+        "data (standardised, stratified 70/30 split, seed 0); print the 5-NN test accuracy in "
+        "each learned space next to plain 5-NN, and draw the digits test set's embeddings.",
+    )
+    demo.add_argument(
+        "--quick", action="store_true", help="5 epochs and the first 3000 rows of letter"
+    )
+    demo.add_argument(
+        "--out", default=".", metavar="DIR", help="folder of demo_embedding.png (default: .)"
+    )
+    demo.set_defaults(handler=commands.run_demo)
+
+    table = "CSV (.csv, .csv.gz) or Parquet (.parquet, .pq) table"
+    _add_fit(commands_, table, loss)
+
+    target_help = "the class column (default: the one the model was trained on)"
+    transform = commands_.add_parser(
+        "transform",
+        help="embed a table",
+        description="Embed the rows of DATA; writes columns emb0..emb{d-1}. DATA needs the "
+        "model's feature columns; other columns (the target, say) are ignored.",
+    )
+    transform.add_argument("model", metavar="MODEL", help="a model file written by 'fit'")
+    transform.add_argument("data", metavar="DATA", help=table)
+    transform.add_argument("-o", "--output", required=True, metavar="OUT", help=f"output {table}")
+    transform.set_defaults(handler=commands.run_transform)
+
+    evaluate = commands_.add_parser(
+        "evaluate",
+        help="score a table in the learned space",
+        description="Print precision@1, R-precision, MAP@R and recall@10 of DATA in the "
+        "learned space, with the model's embedding metric (every row queries all the others, "
+        "or with --reference the rows of REF), and the accuracy of a "
+        f"{N_NEIGHBORS}-NN classifier under {N_FOLDS}-fold stratified cross-validation of DATA, "
+        "on the embeddings and, as a baseline, on the preprocessed input features.",
+    )
+    evaluate.add_argument("model", metavar="MODEL", help="a model file written by 'fit'")
+    evaluate.add_argument("data", metavar="DATA", help=table)
+    evaluate.add_argument("--target", metavar="COL", help=target_help)
+    evaluate.add_argument(
+        "--reference",
+        metavar="REF",
+        help=f"a {table} with the same target column: DATA's rows are the queries and REF's "
+        "the rows they retrieve (queries of a class absent from REF are left out)",
+    )
+    evaluate.set_defaults(handler=commands.run_evaluate)
+
+    plot = commands_.add_parser(
+        "plot",
+        help="draw a 2-D PCA scatter of a table's embedding",
+        description="Draw the 2-D PCA projection of DATA's embedding, coloured by class "
+        "(of the L2-normalised embedding when the model's metric is cosine).",
+    )
+    plot.add_argument("model", metavar="MODEL", help="a model file written by 'fit'")
+    plot.add_argument("data", metavar="DATA", help=table)
+    plot.add_argument("--target", metavar="COL", help=target_help)
+    plot.add_argument(
+        "-o", "--output", required=True, metavar="FIG", help="image file (.png, .pdf, .svg, ...)"
+    )
+    plot.set_defaults(handler=commands.run_plot)
+    return parser
