@@ -127,6 +127,7 @@ def small(tmp_path_factory) -> Path:
 
 
 # ----------------------------------------------------------------------------- real runs
+@pytest.mark.slow
 def test_fit_transform_evaluate_plot_end_to_end(tmp_path, mixed_table):
     data = tmp_path / "mixed.csv"
     mixed_table.to_csv(data, index=False)
@@ -265,6 +266,7 @@ def test_evaluate_against_a_reference_table(small, tmp_path):
     assert "10 DATA row(s) of a class absent from REF left out" in stdout
 
 
+@pytest.mark.slow
 def test_fit_with_a_checkpoint_dir_trains_the_same_model_and_cleans_up(tmp_path, mixed_table):
     """Resuming after a kill is tested on the library (tests/test_checkpoint.py); here the
     option reaches the estimator and changes nothing else."""
@@ -283,6 +285,7 @@ def test_fit_with_a_checkpoint_dir_trains_the_same_model_and_cleans_up(tmp_path,
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_demo_quick(tmp_path):
     result = run_cli("demo", "--quick", "--out", tmp_path / "figures")
     assert result.returncode == 0, result.stderr
@@ -297,6 +300,7 @@ def test_demo_quick(tmp_path):
     assert_png(tmp_path / "figures" / "demo_embedding.png", min_size=800)
 
 
+@pytest.mark.slow
 def test_console_script():
     script = Path(sys.executable).with_name("sk-dml")
     if not script.exists():
@@ -561,6 +565,7 @@ def test_bad_input_is_one_line_and_exit_status_2(case, small, tmp_path):
     assert list(out.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_real_entry_point_reports_bad_input_in_one_line(small, tmp_path):
     for args in (
         ["transform", small / "pickle.skdml", small / "small.csv", "-o", tmp_path / "e.csv"],
