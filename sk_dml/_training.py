@@ -99,8 +99,8 @@ class Hook:
     def after_epoch(self, trainer: Trainer) -> None:
         """After each completed epoch; ``trainer.stop = True`` ends the run."""
 
-    def on_abort(self, trainer: Trainer, reason: str) -> str:
-        """The run ended early (divergence or interrupt); returns a sentence to add."""
+    def on_abort(self, trainer: Trainer) -> str:
+        """The run ended early (divergence or interrupt); returns a sentence for the warning."""
         return ""
 
     def on_end(self, trainer: Trainer) -> None:
@@ -133,7 +133,6 @@ class Trainer:
         self.group: ProcessGroup | None = None
         self.run_epoch = 0
         self.stop = False
-        self.aborted = False
 
     @property
     def n_iter(self) -> int:
@@ -202,7 +201,7 @@ class Trainer:
         :meth:`state_dict` of an interrupted run of the same fit, to continue from.
         """
         self.group, self.generator = group, generator
-        self.run_epoch, self.stop, self.aborted = 0, False, False
+        self.run_epoch, self.stop = 0, False
         for param_group in self.optimizer.param_groups:  # each run starts from the base rate
             param_group["lr"] = settings.learning_rate
             param_group.pop("initial_lr", None)
@@ -238,14 +237,13 @@ class Trainer:
                 for hook in hooks:
                     hook.after_epoch(self)
         except (FloatingPointError, KeyboardInterrupt) as error:
-            self.aborted = True
             self.restore_best()
-            self.optimizer.state.clear()  # its moments may be non-finite too
             if isinstance(error, FloatingPointError):
+                self.optimizer.state.clear()  # its moments may be non-finite too
                 what = f"Training diverged: {error}. Lower learning_rate (or use normalize=True)."
             else:
                 what = f"Training interrupted after {self.n_iter} epochs."
-            what += "".join(hook.on_abort(self, what) for hook in hooks)
+            what += "".join(hook.on_abort(self) for hook in hooks)
             warn_user(
                 f"{what} The best weights so far were restored and the estimator is usable.",
                 RuntimeWarning,
@@ -390,7 +388,7 @@ class Checkpointing(Hook):
         state = trainer.state_dict()  # a collective call in a group: every rank makes it
         on_main(trainer.group, functools.partial(self.checkpoint.save, state, self.start_rng))
 
-    def on_abort(self, trainer: Trainer, reason: str) -> str:
+    def on_abort(self, trainer: Trainer) -> str:
         if self.checkpoint.path.exists():
             return f" The last completed epoch is saved in {self.checkpoint.path}."
         return ""
