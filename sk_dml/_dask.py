@@ -26,7 +26,7 @@ result is computed, again with scikit-learn's message.
 
 The fitted estimator enters the graph once, as a single key (``dask.delayed(est, pure=True)``)
 that every block task depends on: a cluster ships it to each worker once, not with every task.
-Pickling it puts its network on the CPU (``BaseEmbedder.__getstate__``), so a CUDA-trained
+Pickling it puts its network on the CPU (``MetricEmbedder.__getstate__``), so a CUDA-trained
 model runs on CPU workers.
 """
 

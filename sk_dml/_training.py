@@ -335,10 +335,9 @@ class EarlyStopping(Hook):
         return score
 
     def on_start(self, trainer: Trainer) -> None:
-        resumed = trainer.run_epoch > 0
-        if self.score_start and self.validation is not None and not resumed:
-            if trainer.n_iter == 0:
-                trainer.history.best_score = self._score(trainer)
+        fresh = trainer.run_epoch == 0 and trainer.n_iter == 0  # not resumed, not warm
+        if self.score_start and self.validation is not None and fresh:
+            trainer.history.best_score = self._score(trainer)
 
     def after_epoch(self, trainer: Trainer) -> None:
         history, loss = trainer.history, trainer.history.loss_curve[-1]
