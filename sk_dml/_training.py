@@ -111,7 +111,8 @@ class Hook:
 
 
 class Trainer:
-    """The objective, its optimizer (AdamW) and everything else training changes.
+    """The objective, its optimizer (AdamW; SparseAdam for sparse embedding tables) and
+    everything else training changes.
 
     A trainer lives as long as the fitted model: ``warm_start`` and ``partial_fit`` continue
     with the same one. ``loss_name`` names the loss that built ``objective.criterion``;
@@ -121,18 +122,25 @@ class Trainer:
     def __init__(self, objective: Objective, *, loss_name: str, learning_rate, weight_decay, rng):
         self.objective = objective
         self.loss_name = loss_name
-        self.optimizer = torch.optim.AdamW(
-            objective.parameters(), lr=learning_rate, weight_decay=weight_decay
-        )
+        sparse = _sparse_parameters(objective)
+        dense = [p for p in objective.parameters() if all(p is not q for q in sparse)]
+        self.optimizer = torch.optim.AdamW(dense, lr=learning_rate, weight_decay=weight_decay)
+        # Embedding tables with sparse gradients (sk_dml.nets.TableInput): Adam's lazy
+        # variant, which moves only the rows a batch used (no weight decay).
+        self.sparse_optimizer = torch.optim.SparseAdam(sparse, lr=learning_rate) if sparse else None
         self.rng = rng
         self.history = History()
         self.best_weights: dict | None = None
         # The current run's state, set by run().
-        self.scheduler = None
+        self.scheduler = self.sparse_scheduler = None
         self.generator: torch.Generator | None = None
         self.group: ProcessGroup | None = None
         self.run_epoch = 0
         self.stop = False
+
+    @property
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return [o for o in (self.optimizer, self.sparse_optimizer) if o is not None]
 
     @property
     def n_iter(self) -> int:
@@ -156,6 +164,8 @@ class Trainer:
             "objective": self.objective.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "sparse_optimizer": _state_or_none(self.sparse_optimizer),
+            "sparse_scheduler": _state_or_none(self.sparse_scheduler),
             "best_weights": self.best_weights,
             "history": asdict(self.history),
             "sampler_rng": rng_state_to_tensors(self.rng),
@@ -170,6 +180,10 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
+        if self.sparse_optimizer is not None and state.get("sparse_optimizer") is not None:
+            self.sparse_optimizer.load_state_dict(state["sparse_optimizer"])
+        if self.sparse_scheduler is not None and state.get("sparse_scheduler") is not None:
+            self.sparse_scheduler.load_state_dict(state["sparse_scheduler"])
         self.best_weights = {k: v.to(device) for k, v in state["best_weights"].items()}
         self.history = History(**state["history"])
         restore_rng(self.rng, state["sampler_rng"])
@@ -202,13 +216,19 @@ class Trainer:
         """
         self.group, self.generator = group, generator
         self.run_epoch, self.stop = 0, False
-        for param_group in self.optimizer.param_groups:  # each run starts from the base rate
-            param_group["lr"] = settings.learning_rate
-            param_group.pop("initial_lr", None)
-        self.scheduler = None
+        for optimizer in self.optimizers:  # each run starts from the base rate
+            for param_group in optimizer.param_groups:
+                param_group["lr"] = settings.learning_rate
+                param_group.pop("initial_lr", None)
+        self.scheduler = self.sparse_scheduler = None
         if settings.schedule == "cosine":
-            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-                self.optimizer, T_max=settings.max_epochs
+            self.scheduler, self.sparse_scheduler = (
+                None
+                if optimizer is None
+                else torch.optim.lr_scheduler.CosineAnnealingLR(
+                    optimizer, T_max=settings.max_epochs
+                )
+                for optimizer in (self.optimizer, self.sparse_optimizer)
             )
         sampler = ClassBalancedBatchSampler(
             y.cpu().numpy(), settings.batch_size, settings.samples_per_class, random_state=self.rng
@@ -225,13 +245,14 @@ class Trainer:
                 batches = list(sampler)
                 if group is not None:
                     batches = shard_batches(batches, group.rank, group.world_size)
-                loss = _train_one_epoch(trained, X, y, batches, self.optimizer, group, generator)
+                loss = _train_one_epoch(trained, X, y, batches, self.optimizers, group, generator)
                 if not np.isfinite(loss):  # the divergence guard
                     raise FloatingPointError(
                         f"the loss or the weights became non-finite in epoch {self.n_iter + 1}"
                     )
-                if self.scheduler is not None:
-                    self.scheduler.step()
+                for scheduler in (self.scheduler, self.sparse_scheduler):
+                    if scheduler is not None:
+                        scheduler.step()
                 self.history.loss_curve.append(loss)
                 self.run_epoch += 1
                 for hook in hooks:
@@ -239,7 +260,8 @@ class Trainer:
         except (FloatingPointError, KeyboardInterrupt) as error:
             self.restore_best()
             if isinstance(error, FloatingPointError):
-                self.optimizer.state.clear()  # its moments may be non-finite too
+                for optimizer in self.optimizers:
+                    optimizer.state.clear()  # their moments may be non-finite too
                 what = f"Training diverged: {error}. Lower learning_rate (or use normalize=True)."
             else:
                 what = f"Training interrupted after {self.n_iter} epochs."
@@ -257,7 +279,7 @@ class Trainer:
         self.objective.eval()
 
 
-def _train_one_epoch(objective, X, y, batches, optimizer, group, generator) -> float:
+def _train_one_epoch(objective, X, y, batches, optimizers, group, generator) -> float:
     """One pass over ``batches``; returns the mean batch loss (over all ranks in a group), or
     NaN when a loss or, at the end, a weight is not finite.
 
@@ -271,9 +293,11 @@ def _train_one_epoch(objective, X, y, batches, optimizer, group, generator) -> f
         index = torch.from_numpy(batch).to(X.device, non_blocking=True)
         with dropout_generator(generator):
             loss = objective(X[index], y[index])
-        optimizer.zero_grad(set_to_none=True)
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        for optimizer in optimizers:
+            optimizer.step()
         total += loss.detach()
     # inf - inf is NaN and finite - finite is 0: a non-finite weight turns the total into NaN.
     for weight in objective.parameters():
@@ -281,6 +305,15 @@ def _train_one_epoch(objective, X, y, batches, optimizer, group, generator) -> f
     if group is not None:
         total = group.sum(total) / group.world_size
     return float(total) / max(len(batches), 1)
+
+
+def _sparse_parameters(module: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The weights of the embedding tables in ``module`` that have sparse gradients."""
+    return [m.weight for m in module.modules() if isinstance(m, torch.nn.Embedding) and m.sparse]
+
+
+def _state_or_none(stateful) -> dict | None:
+    return None if stateful is None else stateful.state_dict()
 
 
 def warn_user(message: str, category: type[Warning]) -> None:

@@ -19,12 +19,18 @@ import threading
 from numbers import Integral, Real
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    check_consistent_length,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
 
 from . import _dask
 from ._checkpoint import Checkpoint, fingerprint, restore_rng, rng_state_to_tensors, weights_digest
@@ -53,7 +59,8 @@ from .criteria import (
 )
 from .distances import paired_distance, pairwise_distance
 from .metrics import mean_average_precision_at_r, precision_at_k
-from .nets import ACTIVATIONS, ResidualEmbedding, build_module
+from .nets import ACTIVATIONS, TableEmbedding, TableInput, build_module, set_sparse_gradients
+from .tabular import TableSchema, learn_schema
 
 __all__ = [
     "ContrastiveEmbedder",
@@ -87,8 +94,25 @@ _COMMON_PARAMS_DOC = """
         False for N-pair and lifted structure, whose log-sum-exp needs unbounded distances.
     module : torch.nn.Module or callable, default=None
         Your own network instead of the MLP: a module (deep-copied at each fresh fit) or a
-        callable ``n_features -> nn.Module``. It must map (batch, n_features) float32 to
-        (batch, dim).
+        callable ``n_inputs -> nn.Module``. It comes after the input layer, so it must map
+        (batch, n_inputs) float32 to (batch, dim), where ``n_inputs`` counts the standardised
+        numeric columns, their missing indicators and the categorical columns' embedding widths
+        (``n_features`` for a numeric table without missing values).
+    categorical_features : "from_dtype", None, or array-like of str, int or bool, \
+default="from_dtype"
+        The columns learned as categories (entity embeddings) rather than numbers, as in
+        :class:`~sklearn.ensemble.HistGradientBoostingClassifier`: "from_dtype" takes a
+        DataFrame's category, string/object and bool columns (a numeric array has none); or
+        column names, indices, or a boolean mask; None: none. Categorical columns of a numeric
+        array hold numbers, read as labels (``1`` and ``1.0`` are one level).
+    min_frequency : int, default=5
+        Levels of a categorical column seen fewer times than this at fit share one embedding
+        with levels first seen after fit ("rare or unseen"): too few rows to learn their own.
+    category_embedding_dim : "auto", int or dict, default="auto"
+        Width of each categorical column's embedding. "auto":
+        ``min(32, round(1.6 * (n_levels + 2) ** 0.56))`` (fastai's rule of thumb, capped);
+        an int for every column; or a dict from column name (or index) to width, "auto" for
+        the columns it does not list.
     batch_size : int, default=256
         Rows per training batch.
     samples_per_class : int, default=4
@@ -167,7 +191,12 @@ _COMMON_PARAMS_DOC = """
         ``validation_split="classes"`` the untrained network's score counts too.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
-        Defined when X has string column names.
+        Defined when X has string column names; ``transform`` then matches columns by name.
+    schema_ : sk_dml.tabular.TableSchema
+        The columns seen at fit: which are numeric and which categorical, their dtypes, each
+        categorical column's levels and embedding width, and which numeric columns had missing
+        values (those get a missing indicator). Numeric columns are standardised with the
+        training rows' mean and standard deviation inside the network (``module_.inputs``).
 """
 
 _COMMON_CONSTRAINTS = {
@@ -178,6 +207,13 @@ _COMMON_CONSTRAINTS = {
     "residual": ["boolean", StrOptions({"auto"})],
     "normalize": ["boolean", StrOptions({"auto"})],
     "module": [None, torch.nn.Module, callable],
+    "categorical_features": [None, StrOptions({"from_dtype"}), "array-like"],
+    "min_frequency": [Interval(Integral, 1, None, closed="left")],
+    "category_embedding_dim": [
+        StrOptions({"auto"}),
+        Interval(Integral, 1, None, closed="left"),
+        dict,
+    ],
     "batch_size": [Interval(Integral, 2, None, closed="left")],
     "samples_per_class": [Interval(Integral, 2, None, closed="left")],
     "max_epochs": [Interval(Integral, 1, None, closed="left")],
@@ -251,7 +287,8 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     def __init__(
         self, loss=None, *,
         n_components=64, hidden_layer_sizes=(512, 512), activation="relu", dropout=0.0,
-        residual="auto", normalize="auto", module=None, batch_size=256, samples_per_class=4,
+        residual="auto", normalize="auto", module=None, categorical_features="from_dtype",
+        min_frequency=5, category_embedding_dim="auto", batch_size=256, samples_per_class=4,
         max_epochs=60, learning_rate="auto", learning_rate_schedule="cosine", weight_decay=0.0,
         early_stopping=False, validation_split="rows", validation_fraction=0.1,
         n_iter_no_change=10, tol=1e-4,
@@ -265,6 +302,9 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.residual = residual
         self.normalize = normalize
         self.module = module
+        self.categorical_features = categorical_features
+        self.min_frequency = min_frequency
+        self.category_embedding_dim = category_embedding_dim
         self.batch_size = batch_size
         self.samples_per_class = samples_per_class
         self.max_epochs = max_epochs
@@ -322,10 +362,12 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     # -- fitting ------------------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
-        """Train the embedding on features ``X`` (n_samples, n_features) and labels ``y``.
+        """Train the embedding on the table ``X`` (n_samples, n_features) and labels ``y``.
 
-        Labels may be of any type (ints, strings, pandas categoricals); only which rows share a
-        label matters. Returns the fitted estimator.
+        ``X`` is a numeric array or a pandas DataFrame with numeric, bool, category and text
+        columns; missing values (NaN, None, pd.NA) may be anywhere. Labels may be of any type
+        (ints, strings, pandas categoricals); only which rows share a label matters. Returns
+        the fitted estimator.
         """
         continuing = self.warm_start and hasattr(self, "module_")
         return self._train(X, y, epochs=self.max_epochs, continuing=continuing, stop_early=True)
@@ -341,8 +383,13 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         return self._train(X, y, epochs=1, continuing=hasattr(self, "module_"), stop_early=False)
 
     def _check_training_data(self, X, y, continuing: bool):
-        """Validated ``X``, the sorted classes of ``y`` and each row's index into them."""
-        X, y = validate_data(self, X, y, reset=not continuing, dtype=[np.float32, np.float64])
+        """The encoded ``X``, its schema, the sorted classes of ``y`` and each row's index
+        into them."""
+        if _is_dataframe(X):
+            validate_data(self, X, y, reset=not continuing, skip_check_array=True)
+            y = column_or_1d(y, warn=True)
+            check_consistent_length(X, y)
+        X, schema = self._encode(X, y=y, reset=not continuing)
         check_classification_targets(y)
         classes, codes, counts = np.unique(y, return_inverse=True, return_counts=True)
         if len(classes) < 2:
@@ -365,7 +412,64 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 f"samples_per_class={self.samples_per_class} is larger than every class "
                 f"(the largest has {counts.max()} samples)."
             )
-        return X, classes, codes.ravel()
+        return X, schema, classes, codes.ravel()
+
+    def _encode(self, X, *, y=None, reset: bool):
+        """``X`` as the float32 matrix the network reads (:mod:`sk_dml.tabular`) and the schema
+        that encoded it: learned from ``X`` when ``reset``, else the fitted one. ``y`` is only
+        validated alongside an array ``X`` (scikit-learn's checks and messages)."""
+        if _is_dataframe(X):
+            columns = self._frame_columns(X, reset=reset)
+            names = [str(c) for c in X.columns] if _string_names(X) else None
+        else:
+            validated = validate_data(
+                self,
+                X,
+                **({} if y is None else {"y": y}),
+                reset=reset,
+                dtype=[np.float32, np.float64],
+                ensure_all_finite="allow-nan",
+            )
+            X = validated[0] if y is not None else validated
+            columns, names = list(X.T), None
+        if not reset:
+            return self.schema_.encode(columns), self.schema_
+        schema = learn_schema(
+            columns,
+            names,
+            categorical_features=self.categorical_features,
+            min_frequency=self.min_frequency,
+            embedding_dim=self.category_embedding_dim,
+        )
+        return schema.encode(columns), schema
+
+    def _frame_columns(self, X, *, reset: bool) -> list:
+        """The columns of the DataFrame ``X`` in the order of fit: matched by name when the
+        model was fitted with string column names, else by position."""
+        duplicated = X.columns[X.columns.duplicated()]
+        if len(duplicated):
+            raise ValueError(f"X has duplicate column names: {list(map(str, duplicated))}.")
+        if X.shape[0] == 0:
+            raise ValueError(
+                f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is required."
+            )
+        fitted_names = None if reset else getattr(self, "feature_names_in_", None)
+        if fitted_names is None or not _string_names(X):
+            if not reset:  # positional: scikit-learn's width and feature-name checks
+                validate_data(self, X, reset=False, skip_check_array=True)
+            return [X.iloc[:, j] for j in range(X.shape[1])]
+        given = [str(c) for c in X.columns]
+        unseen = [c for c in given if c not in set(fitted_names)]
+        absent = [c for c in fitted_names if c not in set(given)]
+        if unseen or absent:
+            message = "The feature names should match those that were passed during fit.\n"
+            if unseen:
+                message += "Feature names unseen at fit time:\n" + _bullets(unseen)
+            if absent:
+                message += "Feature names seen at fit time, yet now missing:\n" + _bullets(absent)
+            raise ValueError(message)
+        position = {name: j for j, name in enumerate(given)}
+        return [X.iloc[:, position[name]] for name in fitted_names]
 
     def _split_validation(self, X, codes, rng):
         """The early-stopping hold-out: rows (stratified) or whole classes."""
@@ -397,7 +501,18 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         held = np.isin(codes, rng.choice(candidates, n_held, replace=False))
         return X[~held], codes[~held], X[held], codes[held]
 
-    def _new_module(self, n_features: int) -> torch.nn.Module:
+    def _new_module(self, schema: TableSchema) -> TableEmbedding:
+        """The network for tables of ``schema``: its input layer, then the body."""
+        inputs = TableInput(
+            len(schema.numeric),
+            schema.missing_indicators,
+            schema.table_sizes,
+            schema.embedding_dims,
+        )
+        return TableEmbedding(inputs, self._new_body(inputs.out_features))
+
+    def _new_body(self, n_features: int) -> torch.nn.Module:
+        """The MLP (or residual network, or the user's module) after the input layer."""
         hidden = tuple(self.hidden_layer_sizes)
         if not all(isinstance(h, Integral) and h >= 1 for h in hidden):
             raise ValueError(
@@ -415,7 +530,7 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         )
 
     def _train(self, X, y, *, epochs: int, continuing: bool, stop_early: bool):
-        X, classes, codes = self._check_training_data(X, y, continuing)
+        X, schema, classes, codes = self._check_training_data(X, y, continuing)
         loss = self._get_loss()
         loss._validate_params()  # a loss object's parameters, named in scikit-learn's words
         group = current_group()  # a torch.distributed group of 2+ processes, or None
@@ -453,7 +568,10 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                     if trainer is not None:
                         trainer.objective.to(device)  # the loss's parameters too
                 else:
-                    module = self._new_module(X.shape[1]).to(device)
+                    module = self._new_module(schema)
+                    module.inputs.fit_statistics(X)
+                    set_sparse_gradients(module, group is None)  # NCCL takes no sparse ones
+                    module.to(device)
                 validation = None
                 if self.early_stopping and stop_early:
                     X, codes, X_val, y_val = self._split_validation(X, codes, rng)
@@ -461,8 +579,7 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                     seen = np.unique(codes)  # the classes left for training
                     classes, codes = classes[seen], np.searchsorted(seen, codes)
                 if not continuing:
-                    if isinstance(module, ResidualEmbedding):
-                        module.init_from_data(_pca_sample(X))
+                    module.init_from_data(_pca_sample(X))
                     trainer = self._new_trainer(module, loss, classes, rng, device)
                 elif trainer is None or trainer.loss_name != loss.name:
                     # Unpickled or loaded (no optimizer or loss parameters kept), or another
@@ -513,6 +630,7 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         # Only now, with training done, does the estimator change: a failed fit leaves a
         # previously fitted model intact.
         self.module_ = module
+        self.schema_ = schema
         self._trainer = trainer
         self.device_ = device
         self.embedding_metric_ = metric
@@ -532,7 +650,7 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     def _new_trainer(self, module, loss: Loss, classes, rng, device) -> Trainer:
         """A trainer with a new loss module (new parameters, if the loss has any) and a new
         optimizer around ``module``."""
-        width = embed(module, np.zeros((1, self.n_features_in_), np.float32)).shape[1]
+        width = embed(module, np.zeros((1, module.inputs.in_features), np.float32)).shape[1]
         criterion = loss.build(classes, width).to(device)
         return Trainer(
             Objective(module, criterion),
@@ -571,15 +689,30 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         if hasattr(self, "feature_names_in_"):
             fitted["feature_names_in_"] = [str(c) for c in self.feature_names_in_]
         fitted["device_"] = str(self.device_)
+        fitted["schema_"] = self.schema_.to_dict()
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.module_.state_dict().items()}
         return fitted, tensors
 
+    def _module_for(self, fitted: dict) -> torch.nn.Module:
+        """The network (new weights) of the model that ``fitted`` describes."""
+        if "schema_" in fitted:
+            return self._new_module(TableSchema.from_dict(fitted["schema_"]))
+        return self._new_body(fitted["n_features_in_"])  # sk_dml 0.1.0: no input layer
+
     def _set_fitted_state(self, fitted: dict, module: torch.nn.Module) -> None:
-        """Become the model that :meth:`_get_fitted_state` described (``module`` holds its
-        tensors); further training starts a new optimizer and new loss parameters."""
+        """Become the model that :meth:`_get_fitted_state` described (``module``, built by
+        :meth:`_module_for`, holds its tensors); further training starts a new optimizer and
+        new loss parameters."""
         fitted = dict(fitted)
+        schema = fitted.pop("schema_", None)
+        if schema is None:  # a model of sk_dml 0.1.0 read raw numbers
+            schema = _numeric_schema(fitted)
+            module = _with_identity_inputs(module, schema.n_features)
+        else:
+            schema = TableSchema.from_dict(schema)
         module.eval()
         self.module_ = module
+        self.schema_ = schema
         self._trainer = None
         names = fitted.pop("feature_names_in_", None)
         if names is not None:
@@ -587,19 +720,22 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.device_ = torch.device(fitted.pop("device_"))
         for attr in self._FITTED_ATTRIBUTES:
             setattr(self, attr, fitted[attr])
-        probe = np.zeros((1, self.n_features_in_), np.float32)
+        probe = np.zeros((1, schema.n_encoded), np.float32)
         self._n_features_out = embed(module, probe).shape[1]
 
     # -- using the embedding ------------------------------------------------------------------
     def transform(self, X):
         """Embed ``X``: returns an array of shape (n_samples, dim), float32.
 
-        A dask array or DataFrame gives a lazy float32 dask array, computed block-wise.
+        ``X`` is a table like the one of ``fit``; a DataFrame's columns are matched by name
+        (their order may differ). A categorical level not seen at fit gets the "rare or
+        unseen" embedding, a missing value the "missing" one. A dask array or DataFrame gives a
+        lazy float32 dask array, computed block-wise.
         """
         if _dask.is_dask_collection(X):
             return _dask.transform(self, X)
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float32, np.float64])
+        X, _ = self._encode(X, reset=False)
         return embed(self.module_, X)
 
     def score(self, X, y) -> float:
@@ -635,8 +771,19 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         )
 
     def pair_distance(self, pairs) -> np.ndarray:
-        """Learned distance of each pair in ``pairs`` of shape (n_pairs, 2, n_features)."""
+        """Learned distance of each pair in ``pairs``: an array of shape (n_pairs, 2,
+        n_features), or two DataFrames ``(left, right)`` whose rows are paired in order."""
         check_is_fitted(self)
+        if isinstance(pairs, tuple | list) and len(pairs) == 2 and all(map(_is_dataframe, pairs)):
+            left, right = pairs
+            if len(left) != len(right):
+                raise ValueError(
+                    f"The two tables of pairs must have as many rows; got {len(left)} and "
+                    f"{len(right)}."
+                )
+            return paired_distance(
+                self.transform(left), self.transform(right), self.embedding_metric_
+            )
         pairs = np.asarray(pairs)
         if pairs.ndim != 3 or pairs.shape[1] != 2:
             raise ValueError(f"pairs must have shape (n_pairs, 2, n_features), got {pairs.shape}.")
@@ -647,8 +794,16 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = True
+        tags.input_tags.allow_nan = True
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
+
+    def __setstate__(self, state):
+        """Unpickle, giving a model pickled by sk_dml 0.1.0 (no input layer) its schema."""
+        if "module_" in state and "schema_" not in state:
+            state["schema_"] = _numeric_schema(state)
+            state["module_"] = _with_identity_inputs(state["module_"], state["n_features_in_"])
+        super().__setstate__(state)
 
     def __getstate__(self):
         """Pickle with the network on the CPU, so a CUDA-trained model loads anywhere."""
@@ -708,6 +863,43 @@ def _parameters_section(docstring: str) -> str:
     """The entries of a numpydoc "Parameters" section (an empty string when there is none)."""
     heading = "Parameters\n    ----------\n"
     return docstring.split(heading, 1)[1].rstrip() + "\n" if heading in docstring else ""
+
+
+def _is_dataframe(X) -> bool:
+    return isinstance(X, pd.DataFrame)
+
+
+def _string_names(X) -> bool:
+    return all(isinstance(c, str) for c in X.columns)
+
+
+def _bullets(names: list[str], shown: int = 5) -> str:
+    """scikit-learn's list of feature names in its mismatch message."""
+    lines = [f"- {name}" for name in names[:shown]]
+    if len(names) > shown:
+        lines.append("- ...")
+    return "\n".join(lines) + "\n"
+
+
+def _numeric_schema(fitted: dict) -> TableSchema:
+    """The schema of a model of sk_dml 0.1.0: every column numeric, read as it is."""
+    n = fitted["n_features_in_"]
+    names = fitted.get("feature_names_in_")
+    return TableSchema(
+        n_features=n,
+        feature_names=None if names is None else [str(c) for c in names],
+        dtypes=["float64"] * n,
+        numeric=list(range(n)),
+        categorical=[],
+        levels=[],
+        embedding_dims=[],
+        missing_indicators=[],
+    )
+
+
+def _with_identity_inputs(body: torch.nn.Module, n_features: int) -> TableEmbedding:
+    """``body`` behind an input layer that passes numbers through (mean 0, scale 1)."""
+    return TableEmbedding(TableInput(n_features), body)
 
 
 def _open_checkpoint(checkpoint: Checkpoint) -> dict | None:

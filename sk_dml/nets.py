@@ -1,4 +1,5 @@
-"""The embedding networks: a small MLP by default, or any torch module a user brings."""
+"""The embedding networks: an input layer for tables, then a small MLP by default, or any torch
+module a user brings."""
 
 from __future__ import annotations
 
@@ -16,9 +17,12 @@ __all__ = [
     "Dropout",
     "L2Normalize",
     "ResidualEmbedding",
+    "TableEmbedding",
+    "TableInput",
     "build_module",
     "dropout_generator",
     "make_mlp",
+    "set_sparse_gradients",
 ]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -139,6 +143,106 @@ class ResidualEmbedding(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.normalize(self.linear(x) + self.mlp(x))
+
+
+class TableInput(nn.Module):
+    """The input layer for an encoded table (:meth:`sk_dml.tabular.TableSchema.encode`).
+
+    Its input holds ``n_numeric`` numeric columns (NaN where missing), then one float code per
+    categorical column. Each number is standardised with the training rows' mean and standard
+    deviation (``mean`` and ``scale``, buffers set by :meth:`fit_statistics`); a missing one
+    becomes 0, the mean, and the columns listed in ``missing_indicators`` add a 0/1 feature
+    saying so. Each code is looked up in its column's embedding table (entity embeddings,
+    Guo & Berkhahn 2016), rows 0 ("missing") and 1 ("rare or unseen") starting at zero. The
+    output concatenates the numbers, the indicators and the embeddings: ``out_features`` wide.
+
+    The embedding tables have sparse gradients (``sparse=True``): a step updates only the rows
+    its batch used, so a column with a million levels costs no more per step than one with
+    ten. Sparse gradients need an optimizer that takes them (``torch.optim.SparseAdam``).
+    """
+
+    def __init__(
+        self,
+        n_numeric: int,
+        missing_indicators: Sequence[int] = (),
+        table_sizes: Sequence[int] = (),
+        embedding_dims: Sequence[int] = (),
+    ):
+        super().__init__()
+        self.n_numeric = n_numeric
+        self.register_buffer("mean", torch.zeros(n_numeric))
+        self.register_buffer("scale", torch.ones(n_numeric))
+        self.register_buffer(
+            "missing_indicators", torch.tensor(list(missing_indicators), dtype=torch.long)
+        )
+        self.embeddings = nn.ModuleList(
+            nn.Embedding(size, dim, sparse=True)
+            for size, dim in zip(table_sizes, embedding_dims, strict=True)
+        )
+        with torch.no_grad():
+            for table in self.embeddings:
+                table.weight[:2] = 0  # "missing" and "rare": neutral until trained
+        self.in_features = n_numeric + len(self.embeddings)
+        self.out_features = n_numeric + len(missing_indicators) + sum(embedding_dims)
+
+    @torch.no_grad()
+    def fit_statistics(self, X) -> TableInput:
+        """Set ``mean`` and ``scale`` from the numeric columns of the encoded rows ``X``,
+        ignoring missing values (a constant column gets scale 1, as in StandardScaler)."""
+        numbers = torch.as_tensor(np.asarray(X)[:, : self.n_numeric], dtype=torch.float64)
+        present = ~torch.isnan(numbers)
+        count = present.sum(0).clamp(min=1)
+        mean = torch.where(present, numbers, 0).sum(0) / count
+        variance = torch.where(present, (numbers - mean) ** 2, 0).sum(0) / count
+        scale = variance.sqrt()
+        scale[scale <= 10 * torch.finfo(torch.float64).eps * mean.abs().clamp(min=1)] = 1.0
+        self.mean.copy_(mean)
+        self.scale.copy_(scale)
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        numbers = x[:, : self.n_numeric]
+        missing = torch.isnan(numbers)
+        parts = [torch.where(missing, 0.0, (numbers - self.mean) / self.scale)]
+        if len(self.missing_indicators):
+            parts.append(missing[:, self.missing_indicators].to(x.dtype))
+        codes = x[:, self.n_numeric :].long()
+        parts += [table(codes[:, j]) for j, table in enumerate(self.embeddings)]
+        return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+
+
+class TableEmbedding(nn.Module):
+    """``body(inputs(x))``: the network an embedder trains, its :class:`TableInput` first.
+
+    ``body`` is the MLP (or :class:`ResidualEmbedding`, or a user's module), which receives
+    ``inputs.out_features`` columns.
+    """
+
+    def __init__(self, inputs: TableInput, body: nn.Module):
+        super().__init__()
+        self.inputs = inputs
+        self.body = body
+
+    @torch.no_grad()
+    def init_from_data(self, X) -> TableEmbedding:
+        """Start a :class:`ResidualEmbedding` body as the PCA of the encoded rows ``X`` as the
+        input layer presents them (nothing to do for other bodies)."""
+        if isinstance(self.body, ResidualEmbedding):
+            device = self.inputs.mean.device
+            X = torch.as_tensor(np.asarray(X), dtype=torch.float32, device=device)
+            self.body.init_from_data(self.inputs(X).cpu())
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(self.inputs(x))
+
+
+def set_sparse_gradients(module: nn.Module, sparse: bool) -> None:
+    """Give the embedding tables in ``module`` sparse (or dense) gradients. Dense ones are
+    for data-parallel training, whose NCCL all-reduce takes no sparse tensors."""
+    for table in module.modules():
+        if isinstance(table, nn.Embedding):
+            table.sparse = sparse
 
 
 def build_module(

@@ -138,7 +138,7 @@ def _stored_shapes(path) -> dict[str, tuple[int, ...]]:
         return {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
 
 
-def _skeleton(estimator, n_features, n_tensors: int, path) -> torch.nn.Module:
+def _skeleton(estimator, fitted: dict, n_tensors: int, path) -> torch.nn.Module:
     """The network the metadata describes, on torch's "meta" device (shapes, no memory).
 
     A hidden layer has at least one tensor, so metadata asking for more layers than the file
@@ -151,11 +151,12 @@ def _skeleton(estimator, n_features, n_tensors: int, path) -> torch.nn.Module:
                 f"hidden_layer_sizes has {len(estimator.hidden_layer_sizes)} layers but the file "
                 f"holds {n_tensors} tensors"
             )
+        n_features = fitted.get("n_features_in_")
         if not (isinstance(n_features, int) and n_features >= 1):
             raise ValueError(f"n_features_in_={n_features!r} is not a positive integer")
         with torch.device("meta"):
-            return estimator._new_module(n_features)
-    except (TypeError, ValueError, RuntimeError) as error:
+            return estimator._module_for(fitted)
+    except (TypeError, ValueError, RuntimeError, KeyError) as error:
         raise ValueError(
             f"{str(path)!r}: the metadata describes no valid network ({error})."
         ) from None
@@ -190,7 +191,7 @@ def load(path):
     estimator = _estimator_from_params(meta["estimator"], meta["params"], path)
     fitted = meta["fitted"]
     stored = _stored_shapes(path)
-    module = _skeleton(estimator, fitted["n_features_in_"], len(stored), path)
+    module = _skeleton(estimator, fitted, len(stored), path)
     expected = module.state_dict()
     _check_shapes({k: tuple(v.shape) for k, v in expected.items()}, stored, path)
     tensors = load_file(str(path), device="cpu")
