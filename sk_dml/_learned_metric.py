@@ -1,4 +1,4 @@
-"""The learned distance as a picklable callable on raw feature rows.
+"""The learned distance as a picklable callable on raw rows of the table.
 
 scikit-learn calls a callable ``metric=`` once per pair of rows, from Python. That route is
 inherently slower than embedding once and using a built-in metric, so :class:`LearnedMetric`
@@ -43,10 +43,13 @@ _PAIR = {
 
 
 class LearnedMetric:
-    """``d(u, v)``: the distance between the embeddings of feature rows ``u`` and ``v``.
+    """``d(u, v)``: the distance between the embeddings of rows ``u`` and ``v``.
 
     Obtain it from a fitted embedder's ``get_metric()``. Equal to
-    ``embedder.pairwise_distances`` on the same rows (to float32 precision).
+    ``embedder.pairwise_distances`` on the same rows (to float32 precision). A row holds the
+    values of the table's columns in the order of fit: numbers (NaN where missing), or, for a
+    table with text columns, any values (``df.iloc[i]``). scikit-learn's estimators pass
+    numeric rows only: for a table with text columns use the pipeline route below.
 
     Examples
     --------
@@ -62,12 +65,13 @@ class LearnedMetric:
         self._cache: dict[bytes, np.ndarray] = {}
 
     def _embedding(self, row: np.ndarray) -> np.ndarray:
-        key = row.tobytes()
+        key = row.tobytes() if row.dtype != object else repr(row.tolist())
         found = self._cache.get(key)
         if found is None:
             if len(self._cache) >= _CACHE_ROWS:
                 self._cache.clear()
-            found = embed(self.embedder.module_, row.reshape(1, -1).astype(np.float32))[0]
+            encoded = self.embedder.schema_.encode(list(row.reshape(1, -1).T))
+            found = embed(self.embedder.module_, encoded)[0]
             found = found.astype(np.float64)
             if self.metric == "cosine":
                 norm = np.linalg.norm(found)

@@ -231,6 +231,9 @@ _COMMON_CONSTRAINTS = {
     "device": [str, torch.device],
     "checkpoint_dir": [None, str, os.PathLike],
 }
+_INPUT_ATTRIBUTES = ("n_features_in_", "feature_names_in_")
+# How scikit-learn's validate_data reads a numeric array (missing values are allowed).
+_NUMERIC_INPUT = {"dtype": [np.float32, np.float64], "ensure_all_finite": "allow-nan"}
 # Held while a fit seeds torch's process-wide generator and draws its initial weights from it.
 _TORCH_RNG_LOCK = threading.Lock()
 
@@ -389,7 +392,9 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             validate_data(self, X, y, reset=not continuing, skip_check_array=True)
             y = column_or_1d(y, warn=True)
             check_consistent_length(X, y)
-        X, schema = self._encode(X, y=y, reset=not continuing)
+        else:
+            X, y = validate_data(self, X, y, reset=not continuing, **_NUMERIC_INPUT)
+        X, schema = self._encode(X, reset=not continuing, validated=True)
         check_classification_targets(y)
         classes, codes, counts = np.unique(y, return_inverse=True, return_counts=True)
         if len(classes) < 2:
@@ -414,23 +419,16 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             )
         return X, schema, classes, codes.ravel()
 
-    def _encode(self, X, *, y=None, reset: bool):
+    def _encode(self, X, *, reset: bool, validated: bool = False):
         """``X`` as the float32 matrix the network reads (:mod:`sk_dml.tabular`) and the schema
-        that encoded it: learned from ``X`` when ``reset``, else the fitted one. ``y`` is only
-        validated alongside an array ``X`` (scikit-learn's checks and messages)."""
+        that encoded it: learned from ``X`` when ``reset``, else the fitted one. An array is
+        checked by scikit-learn's ``validate_data`` unless it was ``validated`` already."""
         if _is_dataframe(X):
             columns = self._frame_columns(X, reset=reset)
             names = [str(c) for c in X.columns] if _string_names(X) else None
         else:
-            validated = validate_data(
-                self,
-                X,
-                **({} if y is None else {"y": y}),
-                reset=reset,
-                dtype=[np.float32, np.float64],
-                ensure_all_finite="allow-nan",
-            )
-            X = validated[0] if y is not None else validated
+            if not validated:
+                X = validate_data(self, X, reset=reset, **_NUMERIC_INPUT)
             columns, names = list(X.T), None
         if not reset:
             return self.schema_.encode(columns), self.schema_
@@ -448,7 +446,8 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         model was fitted with string column names, else by position."""
         duplicated = X.columns[X.columns.duplicated()]
         if len(duplicated):
-            raise ValueError(f"X has duplicate column names: {list(map(str, duplicated))}.")
+            shown = "\n".join(f"- {name!r}" for name in dict.fromkeys(duplicated))
+            raise ValueError(f"Expected unique column names, got duplicates:\n{shown}")
         if X.shape[0] == 0:
             raise ValueError(
                 f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is required."
@@ -530,6 +529,18 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         )
 
     def _train(self, X, y, *, epochs: int, continuing: bool, stop_early: bool):
+        # scikit-learn's validate_data records the input's width and column names as it checks
+        # them; a fit that fails puts back those of the fitted model.
+        recorded = {k: v for k, v in vars(self).items() if k in _INPUT_ATTRIBUTES}
+        try:
+            return self._train_validated(X, y, epochs, continuing, stop_early)
+        except BaseException:
+            for name in _INPUT_ATTRIBUTES:
+                vars(self).pop(name, None)
+            vars(self).update(recorded)
+            raise
+
+    def _train_validated(self, X, y, epochs, continuing, stop_early):
         X, schema, classes, codes = self._check_training_data(X, y, continuing)
         loss = self._get_loss()
         loss._validate_params()  # a loss object's parameters, named in scikit-learn's words
@@ -569,7 +580,6 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                         trainer.objective.to(device)  # the loss's parameters too
                 else:
                     module = self._new_module(schema)
-                    module.inputs.fit_statistics(X)
                     set_sparse_gradients(module, group is None)  # NCCL takes no sparse ones
                     module.to(device)
                 validation = None
@@ -579,6 +589,7 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                     seen = np.unique(codes)  # the classes left for training
                     classes, codes = classes[seen], np.searchsorted(seen, codes)
                 if not continuing:
+                    module.inputs.fit_statistics(X)  # of the training rows only
                     module.init_from_data(_pca_sample(X))
                     trainer = self._new_trainer(module, loss, classes, rng, device)
                 elif trainer is None or trainer.loss_name != loss.name:

@@ -230,7 +230,7 @@ class TableEmbedding(nn.Module):
         if isinstance(self.body, ResidualEmbedding):
             device = self.inputs.mean.device
             X = torch.as_tensor(np.asarray(X), dtype=torch.float32, device=device)
-            self.body.init_from_data(self.inputs(X).cpu())
+            self.body.init_from_data(self.inputs(X).cpu().numpy())
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -96,7 +96,13 @@ def save(estimator, path, *, extra: dict | None = None) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        save_file(tensors, str(tmp), metadata=metadata)
+        try:
+            save_file(tensors, str(tmp), metadata=metadata)
+        except SafetensorError as error:  # the header (JSON) holds at most 100 MB
+            raise ValueError(
+                f"sk_dml.save cannot store this model ({error}): its categorical columns' "
+                "vocabularies are too large for a model file's header; use pickle/joblib."
+            ) from None
         os.chmod(tmp, 0o644)  # safetensors writes 0600; a model file is usually shared
         os.replace(tmp, path)
     finally:

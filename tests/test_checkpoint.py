@@ -242,7 +242,7 @@ def test_temporary_files_left_by_a_killed_writer_are_removed(digits, tmp_path):
     X, y = digits
     emb = TripletEmbedder(checkpoint_dir=tmp_path, **{**PARAMS, "max_epochs": 2})
     codes = np.unique(y, return_inverse=True)[1]
-    key = fingerprint(emb, X.astype(np.float64), codes, None)
+    key = fingerprint(emb, X.astype(np.float32), codes, None)  # of the encoded table
     stale = tmp_path / f".tmp-{key}-abcd1234"
     stale.write_bytes(b"half a checkpoint")
     other_run = tmp_path / ".tmp-someotherrun-abcd1234"
@@ -333,7 +333,7 @@ def test_an_unreadable_checkpoint_is_a_clear_error(digits, tmp_path):
     X, y = digits
     emb = TripletEmbedder(checkpoint_dir=tmp_path, **PARAMS)
     codes = np.unique(y, return_inverse=True)[1]
-    path = tmp_path / f"sk_dml-{fingerprint(emb, X.astype(np.float64), codes, None)}.ckpt"
+    path = tmp_path / f"sk_dml-{fingerprint(emb, X.astype(np.float32), codes, None)}.ckpt"
     path.write_bytes(b"not a checkpoint at all")
     with pytest.raises(ValueError, match="cannot be read.*Delete it"):
         emb.fit(X, y)

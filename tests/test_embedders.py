@@ -255,10 +255,10 @@ def test_warm_start_continues_training(wine):
         warnings.simplefilter("ignore", ConvergenceWarning)
         emb.fit(X, y)
         first = emb.n_iter_
-        weights = emb.module_[0].weight.detach().clone()
+        weights = emb.module_.body[0].weight.detach().clone()
         emb.fit(X, y)
     assert emb.n_iter_ > first
-    assert not torch.equal(weights, emb.module_[0].weight)
+    assert not torch.equal(weights, emb.module_.body[0].weight)
 
 
 def test_users_own_module(wine):

@@ -170,7 +170,7 @@ def test_a_trainer_restored_from_its_state_dict_continues_like_the_original(wine
     trainer = emb._trainer
     torch.save(trainer.state_dict(), tmp_path / "state.pt")
     twin = emb._new_trainer(
-        emb._new_module(X.shape[1]),
+        emb._new_module(emb.schema_),
         ProxyAnchorLoss(),
         np.unique(y),
         np.random.RandomState(5),
@@ -209,7 +209,7 @@ def test_an_epoch_waits_for_the_device_once(wine, monkeypatch):
     batches = [np.arange(i, i + 16) for i in range(0, 160, 16)]
     loss = training._train_one_epoch(
         trainer.objective, torch.from_numpy(X), torch.from_numpy(y), batches,
-        trainer.optimizer, None, None,
+        trainer.optimizers, None, None,
     )  # fmt: skip
     monkeypatch.undo()
     assert np.isfinite(loss)

@@ -113,14 +113,24 @@ def test_save_refuses_what_it_cannot_store(wine, tmp_path):
 
 # ----------------------------------------------------------------- crafted and damaged files
 def _edit(path, *, params=None, fitted=None, tensors=None):
-    """Rewrite a model file with some parameters, fitted attributes or tensors changed."""
+    """Rewrite a model file with some parameters, fitted attributes or tensors changed (a
+    dict of new values, or a function of the old ones)."""
     meta = sk_dml.persistence.read_metadata(path)
     with safe_open(str(path), framework="pt") as f:
         raw = dict(f.metadata())
     raw["params"] = json.dumps({**meta["params"], **(params or {})})
-    raw["fitted"] = json.dumps({**meta["fitted"], **(fitted or {})})
+    fitted = fitted if callable(fitted) else (lambda f, given=fitted or {}: {**f, **given})
+    raw["fitted"] = json.dumps(fitted(meta["fitted"]))
     weights = load_file(str(path))
     save_file(tensors(weights) if tensors else weights, str(path), metadata=raw)
+
+
+def _huge_category(schema: dict) -> dict:
+    """The schema with its first column made categorical with a million levels."""
+    numeric = [p for p in schema["numeric"] if p != 0]
+    levels = [[str(i) for i in range(10**6)]]
+    return {**schema, "numeric": numeric, "categorical": [0], "levels": levels,
+            "embedding_dims": [32]}  # fmt: skip
 
 
 def _without(name):
@@ -128,13 +138,26 @@ def _without(name):
 
 
 CRAFTED = [
-    ("huge hidden layer", dict(params={"hidden_layer_sizes": [20_000_000]}), "0.weight has shape"),
+    (
+        "huge hidden layer",
+        dict(params={"hidden_layer_sizes": [20_000_000]}),
+        "body.0.weight has shape",
+    ),
     ("a million layers", dict(params={"hidden_layer_sizes": [4] * 1_000_000}), "1000000 layers"),
     ("negative width", dict(params={"hidden_layer_sizes": [-3, 8]}), "no valid network"),
     ("huge n_components", dict(params={"n_components": 10**12}), "has shape"),
-    ("other n_features_in_", dict(fitted={"n_features_in_": 10**9}), "0.weight has shape"),
+    (
+        "a schema with a huge categorical column",
+        dict(fitted=lambda f: {**f, "schema_": _huge_category(f["schema_"])}),
+        "missing inputs.embeddings.0.weight",
+    ),
+    (
+        "an inconsistent schema",
+        dict(fitted=lambda f: {**f, "schema_": {**f["schema_"], "numeric": [0]}}),
+        "no valid network",
+    ),
     ("n_features_in_ not a number", dict(fitted={"n_features_in_": "13"}), "no valid network"),
-    ("missing tensor", dict(tensors=_without("2.bias")), "missing 2.bias"),
+    ("missing tensor", dict(tensors=_without("body.2.bias")), "missing body.2.bias"),
     (
         "extra tensor",
         dict(tensors=lambda w: {**w, "9.weight": torch.zeros(2, 2)}),
@@ -165,13 +188,13 @@ def test_residual_network_files_are_checked_too(wine, tmp_path):
     path = tmp_path / "m.skdml"
     sk_dml.save(ProxyAnchorEmbedder(random_state=0, **QUICK).fit(X, y), path)
     with safe_open(str(path), framework="pt") as f:
-        assert {"linear.weight", "mlp.0.weight"} <= set(f.keys())
-    _edit(path, tensors=_without("linear.weight"))
-    with pytest.raises(ValueError, match="missing linear.weight"):
+        assert {"body.linear.weight", "body.mlp.0.weight"} <= set(f.keys())
+    _edit(path, tensors=_without("body.linear.weight"))
+    with pytest.raises(ValueError, match="missing body.linear.weight"):
         sk_dml.load(path)
     sk_dml.save(ProxyAnchorEmbedder(random_state=0, **QUICK).fit(X, y), path)
     _edit(path, params={"hidden_layer_sizes": [20_000_000, 8]})
-    with pytest.raises(ValueError, match="mlp.0.weight has shape"):
+    with pytest.raises(ValueError, match="body.mlp.0.weight has shape"):
         sk_dml.load(path)
 
 
