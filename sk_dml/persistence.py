@@ -73,8 +73,8 @@ def save(estimator, path, *, extra: dict | None = None) -> None:
     estimator : a fitted sk_dml embedder with the built-in MLP
     path : str or Path
     extra : dict, optional
-        JSON-serialisable data stored alongside (the CLI keeps its preprocessing there); read
-        it back with :func:`~sk_dml.persistence.read_metadata`.
+        JSON-serialisable data stored alongside (the CLI keeps its target and key columns
+        there); read it back with :func:`~sk_dml.persistence.read_metadata`.
 
     The file is written to a temporary name and renamed, so an interrupted save never leaves
     a truncated model behind.

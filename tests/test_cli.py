@@ -8,7 +8,6 @@ the exit status, to stay fast.
 import contextlib
 import importlib.util
 import io
-import json
 import os
 import pickle
 import re
@@ -24,6 +23,10 @@ import pytest
 import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from sklearn.compose import make_column_transformer
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 import sk_dml
 from sk_dml import cli
@@ -37,6 +40,9 @@ EMBEDDER_NAMES = ("TripletEmbedder", "ContrastiveEmbedder", "NPairEmbedder", "Li
 # A tiny, quick model for every fit here.
 TINY = ["--epochs", "2", "--n-components", "4", "--hidden-layer-sizes", "16"]
 TINY += ["--batch-size", "32", "--random-state", "0"]
+# The same model through the Python API: the oracle of what fit trains.
+TINY_PARAMS = dict(max_epochs=2, n_components=4, hidden_layer_sizes=(16,), batch_size=32)
+TINY_PARAMS["random_state"] = 0
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Subprocesses without the debug switch; one thread each keeps them quick on a busy machine.
 ENV = {k: v for k, v in os.environ.items() if k != "SK_DML_DEBUG"} | {"OMP_NUM_THREADS": "1"}
@@ -123,7 +129,34 @@ def small(tmp_path_factory) -> Path:
     (folder / "truncated.skdml").write_bytes((folder / "small.skdml").read_bytes()[:200])
     bare = sk_dml.TripletEmbedder(max_epochs=1, hidden_layer_sizes=(4,), batch_size=8)
     sk_dml.save(bare.fit(frame[["a", "b"]].to_numpy(float), labels), folder / "bare.skdml")
+    # A model file of the sk-dml before tables went to the embedder: one-hot encoded columns.
+    one_hot = np.column_stack([frame[["a", "b"]], pd.get_dummies(frame.c).to_numpy(float)])
+    old = sk_dml.TripletEmbedder(max_epochs=1, hidden_layer_sizes=(4,), batch_size=8)
+    sk_dml.save(old.fit(one_hot, labels), folder / "old.skdml", extra=OLD_EXTRA)
+    # Tables the embedder refuses.
+    frame.assign(b=np.nan).to_csv(folder / "all_missing.csv", index=False)
+    frame.assign(a=frame.a.where(frame.index != 4, np.inf)).to_csv(folder / "inf.csv", index=False)
+    frame.assign(a=frame.a.where(frame.index != 4, 1e300)).to_csv(folder / "huge.csv", index=False)
     return folder
+
+
+# The extra of a model file written by the earlier sk-dml (its one-hot preprocessing).
+OLD_EXTRA = {
+    "preprocessing": {
+        "format": "sk_dml.cli.preprocessing",
+        "version": 1,
+        "columns": ["a", "b", "c"],
+        "numeric": {
+            "columns": ["a", "b"],
+            "mean": [0.3, 2.0],
+            "var": [1.0, 2.0],
+            "scale": [1.0, 1.41],
+            "n_samples_seen": 60,
+        },
+        "categorical": {"columns": ["c"], "categories": [["p", "q", "r"]]},
+    },
+    "target": "label",
+}
 
 
 # ----------------------------------------------------------------------------- real runs
@@ -154,8 +187,8 @@ def test_fit_transform_evaluate_plot_end_to_end(tmp_path, mixed_table):
     assert transform.returncode == 0, transform.stderr
     embeddings = pd.read_csv(out)
     assert list(embeddings.columns) == ["emb0", "emb1", "emb2", "emb3"]
-    loaded = cli.Model.load(model)
-    expected = loaded.estimator.transform(loaded.features(new, "new"))
+    features = [c for c in mixed_table.columns if c != "label"]
+    expected = sk_dml.load(model).transform(new[features])
     np.testing.assert_allclose(embeddings.to_numpy(), expected, rtol=1e-6, atol=1e-7)
 
     evaluate = run_cli("evaluate", model, data)  # the target defaults to the model's
@@ -179,9 +212,9 @@ RETRIEVAL_LINE = r"^(precision@1|R-precision|MAP@R|recall@10|5-NN accuracy) +(\S
 
 def embed(folder: Path, frame: pd.DataFrame):
     """The small model's embedding of ``frame``, its labels and the embedding metric."""
-    model = cli.Model.load(folder / "small.skdml")
-    Z = model.estimator.transform(model.features(frame, "frame"))
-    return Z, frame["label"].to_numpy(), model.estimator.embedding_metric_
+    model = sk_dml.load(folder / "small.skdml")
+    Z = model.transform(frame[["a", "b", "c"]])
+    return Z, frame["label"].to_numpy(), model.embedding_metric_
 
 
 def test_evaluate_prints_the_retrieval_scores_of_the_embedding(small):
@@ -197,6 +230,15 @@ def test_evaluate_prints_the_retrieval_scores_of_the_embedding(small):
     ]
     assert [name for name, _ in printed[4:]] == ["5-NN accuracy"] * 2
     assert "leave-one-out" in stdout and "REF" not in stdout
+    # The baseline: the numbers standardised with the training rows' statistics, the text
+    # column one-hot (the model was fitted on these very rows).
+    frame = pd.read_csv(small / "small.csv")
+    encoder = make_column_transformer((StandardScaler(), ["a", "b"]), (OneHotEncoder(), ["c"]))
+    X = encoder.fit_transform(frame)
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+    accuracy = cross_val_score(KNeighborsClassifier(5), X, y, cv=folds)
+    assert printed[5][1] == f"{accuracy.mean():.4f}"
+    assert f"{accuracy.mean():.4f} +/- {accuracy.std():.4f}" in stdout.splitlines()[-1]
 
 
 def test_fit_with_the_proxy_anchor_loss(small, tmp_path):
@@ -327,6 +369,7 @@ FIT_PARAMETERS = {
     "--hidden-layer-sizes": "hidden_layer_sizes",
     "--batch-size": "batch_size",
     "--learning-rate": "learning_rate",
+    "--min-frequency": "min_frequency",
 }
 
 
@@ -423,33 +466,153 @@ def test_an_error_inside_training_is_an_internal_error(small, tmp_path, monkeypa
         cli.main([str(a) for a in (*fit, "-o", tmp_path / "m.skdml")])
 
 
-# ------------------------------------------------------------------------- preprocessing
-def test_rebuilt_column_transformer_gives_identical_output(mixed_table, tmp_path):
-    features = mixed_table.drop(columns="label")
-    features.loc[::9, "Health"] = None  # a missing category is a category of its own
-    numeric, categorical = cli.preprocessing.split_columns(features, "mixed")
-    assert numeric == ["age"] and categorical == [c for c in features if c != "age"]
-    prepared = cli.preprocessing.prepare(features, list(features.columns), numeric, "mixed")
-    original = cli.preprocessing.column_transformer(numeric, categorical).fit(prepared)
-    data = json.loads(json.dumps(cli.preprocessing_to_dict(original)))
-    rebuilt = cli.preprocessing_from_dict(data)
-    assert data["columns"] == list(features.columns)
-    assert list(rebuilt.get_feature_names_out()) == list(original.get_feature_names_out())
-    # Seen rows, and rows with unseen categories, new numbers, another column order.
-    other = features.iloc[::-1, ::-1].copy()
-    other.loc[other.index[:20], "Parents"] = "never seen"
-    other["age"] = np.linspace(-100, 300, len(other))
-    for frame in (features, other):
-        X = cli.preprocessing.prepare(frame, data["columns"], numeric, "frame")
-        np.testing.assert_array_equal(rebuilt.transform(X), original.transform(X))
+# --------------------------------------------------------------- columns, keys, the model file
+def fitted_by_python(frame: pd.DataFrame, features, **params):
+    """The embedder the Python API fits on ``frame``'s ``features`` with fit's TINY options."""
+    return make_embedder("triplet", **TINY_PARAMS, **params).fit(frame[features], frame.label)
 
-    # `fit` stores exactly this data in the model file.
-    data_file = tmp_path / "mixed.csv"
-    features.assign(label=mixed_table.label).to_csv(data_file, index=False)
-    code, _, err = call("fit", data_file, "--target", "label", *TINY, "-o", tmp_path / "m.skdml")
+
+def categorical_columns(estimator) -> list[str]:
+    schema = estimator.schema_
+    return [schema.feature_names[p] for p in schema.categorical]
+
+
+def test_fit_hands_the_table_to_the_embedder_and_saves_a_plain_model_file(small):
+    frame = pd.read_csv(small / "small.csv")
+    loaded = sk_dml.load(small / "small.skdml")  # no CLI code involved
+    expected = fitted_by_python(frame, ["a", "b", "c"])
+    assert loaded.schema_ == expected.schema_
+    assert categorical_columns(loaded) == ["c"]  # pandas read c as text
+    assert loaded.get_params()["categorical_features"] == "from_dtype"
+    np.testing.assert_allclose(
+        loaded.transform(frame[["a", "b", "c"]]),
+        expected.transform(frame[["a", "b", "c"]]),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    extra = read_metadata(small / "small.skdml")["extra"]
+    assert extra == {"target": "label", "key": None, "excluded": []}
+
+
+def test_categorical_learns_numeric_columns_as_categories(small, tmp_path):
+    model = tmp_path / "m.skdml"
+    code, out, err = call("fit", small / "small.csv", "--target", "label", "--categorical", "b",
+                          *TINY, "-o", model)  # fmt: skip
     assert code == 0, err
-    extra = read_metadata(tmp_path / "m.skdml")["extra"]
-    assert extra == {"preprocessing": data, "target": "label"}
+    assert "(1 numeric and 2 categorical columns: 'b', 'c')" in out
+    frame = pd.read_csv(small / "small.csv")
+    assert pd.api.types.is_integer_dtype(frame.b)  # numbers, as pandas reads them
+    loaded = sk_dml.load(model)
+    assert categorical_columns(loaded) == ["b", "c"]
+    levels = dict(zip(categorical_columns(loaded), loaded.schema_.levels, strict=True))
+    assert levels["b"] == sorted(str(v) for v in frame.b.unique())  # each value a level
+    expected = fitted_by_python(frame, ["a", "b", "c"], categorical_features=["b", "c"])
+    assert loaded.schema_ == expected.schema_
+    np.testing.assert_allclose(
+        loaded.transform(frame[["a", "b", "c"]]),
+        expected.transform(frame[["a", "b", "c"]]),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    # Names separated by commas, or the option repeated.
+    args = cli.build_parser().parse_args(
+        ["fit", "d.csv", "--target", "t", "-o", "m", "--categorical", "b,c", "--categorical", "e"]
+    )
+    assert args.categorical == ["b", "c", "e"]
+
+
+def test_exclude_leaves_columns_out_of_the_features(small, tmp_path):
+    model = tmp_path / "m.skdml"
+    code, _, err = call("fit", small / "small.csv", "--target", "label", "--exclude", "a",
+                        *TINY, "-o", model)  # fmt: skip
+    assert code == 0, err
+    loaded = sk_dml.load(model)
+    assert list(loaded.feature_names_in_) == ["b", "c"]
+    assert read_metadata(model)["extra"]["excluded"] == ["a"]
+    # A table without the excluded column is embedded like the Python API does.
+    frame = pd.read_csv(small / "small.csv").drop(columns="a")
+    frame.to_csv(tmp_path / "no_a.csv", index=False)
+    code, _, err = call("transform", model, tmp_path / "no_a.csv", "-o", tmp_path / "e.csv")
+    assert code == 0, err
+    expected = fitted_by_python(frame, ["b", "c"]).transform(frame[["b", "c"]])
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "e.csv"), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def keyed(small, tmp_path_factory) -> Path:
+    """keyed.csv: the small table with a text ID column first, and keyed.skdml fitted with
+    ``--key id``."""
+    folder = tmp_path_factory.mktemp("keyed")
+    frame = pd.read_csv(small / "small.csv")
+    ids = [f"row-{i:03d}" for i in np.random.default_rng(1).permutation(len(frame))]
+    frame.insert(0, "id", ids)
+    frame.to_csv(folder / "keyed.csv", index=False)
+    code, _, err = call("fit", folder / "keyed.csv", "--target", "label", "--key", "id", *TINY,
+                        "-o", folder / "keyed.skdml")  # fmt: skip
+    assert code == 0, err
+    return folder
+
+
+def test_key_is_no_feature_and_transform_writes_it_first_to_join_rows_back(keyed, tmp_path):
+    model = keyed / "keyed.skdml"
+    loaded = sk_dml.load(model)
+    assert list(loaded.feature_names_in_) == ["a", "b", "c"]
+    assert read_metadata(model)["extra"]["key"] == "id"
+    # New rows: shuffled, without the target.
+    rows = pd.read_csv(keyed / "keyed.csv").sample(frac=1, random_state=2).drop(columns="label")
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    code, out, err = call("transform", model, tmp_path / "rows.csv", "-o", tmp_path / "e.csv")
+    assert code == 0, err
+    assert "after the key column 'id'" in out
+    written = pd.read_csv(tmp_path / "e.csv")
+    assert list(written.columns) == ["id", "emb0", "emb1", "emb2", "emb3"]
+    assert written.id.tolist() == rows.id.tolist()  # the input's rows, in order
+    joined = rows.merge(written, on="id", validate="one_to_one")
+    assert joined.id.tolist() == rows.id.tolist()
+    np.testing.assert_allclose(
+        joined.filter(like="emb"), loaded.transform(rows[["a", "b", "c"]]), rtol=1e-6, atol=1e-7
+    )
+    # --key picks another column, --no-key writes the embedding alone.
+    code, _, err = call("transform", model, tmp_path / "rows.csv", "--key", "c", "-o",
+                        tmp_path / "c.csv")  # fmt: skip
+    assert code == 0, err
+    by_c = pd.read_csv(tmp_path / "c.csv")
+    assert list(by_c.columns)[0] == "c" and by_c.c.tolist() == rows.c.tolist()
+    pd.testing.assert_frame_equal(by_c.drop(columns="c"), written.drop(columns="id"))
+    code, _, err = call("transform", model, tmp_path / "rows.csv", "--no-key", "-o",
+                        tmp_path / "n.csv")  # fmt: skip
+    assert code == 0, err
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "n.csv"), written.drop(columns="id"))
+    # Rows without the model's key column: an input error that says what to do.
+    rows.drop(columns="id").to_csv(tmp_path / "no_id.csv", index=False)
+    code, _, err = call("transform", model, tmp_path / "no_id.csv", "-o", tmp_path / "x.csv")
+    assert code == 2 and "no column 'id' (the model's key column)" in err and "--no-key" in err
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_missing_cells_are_the_embedders_to_handle(small, tmp_path):
+    frame = pd.read_csv(small / "small.csv")
+    rng = np.random.default_rng(3)
+    for column in ("a", "b", "c"):
+        frame.loc[rng.random(len(frame)) < 0.2, column] = None
+    frame.to_csv(tmp_path / "holes.csv", index=False)
+    assert (tmp_path / "holes.csv").read_text().count(",,") > 0  # empty cells
+    model = tmp_path / "m.skdml"
+    code, _, err = call("fit", tmp_path / "holes.csv", "--target", "label", *TINY, "-o", model)
+    assert code == 0, err
+    read = pd.read_csv(tmp_path / "holes.csv")  # as pandas reads the file
+    loaded = sk_dml.load(model)
+    expected = fitted_by_python(read, ["a", "b", "c"])
+    assert loaded.schema_ == expected.schema_
+    assert loaded.schema_.missing_indicators == [0, 1]  # a and b had missing numbers
+    code, _, err = call("transform", model, tmp_path / "holes.csv", "-o", tmp_path / "e.csv")
+    assert code == 0, err
+    written = pd.read_csv(tmp_path / "e.csv").to_numpy()
+    assert np.isfinite(written).all()
+    features = read[["a", "b", "c"]]
+    np.testing.assert_allclose(written, expected.transform(features), rtol=1e-5, atol=1e-6)
+    code, out, err = call("evaluate", model, tmp_path / "holes.csv")
+    assert code == 0, err
 
 
 # ---------------------------------------------------------------------------- bad input
@@ -514,9 +677,17 @@ BAD_INPUT = {
     "pickle model": ("transform {dir}/pickle.skdml {dir}/small.csv -o {out}/e.csv", "not an sk"),
     "random bytes model": ("transform {dir}/noise.skdml {dir}/small.csv -o {out}/e.csv", "noise"),
     "truncated model": ("transform {dir}/truncated.skdml {dir}/small.csv -o {out}/e.csv", "trunc"),
-    "model without preprocessing": (
+    "model fitted without column names": (
         "transform {dir}/bare.skdml {dir}/small.csv -o {out}/e.csv",
-        "no preprocessing",
+        "without column names",
+    ),
+    "model of the earlier sk-dml": (
+        "transform {dir}/old.skdml {dir}/small.csv -o {out}/e.csv",
+        "refit the model with 'sk-dml fit'",
+    ),
+    "evaluate with a model of the earlier sk-dml": (
+        "evaluate {dir}/old.skdml {dir}/small.csv",
+        "old.skdml: written by an earlier sk-dml",
     ),
     "data file as model": ("transform {dir}/small.csv {dir}/small.csv -o {out}/e.csv", "small"),
     "missing column": ("transform {dir}/small.skdml {dir}/no_b.csv -o {out}/e.csv", "'b'"),
@@ -547,6 +718,59 @@ BAD_INPUT = {
         "nothing to retrieve",
     ),
     "unknown image type": ("plot {dir}/small.skdml {dir}/small.csv -o {out}/f.xyz", "image"),
+    "unknown categorical column": (
+        "fit {dir}/small.csv --target label --categorical b,nope -o {out}/m.skdml",
+        "--categorical names 'nope', not a column",
+    ),
+    "unknown excluded column": (
+        "fit {dir}/small.csv --target label --exclude nope -o {out}/m.skdml",
+        "--exclude names 'nope', not a column",
+    ),
+    "unknown key column": (
+        "fit {dir}/small.csv --target label --key nope -o {out}/m.skdml",
+        "--key names 'nope', not a column",
+    ),
+    "unknown key column of transform": (
+        "transform {dir}/small.skdml {dir}/small.csv --key nope -o {out}/e.csv",
+        "no column 'nope' (--key)",
+    ),
+    "key and no key": (
+        "transform {dir}/small.skdml {dir}/small.csv --key a --no-key -o {out}/e.csv",
+        "not allowed with",
+    ),
+    "empty column name": (
+        "fit {dir}/small.csv --target label --exclude a,,b -o {out}/m.skdml",
+        "invalid COL[,COL...] value: 'a,,b'",
+    ),
+    "target named categorical": (
+        "fit {dir}/small.csv --target label --categorical label -o {out}/m.skdml",
+        "--categorical 'label': the target column",
+    ),
+    "excluded column named categorical": (
+        "fit {dir}/small.csv --target label --exclude b --categorical b -o {out}/m.skdml",
+        "--categorical 'b': excluded",
+    ),
+    "every feature excluded": (
+        "fit {dir}/small.csv --target label --exclude a,b --key c -o {out}/m.skdml",
+        "no feature columns left",
+    ),
+    "column without values": (
+        "fit {dir}/all_missing.csv --target label -o {out}/m.skdml",
+        "all_missing.csv: Column 'b' has no value at all",
+    ),
+    "infinite value": ("fit {dir}/inf.csv --target label -o {out}/m.skdml", "infinity"),
+    "infinite value in transform": (
+        "transform {dir}/small.skdml {dir}/inf.csv -o {out}/e.csv",
+        "inf.csv: Input X contains infinity in column 'a'",
+    ),
+    "numbers beyond float32": (
+        "fit {dir}/huge.csv --target label -o {out}/m.skdml",
+        "column(s) 'a' hold numbers beyond float32's range",
+    ),
+    "numbers beyond float32 in transform": (
+        "transform {dir}/small.skdml {dir}/huge.csv -o {out}/e.csv",
+        "column(s) 'a' hold numbers beyond float32's range",
+    ),
     "unknown command": ("frobnicate", "invalid choice"),
 }
 

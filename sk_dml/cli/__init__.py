@@ -5,9 +5,10 @@ Subcommands
 demo
     Train every embedder on built-in data (digits, letter); compare 5-NN accuracies.
 fit
-    Train an embedder on a CSV or Parquet table and save it with its preprocessing.
+    Train an embedder on a CSV or Parquet table (numeric, text and true/false columns, empty
+    cells allowed) and save it; ``--categorical``, ``--exclude`` and ``--key`` name columns.
 transform
-    Embed a table with a saved model.
+    Embed a table with a saved model, after the key column when there is one.
 evaluate
     Retrieval scores and cross-validated 5-NN accuracy of a table in the learned space
     (``--reference``: its rows query the rows of another table).
@@ -17,17 +18,19 @@ plot
 Exit status
 -----------
 0 on success. 2 for bad input, found where it enters: a missing, unreadable or unwritable file,
-a missing or bad column, a bad option or option value, a value that is not a number, a model
-file that is not an sk_dml model; one line ``sk-dml: error: ...`` on stderr, and no output file
-is written. 1 for an internal error, anything else that goes wrong (a ``ValueError`` raised
+a missing or bad column (whatever the embedder's checks of a table refuse included), a bad
+option or option value, a value that is not a number, a model file that is not an sk_dml model
+or was written by an earlier sk-dml; one line ``sk-dml: error: ...`` on stderr, and no output
+file is written. 1 for an internal error, anything else that goes wrong (a ``ValueError`` raised
 inside training included): one line ``sk-dml: internal error: ...``, and no output file either.
 130 when interrupted. With ``SK_DML_DEBUG=1`` in the environment every error shows its full
 traceback instead.
 
-Modules: :mod:`.tables` (files in and out), :mod:`.preprocessing` (columns to features, the
-transformer as data), :mod:`.model` (a saved model with its preprocessing), :mod:`.figures`,
-:mod:`.commands` (one handler per subcommand), :mod:`.parser` (the options, their defaults
-read from the estimators) and :mod:`.errors` (what each error means for the exit status).
+Modules: :mod:`.tables` (files in and out), :mod:`.columns` (the target, feature, key, excluded
+and categorical columns), :mod:`.model` (a saved model, and tables into the embedder),
+:mod:`.figures`, :mod:`.commands` (one handler per subcommand), :mod:`.parser` (the options,
+their defaults read from the estimators) and :mod:`.errors` (what each error means for the
+exit status).
 """
 
 from __future__ import annotations
@@ -39,7 +42,6 @@ import warnings
 from .errors import CLIError, report, warning_printer
 from .model import Model
 from .parser import build_parser, chosen_loss
-from .preprocessing import preprocessing_from_dict, preprocessing_to_dict
 from .tables import read_table, write_table
 
 __all__ = [
@@ -47,8 +49,6 @@ __all__ = [
     "Model",
     "build_parser",
     "main",
-    "preprocessing_from_dict",
-    "preprocessing_to_dict",
     "read_table",
     "write_table",
 ]

@@ -24,17 +24,10 @@ from ..criteria import get_loss_class, loss_names
 from ..embedders import make_embedder
 from ..metrics import retrieval_scores
 from ..persistence import save
-from .errors import CLIError, one_line
+from .columns import class_labels, feature_columns
+from .errors import CLIError, names, one_line
 from .figures import embedding_figure, figure_format, save_figure
-from .model import Model
-from .preprocessing import (
-    class_labels,
-    column_transformer,
-    prepare,
-    preprocess,
-    preprocessing_to_dict,
-    split_columns,
-)
+from .model import Model, encode
 from .tables import atomic_output, check_output, read_table, table_format, write_table
 
 # Neighbours of the k-NN accuracies and folds of evaluate's cross-validation.
@@ -211,7 +204,7 @@ def build_embedder(args):
 
 
 def run_fit(args) -> None:
-    """Preprocess DATA, train an embedder on it and save both to the model file."""
+    """Train an embedder on DATA's feature columns and save it to the model file."""
     check_output(args.output)
     estimator = build_embedder(args)
     frame = read_table(args.data)
@@ -223,40 +216,58 @@ def run_fit(args) -> None:
             f"takes {estimator.samples_per_class} rows of a class at a time, so it needs a "
             "class at least that large"
         )
-    features = frame.drop(columns=args.target)
-    if features.shape[1] == 0:
-        raise CLIError(f"{args.data}: no feature columns besides the target {args.target!r}")
-    numeric, categorical = split_columns(features, args.data)
-    prepared = prepare(features, list(features.columns), numeric, args.data)
-    transformer = column_transformer(numeric, categorical)
-    with np.errstate(all="ignore"):  # an overflow is reported by preprocess
-        transformer.fit(prepared)
-    X = preprocess(transformer, prepared, args.data)
+    features, categorical = feature_columns(frame, args, args.data)
+    if args.categorical:
+        estimator.set_params(categorical_features=categorical)
+    encode(estimator, features, args.data, fitting=True)  # bad columns are bad input
     tic = time.perf_counter()
-    estimator.fit(X, labels)
+    estimator.fit(features, labels)
     fit_time = time.perf_counter() - tic
-    extra = {"preprocessing": preprocessing_to_dict(transformer), "target": args.target}
+    extra = {"target": args.target, "key": args.key, "excluded": list(args.exclude)}
     with atomic_output(args.output) as tmp:
         save(estimator, tmp, extra=extra)
     losses = estimator.loss_curve_  # empty when the first epoch diverged (a warning says so)
+    n_numeric = features.shape[1] - len(categorical)
+    listed = f": {names(categorical)}" if categorical else ""
     print(
-        f"{model_name(estimator)} trained on {len(X)} rows ({len(numeric)} numeric and "
-        f"{len(categorical)} categorical columns -> {X.shape[1]} features) in "
-        f"{estimator.n_iter_} epochs, {fit_time:.1f} s"
-        + (f"; final loss {losses[-1]:.4g}" if losses else "")
+        f"{model_name(estimator)} trained on {len(features)} rows ({n_numeric} numeric and "
+        f"{len(categorical)} categorical columns{listed}) in {estimator.n_iter_} epochs, "
+        f"{fit_time:.1f} s" + (f"; final loss {losses[-1]:.4g}" if losses else "")
     )
     print(f"saved {args.output}")
 
 
 # ---------------------------------------------------------------------- transform, evaluate
+def _key_column(args, model: Model, frame: pd.DataFrame, width: int) -> pd.DataFrame:
+    """The key column that transform writes first: ``--key``, else the model's key; none with
+    ``--no-key`` or when neither names one."""
+    key = None if args.no_key else (args.key or model.key)
+    if key is None:
+        return pd.DataFrame(index=range(len(frame)))
+    if key not in frame.columns:
+        whose = "--key" if args.key else "the model's key column"
+        raise CLIError(
+            f"{args.data}: no column {key!r} ({whose}); the columns are "
+            f"{names(list(frame.columns))}"
+            + ("" if args.key else "; --key COL names another, --no-key writes none")
+        )
+    if key in {f"emb{i}" for i in range(width)}:
+        raise CLIError(f"--key {key!r}: the embedding's columns have that name")
+    return frame[[key]].reset_index(drop=True)
+
+
 def run_transform(args) -> None:
-    """Write the embeddings of DATA's rows, columns emb0..emb{d-1}."""
+    """Write the embeddings of DATA's rows, columns emb0..emb{d-1}, after the key column."""
     table_format(args.output)
     check_output(args.output)
     model = Model.load(args.model)
-    Z = model.estimator.transform(model.features(read_table(args.data), args.data))
-    write_table(pd.DataFrame(Z, columns=[f"emb{i}" for i in range(Z.shape[1])]), args.output)
-    print(f"wrote {Z.shape[0]} embeddings of dimension {Z.shape[1]} to {args.output}")
+    frame = read_table(args.data)
+    key = _key_column(args, model, frame, len(model.estimator.get_feature_names_out()))
+    Z = model.embed(frame, args.data)
+    embeddings = pd.DataFrame(Z, columns=[f"emb{i}" for i in range(Z.shape[1])])
+    write_table(pd.concat([key, embeddings], axis=1), args.output)
+    keyed = f", after the key column {key.columns[0]!r}," if key.shape[1] else ""
+    print(f"wrote {Z.shape[0]} embeddings of dimension {Z.shape[1]}{keyed} to {args.output}")
 
 
 def _target_of(args, model: Model) -> str:
@@ -279,8 +290,8 @@ def run_evaluate(args) -> None:
             f"{args.data}: {N_FOLDS}-fold cross-validation needs at least {2 * N_FOLDS} rows and "
             f"a class of {N_FOLDS} or more"
         )
-    X = model.features(frame, args.data)
-    Z = model.estimator.transform(X)
+    Z = model.embed(frame, args.data)
+    X = model.baseline(frame, args.data)
     metric = model.estimator.embedding_metric_
     if args.reference is None:
         retrieval = retrieval_scores(Z, labels, metric=metric, recall_at=RECALL_AT)
@@ -293,7 +304,7 @@ def run_evaluate(args) -> None:
     else:
         ref_frame = read_table(args.reference)
         ref_labels = class_labels(ref_frame, target, args.reference)
-        Z_ref = model.estimator.transform(model.features(ref_frame, args.reference))
+        Z_ref = model.embed(ref_frame, args.reference)
         known = set(ref_labels.tolist())
         lone = sum(label not in known for label in labels.tolist())
         if lone == len(labels):
@@ -322,18 +333,19 @@ def run_evaluate(args) -> None:
     plain = cross_val_score(
         KNeighborsClassifier(N_NEIGHBORS), X, labels, cv=folds, error_score="raise"
     )
-    names = ["precision@1", "R-precision", "MAP@R", f"recall@{RECALL_AT}"]
+    titles = ["precision@1", "R-precision", "MAP@R", f"recall@{RECALL_AT}"]
     keys = ["precision@1", "r_precision", "map@r", f"recall@{RECALL_AT}"]
     scores = [
         (name, f"{retrieval[key]:.4f}", note)
-        for name, key, note in zip(names, keys, notes, strict=True)
+        for name, key, note in zip(titles, keys, notes, strict=True)
     ]
     scores += [
         (f"{N_NEIGHBORS}-NN accuracy", f"{learned.mean():.4f} +/- {learned.std():.4f}",
          f"{N_FOLDS}-fold stratified cross-validation (shuffled, seed 0) of DATA, on the "
          "embeddings"),
         (f"{N_NEIGHBORS}-NN accuracy", f"{plain.mean():.4f} +/- {plain.std():.4f}",
-         "same folds, on the preprocessed input features (baseline)"),
+         "same folds, on the input features: numbers standardised, categories one-hot "
+         "(baseline)"),
     ]  # fmt: skip
     print(f"model  {model.describe()}")
     print(f"data   {args.data}: {len(labels)} rows, {len(np.unique(labels))} classes in {target!r}")
@@ -357,7 +369,7 @@ def run_plot(args) -> None:
     frame = read_table(args.data)
     target = _target_of(args, model)
     labels = class_labels(frame, target, args.data)
-    Z = model.estimator.transform(model.features(frame, args.data))
+    Z = model.embed(frame, args.data)
     metric = model.estimator.embedding_metric_
     title = (
         f"{type(model.estimator).__name__} embedding of {Path(args.data).name}\n"

@@ -1,28 +1,65 @@
-"""A model file written by ``fit``: a saved embedder and the preprocessing of its input."""
+"""A model file as the commands use it: an embedder saved by :func:`sk_dml.save`, and the
+columns ``fit`` was told about (target, key, excluded), kept in the file's ``extra``.
+
+The embedder holds its own encoding of the table (its ``schema_``), so any embedder fitted on a
+table with named columns, by ``sk-dml fit`` or by Python on a pandas DataFrame, can be used.
+Tables enter the embedder here, and the estimator's own checks of a table (a column of the
+wrong type, an infinite value, ...) are run first, as bad input: :func:`encode`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer
+import torch
+from scipy import sparse
 
 from ..persistence import load, read_metadata
-from .errors import CLIError, one_line
-from .preprocessing import prepare, preprocess, preprocessing_from_dict
+from .errors import CLIError, names, one_line
+
+# What the ``extra`` of model files written by earlier versions of ``sk-dml fit`` held: their
+# one-hot preprocessing, which this version no longer applies.
+OLD_PREPROCESSING = "preprocessing"
+
+
+def encode(estimator, features: pd.DataFrame, source, *, fitting: bool) -> np.ndarray:
+    """``features`` encoded as the embedder's ``fit`` (``fitting``) or ``transform`` would:
+    the estimator's checks of a table, and their ``ValueError``, are the user's input errors.
+
+    Also refuses numbers beyond float32's range, the network's precision.
+    """
+    try:
+        with np.errstate(over="ignore"):  # refused below
+            encoded, schema = estimator._encode(features, reset=fitting)
+    except ValueError as error:
+        hint = (
+            " (fit: --exclude COL leaves a column out, --categorical COL learns it as categories)"
+            if fitting
+            else ""
+        )
+        raise CLIError(f"{source}: {one_line(error)}{hint}") from error
+    overflow = np.isinf(encoded[:, : len(schema.numeric)]).any(axis=0)
+    if overflow.any():
+        columns = [schema.feature_names[schema.numeric[j]] for j in np.flatnonzero(overflow)]
+        raise CLIError(
+            f"{source}: column(s) {names(columns)} hold numbers beyond float32's range "
+            f"(+/-{np.finfo(np.float32).max:.3g}), the network's precision"
+        )
+    return encoded
 
 
 @dataclass
 class Model:
-    """A model file written by ``fit``: the embedder and its preprocessing."""
+    """A model file: the embedder and the columns ``fit`` was given."""
 
     path: Path
     estimator: object
-    preprocessing: dict
-    transformer: ColumnTransformer
-    target: str
+    target: str = ""
+    key: str | None = None
+    excluded: list[str] = field(default_factory=list)
 
     @classmethod
     def load(cls, path) -> Model:
@@ -32,36 +69,94 @@ class Model:
             raise CLIError(f"{path}: no such model file")
         try:
             extra = read_metadata(path)["extra"]
+            if isinstance(extra, dict) and OLD_PREPROCESSING in extra:
+                raise CLIError(
+                    f"{path}: written by an earlier sk-dml, which one-hot encoded the table "
+                    "before the embedder; this version leaves the encoding to the embedder, so "
+                    "refit the model with 'sk-dml fit'"
+                )
             estimator = load(path)
         except (ValueError, OSError) as error:  # not a model file, damaged, ...: names the file
             raise CLIError(one_line(error)) from error
         except (TypeError, KeyError, RuntimeError) as error:
             raise CLIError(f"{path}: damaged model file ({one_line(error)})") from error
-        preprocessing = extra.get("preprocessing") if isinstance(extra, dict) else None
-        if not isinstance(preprocessing, dict):
+        if getattr(estimator, "feature_names_in_", None) is None:
             raise CLIError(
-                f"{path}: the model holds no preprocessing; was it made by 'sk-dml fit'?"
+                f"{path}: the embedder was fitted without column names, so the columns of a "
+                "table cannot be matched to its inputs; fit it with 'sk-dml fit' or on a pandas "
+                "DataFrame"
             )
-        try:
-            transformer = preprocessing_from_dict(preprocessing)
-            width = len(transformer.get_feature_names_out())
-        except (ValueError, TypeError, KeyError, IndexError) as error:
-            raise CLIError(
-                f"{path}: damaged preprocessing in the model ({one_line(error)})"
-            ) from error
-        if width != estimator.n_features_in_:
-            raise CLIError(
-                f"{path}: damaged model: its preprocessing makes {width} features but the "
-                f"embedder takes {estimator.n_features_in_}"
-            )
-        return cls(path, estimator, preprocessing, transformer, str(extra.get("target", "")))
-
-    def features(self, frame: pd.DataFrame, source) -> np.ndarray:
-        """The preprocessed feature matrix of ``frame``: the embedder's input."""
-        prepared = prepare(
-            frame, self.preprocessing["columns"], self.preprocessing["numeric"]["columns"], source
+        extra = extra if isinstance(extra, dict) else {}
+        key = extra.get("key")
+        return cls(
+            path,
+            estimator,
+            target=str(extra.get("target") or ""),
+            key=key if isinstance(key, str) else None,
+            excluded=[str(c) for c in extra.get("excluded") or []],
         )
-        return preprocess(self.transformer, prepared, source)
+
+    @property
+    def columns(self) -> list[str]:
+        """The feature columns, in the order of fit."""
+        return [str(c) for c in self.estimator.feature_names_in_]
+
+    def features(self, frame: pd.DataFrame, source) -> pd.DataFrame:
+        """The model's feature columns of ``frame`` (others are ignored), checked as the
+        embedder checks them; a numeric column read as text is read as numbers when it
+        holds only numbers."""
+        absent = [c for c in self.columns if c not in frame.columns]
+        if absent:
+            raise CLIError(f"{source}: missing column(s) {names(absent)} that the model needs")
+        features = frame[self.columns].copy()
+        schema = self.estimator.schema_
+        for position in schema.numeric:
+            name = self.columns[position]
+            column = features[name]
+            if not (pd.api.types.is_object_dtype(column) or pd.api.types.is_string_dtype(column)):
+                continue
+            values = pd.to_numeric(column, errors="coerce")
+            garbage = values.isna() & column.notna()
+            if garbage.any():
+                raise CLIError(
+                    f"{source}: column {name!r} must be numeric (it was at fit) but holds "
+                    f"{column[garbage].iloc[0]!r}"
+                )
+            features[name] = values.astype(np.float64)
+        return features
+
+    def encoded(self, frame: pd.DataFrame, source) -> tuple[pd.DataFrame, np.ndarray]:
+        """The feature columns of ``frame`` and their encoding (the network's input)."""
+        features = self.features(frame, source)
+        return features, encode(self.estimator, features, source, fitting=False)
+
+    def embed(self, frame: pd.DataFrame, source) -> np.ndarray:
+        """The embedding of ``frame``'s rows."""
+        features, _ = self.encoded(frame, source)
+        return self.estimator.transform(features)
+
+    def baseline(self, frame: pd.DataFrame, source) -> sparse.csr_matrix:
+        """``frame``'s rows as plain features, for a baseline: the numbers as the network's
+        input layer presents them (standardised with the training rows' statistics, a missing
+        value as the mean and, where fit saw some, a missing indicator), and each categorical
+        column one-hot over its levels (missing, and rare or unseen, are levels too)."""
+        _, encoded = self.encoded(frame, source)
+        inputs = self.estimator.module_.inputs
+        schema = self.estimator.schema_
+        n_plain = len(schema.numeric) + len(schema.missing_indicators)
+        with torch.no_grad():
+            x = torch.as_tensor(encoded, device=inputs.mean.device)
+            numbers = inputs(x)[:, :n_plain].cpu().numpy()
+        rows = np.arange(len(encoded))
+        codes = encoded[:, len(schema.numeric) :].astype(np.int64)
+        one_hot = [
+            sparse.csr_matrix(
+                (np.ones(len(rows), np.float32), (rows, codes[:, j])),
+                shape=(len(rows), size),
+            )
+            for j, size in enumerate(schema.table_sizes)
+        ]
+        return sparse.hstack([sparse.csr_matrix(numbers), *one_hot], format="csr")
 
     def describe(self) -> str:
         """One line: the file, the embedder, the embedding's size and metric."""

@@ -16,6 +16,7 @@ from ..criteria import TripletLoss, get_loss_class, loss_names
 from ..embedders import make_embedder
 from ..miners import TRIPLET_MINING
 from . import commands
+from .columns import column_list
 from .commands import N_FOLDS, N_NEIGHBORS
 from .errors import PROG, CLIError
 
@@ -80,6 +81,12 @@ EMBEDDER_OPTIONS = {
         "learning_rate",
         {"type": _positive_float, "metavar": "LR"},
         "AdamW's starting learning rate",
+    ),
+    "--min-frequency": (
+        "min_frequency",
+        {"type": _positive_int, "metavar": "N"},
+        "a category seen in fewer rows shares one embedding with the categories first seen "
+        "after fit",
     ),
 }
 # Options that set an embedder parameter whose default (None) means "off": no default shown.
@@ -153,13 +160,38 @@ def _add_fit(commands_, table: str, loss: str) -> None:
     fit = commands_.add_parser(
         "fit",
         help="train an embedder on a table and save it",
-        description="Train an embedder on DATA. Numeric columns are standardised and "
-        "categorical columns (text, bool, category) one-hot encoded; the fitted preprocessing "
-        "is saved in the model file, as data (no pickle). The defaults shown are the "
-        f"estimator's for --loss {loss}; 'sk-dml fit --loss NAME --help' shows another loss's.",
+        description="Train an embedder on DATA's feature columns: all but the target, the key "
+        "and the excluded ones. The embedder standardises numeric columns and learns an "
+        "embedding of each categorical column's values (text and true/false columns, and those "
+        "named by --categorical); cells may be empty (missing). The model file is an sk_dml "
+        "model (sk_dml.load reads it; no pickle). The defaults shown are the estimator's for "
+        f"--loss {loss}; 'sk-dml fit --loss NAME --help' shows another loss's.",
     )
     fit.add_argument("data", metavar="DATA", help=table)
     fit.add_argument("--target", required=True, metavar="COL", help="the class column")
+    fit.add_argument(
+        "--categorical",
+        type=column_list,
+        action="extend",
+        default=[],
+        metavar="COL[,COL...]",
+        help="columns of numbers to learn as categories, each value a label of its own (a "
+        "code, a zip code); text and true/false columns always are; repeatable",
+    )
+    fit.add_argument(
+        "--exclude",
+        type=column_list,
+        action="extend",
+        default=[],
+        metavar="COL[,COL...]",
+        help="columns to leave out of the features (IDs, keys, leaks of the target); repeatable",
+    )
+    fit.add_argument(
+        "--key",
+        metavar="COL",
+        help="a column that identifies the rows: left out of the features, and written by "
+        "'transform' before the embedding so that rows can be joined back",
+    )
     fit.add_argument("-o", "--output", required=True, metavar="MODEL", help="model file to write")
     fit.add_argument(
         "--loss",
@@ -230,12 +262,23 @@ def build_parser(loss: str | None = None) -> argparse.ArgumentParser:
     transform = commands_.add_parser(
         "transform",
         help="embed a table",
-        description="Embed the rows of DATA; writes columns emb0..emb{d-1}. DATA needs the "
-        "model's feature columns; other columns (the target, say) are ignored.",
+        description="Embed the rows of DATA; writes columns emb0..emb{d-1}, in DATA's row "
+        "order, after the key column when there is one (the model's key, from 'fit --key', or "
+        "--key). DATA needs the model's feature columns; other columns (the target, say) are "
+        "ignored.",
     )
     transform.add_argument("model", metavar="MODEL", help="a model file written by 'fit'")
     transform.add_argument("data", metavar="DATA", help=table)
     transform.add_argument("-o", "--output", required=True, metavar="OUT", help=f"output {table}")
+    keys = transform.add_mutually_exclusive_group()
+    keys.add_argument(
+        "--key",
+        metavar="COL",
+        help="the column of DATA to write first, to join rows back (instead of the model's key)",
+    )
+    keys.add_argument(
+        "--no-key", action="store_true", help="write the embedding alone, without the key column"
+    )
     transform.set_defaults(handler=commands.run_transform)
 
     evaluate = commands_.add_parser(
@@ -245,7 +288,8 @@ def build_parser(loss: str | None = None) -> argparse.ArgumentParser:
         "learned space, with the model's embedding metric (every row queries all the others, "
         "or with --reference the rows of REF), and the accuracy of a "
         f"{N_NEIGHBORS}-NN classifier under {N_FOLDS}-fold stratified cross-validation of DATA, "
-        "on the embeddings and, as a baseline, on the preprocessed input features.",
+        "on the embeddings and, as a baseline, on the input features (numbers standardised as "
+        "the network does, categories one-hot).",
     )
     evaluate.add_argument("model", metavar="MODEL", help="a model file written by 'fit'")
     evaluate.add_argument("data", metavar="DATA", help=table)

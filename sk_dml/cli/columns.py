@@ -1,0 +1,96 @@
+"""Which column is what: the class labels of the target, and the feature, key, excluded and
+categorical columns that ``fit``'s options name.
+
+The CLI encodes nothing itself: ``fit`` hands the feature columns, as pandas read them, to the
+embedder, which learns their encoding (:mod:`sk_dml.tabular`). Here the names given on the
+command line are checked against the table.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.utils.multiclass import type_of_target
+
+from ..tabular import _categorical_positions
+from .errors import CLIError, names
+
+
+def column_list(text: str) -> list[str]:
+    """The column names of ``COL[,COL...]``, as written (no name may be empty)."""
+    columns = text.split(",")
+    if not all(columns):
+        raise ValueError(text)
+    return columns
+
+
+column_list.__name__ = "COL[,COL...]"  # how argparse names the type in its errors
+
+
+def check_named(frame: pd.DataFrame, flag: str, columns, source) -> None:
+    """Refuse a name given with ``flag`` that is not a column of ``frame``."""
+    unknown = [c for c in columns if c not in frame.columns]
+    if unknown:
+        raise CLIError(
+            f"{source}: {flag} names {names(unknown)}, not a column of the table; the columns "
+            f"are {names(list(frame.columns))}"
+        )
+
+
+def feature_columns(frame: pd.DataFrame, args, source) -> tuple[pd.DataFrame, list[str]]:
+    """The feature columns of ``frame`` under ``fit``'s options, and which are categorical.
+
+    The features are all columns but the target (``args.target``), the key (``args.key``) and
+    the excluded ones (``args.exclude``). The categorical ones are those pandas read as text,
+    true/false or category (the embedder's ``categorical_features="from_dtype"``) and those
+    named by ``args.categorical``.
+    """
+    key = [] if args.key is None else [args.key]
+    check_named(frame, "--key", key, source)
+    check_named(frame, "--exclude", args.exclude, source)
+    check_named(frame, "--categorical", args.categorical, source)
+    left_out = {args.target: "the target column", **dict.fromkeys(args.exclude, "excluded")}
+    left_out.update(dict.fromkeys(key, "the key column"))
+    for name in args.categorical:
+        if name in left_out:
+            raise CLIError(f"--categorical {name!r}: {left_out[name]}, not a feature")
+    features = frame[[c for c in frame.columns if c not in left_out]]
+    if features.shape[1] == 0:
+        raise CLIError(
+            f"{source}: no feature columns left besides the target, key and excluded columns"
+        )
+    columns = [features[c] for c in features.columns]
+    from_dtype = _categorical_positions(columns, list(features.columns), "from_dtype")
+    chosen = set(args.categorical)
+    categorical = [c for p, c in enumerate(features.columns) if p in from_dtype or c in chosen]
+    return features, categorical
+
+
+def class_labels(frame: pd.DataFrame, column: str, source) -> np.ndarray:
+    """The class labels in ``column``: present, complete, of one type and of 2+ classes."""
+    if column not in frame.columns:
+        raise CLIError(
+            f"{source}: no target column {column!r}; the columns are {names(list(frame.columns))}"
+        )
+    labels = frame[column]
+    if labels.isna().any():
+        raise CLIError(
+            f"{source}: the target column {column!r} has {int(labels.isna().sum())} missing "
+            "value(s)"
+        )
+    values = labels.to_numpy()
+    try:
+        n_classes = len(np.unique(values))
+        kind = type_of_target(values)
+    except (TypeError, ValueError) as error:  # values of several types that do not compare
+        raise CLIError(f"{source}: the target column {column!r} mixes types ({error})") from None
+    if n_classes < 2:
+        raise CLIError(
+            f"{source}: the target column {column!r} holds a single class ({labels.iloc[0]!r}); "
+            "at least 2 are needed"
+        )
+    if kind not in ("binary", "multiclass"):
+        raise CLIError(
+            f"{source}: the target column {column!r} holds {kind} values, not class labels"
+        )
+    return values
