@@ -132,13 +132,7 @@ class TableSchema:
                     f"({self.dtypes[position]}) but now has dtype {column.dtype}{example}; "
                     "convert it to numbers (pd.to_numeric)."
                 )
-        values = _as_float(column)
-        if np.isinf(values).any():
-            raise ValueError(
-                f"Input X contains infinity in column {self.column_name(position)}; replace it "
-                "(a missing value, NaN, is allowed)."
-            )
-        return values
+        return _finite_numbers(_as_float(column), self.column_name(position))
 
     # -- as data -------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -196,10 +190,7 @@ def learn_schema(
             )
     missing_indicators = []
     for j, p in enumerate(numeric):
-        values = _as_float(columns[p])
-        if np.isinf(values).any():
-            raise ValueError(f"Input X contains infinity in column {label(p)}.")
-        missing = np.isnan(values)
+        missing = np.isnan(_finite_numbers(_as_float(columns[p]), label(p)))
         if missing.all():
             raise ValueError(f"Column {label(p)} has no value at all (every row is missing).")
         if missing.any():
@@ -320,6 +311,23 @@ def _key(value) -> str:
         number = float(value)
         return str(int(number)) if number.is_integer() else repr(number)
     return str(value)
+
+
+def _finite_numbers(values: np.ndarray, column: str) -> np.ndarray:
+    """``values``, if each is missing (NaN) or a finite number within float32's range (the
+    network computes in float32); else a ValueError naming the column."""
+    if np.isinf(values).any():
+        raise ValueError(
+            f"Input X contains infinity in column {column}; replace it (a missing value, NaN, "
+            "is allowed)."
+        )
+    too_large = np.abs(values) > np.finfo(np.float32).max
+    if too_large.any():
+        raise ValueError(
+            f"Column {column} holds {float(values[too_large][0])!r}, beyond the range of float32 "
+            "in which the network computes; rescale it."
+        )
+    return values
 
 
 def _as_float(column) -> np.ndarray:

@@ -765,11 +765,11 @@ BAD_INPUT = {
     ),
     "numbers beyond float32": (
         "fit {dir}/huge.csv --target label -o {out}/m.skdml",
-        "column(s) 'a' hold numbers beyond float32's range",
+        "Column 'a' holds 1e+300, beyond the range of float32",
     ),
     "numbers beyond float32 in transform": (
         "transform {dir}/small.skdml {dir}/huge.csv -o {out}/e.csv",
-        "column(s) 'a' hold numbers beyond float32's range",
+        "Column 'a' holds 1e+300, beyond the range of float32",
     ),
     "unknown command": ("frobnicate", "invalid choice"),
 }

@@ -281,6 +281,7 @@ BAD_TABLES = [
         "'rooms' was numeric at fit",
     ),
     ("inf", lambda X: X.assign(price=np.inf), "infinity in column 'price'"),
+    ("beyond float32", lambda X: X.assign(price=1e300), "'price' holds 1e[+]?300, beyond"),
     ("duplicate names", lambda X: pd.concat([X, X[["city"]]], axis=1), "unique column names"),
     ("empty", lambda X: X.iloc[:0], "0 sample"),
 ]
@@ -297,6 +298,7 @@ BAD_TRAINING_TABLES = [
     ("all missing", lambda X: X.assign(city=None), "'city' has no value at all"),
     ("all NaN", lambda X: X.assign(price=np.nan), "'price' has no value at all"),
     ("inf", lambda X: X.assign(price=-np.inf), "infinity in column 'price'"),
+    ("beyond float32", lambda X: X.assign(rooms=-1e39), "'rooms' holds -1e[+]?39, beyond"),
     ("duplicate names", lambda X: pd.concat([X, X[["city"]]], axis=1), "unique column names"),
     ("no columns", lambda X: X[[]], "0 feature"),
     ("dates", lambda X: X.assign(when=pd.Timestamp("2026-01-01")), "'when' has dtype datetime"),

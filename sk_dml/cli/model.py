@@ -28,12 +28,9 @@ OLD_PREPROCESSING = "preprocessing"
 def encode(estimator, features: pd.DataFrame, source, *, fitting: bool) -> np.ndarray:
     """``features`` encoded as the embedder's ``fit`` (``fitting``) or ``transform`` would:
     the estimator's checks of a table, and their ``ValueError``, are the user's input errors.
-
-    Also refuses numbers beyond float32's range, the network's precision.
     """
     try:
-        with np.errstate(over="ignore"):  # refused below
-            encoded, schema = estimator._encode(features, reset=fitting)
+        return estimator._encode(features, reset=fitting)[0]
     except ValueError as error:
         hint = (
             " (fit: --exclude COL leaves a column out, --categorical COL learns it as categories)"
@@ -41,14 +38,6 @@ def encode(estimator, features: pd.DataFrame, source, *, fitting: bool) -> np.nd
             else ""
         )
         raise CLIError(f"{source}: {one_line(error)}{hint}") from error
-    overflow = np.isinf(encoded[:, : len(schema.numeric)]).any(axis=0)
-    if overflow.any():
-        columns = [schema.feature_names[schema.numeric[j]] for j in np.flatnonzero(overflow)]
-        raise CLIError(
-            f"{source}: column(s) {names(columns)} hold numbers beyond float32's range "
-            f"(+/-{np.finfo(np.float32).max:.3g}), the network's precision"
-        )
-    return encoded
 
 
 @dataclass
