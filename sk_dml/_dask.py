@@ -6,23 +6,37 @@ looks in ``sys.modules`` first and costs nothing otherwise.
 
 What goes in and what comes out:
 
-- a **dask array** (n, n_features_in_) gives a lazy float32 dask array (n, dim) whose row
-  chunks are the input's and whose columns are one chunk of the embedding's width ``dim``, so
-  ``.shape`` and ``.chunks`` are right before anything runs (dask-ml's ``ParallelPostFit``
-  reports the input's width for a lazy ``transform``). Input split into several column chunks
-  is first rechunked to one.
-- a **dask DataFrame** gives a dask array too, as a pandas DataFrame gives a numpy array to the
-  in-memory ``transform``: arrays are what ``pairwise_distances``, ``score`` and most
-  downstream consumers take, and the index would not survive the in-memory path either. Its
-  row chunk lengths are unknown (``nan``), as after ``DataFrame.to_dask_array()``; call
-  ``compute_chunk_sizes()`` if you need them, or wrap it back with
-  ``dd.from_dask_array(Z, columns=emb.get_feature_names_out())``.
+- a **dask array** (n, n_features_in_) of numbers gives a lazy float32 dask array (n, dim)
+  whose row chunks are the input's and whose columns are one chunk of the embedding's width
+  ``dim``, so ``.shape`` and ``.chunks`` are right before anything runs (dask-ml's
+  ``ParallelPostFit`` reports the input's width for a lazy ``transform``). Input split into
+  several column chunks is first rechunked to one. Each block is validated with
+  scikit-learn's ``check_array`` (so NaN and infinity raise, as before tables were supported),
+  then encoded with the fitted ``schema_`` like an in-memory array.
+- a **dask DataFrame** (numeric, bool, string, object and category columns, missing values
+  allowed) gives a dask array too, as a pandas DataFrame gives a numpy array to the in-memory
+  ``transform``: arrays are what ``pairwise_distances``, ``score`` and most downstream
+  consumers take, and the index would not survive the in-memory path either. Each pandas
+  partition goes through the estimator's own ``transform``, so its columns are matched by
+  name (any order), a categorical level unseen at fit gets the "rare or unseen" embedding and
+  a missing value the "missing" one, exactly as in memory: the result equals the in-memory
+  ``transform`` of the computed frame. Categories need not be known (``ddf.categorize()`` is
+  not required): levels are read from each partition's values, not from the dtype. Dask turns
+  object columns into strings by default (``dataframe.convert-string``); levels are compared as
+  text, so strings and bools (``True`` is ``"True"``) keep their levels, but a number stored in
+  an object column, say ``3.0``, arrives as the text ``"3.0"`` rather than the level ``3``.
+  The output's row chunk lengths are unknown (``nan``), as after
+  ``DataFrame.to_dask_array()``; call ``compute_chunk_sizes()`` if you need them, or wrap it
+  back with ``dd.from_dask_array(Z, columns=emb.get_feature_names_out())``.
 
-Everything that the metadata decides is checked at once, with scikit-learn's own messages: the
-estimator is fitted, the input is 2-D, its width equals ``n_features_in_`` and, for a
-DataFrame, its column names match ``feature_names_in_``. What depends on the values (NaN or
-infinity, values that do not convert to float) is checked per block, so it raises when the
-result is computed, again with scikit-learn's message.
+Everything that the metadata decides is checked at once, with the in-memory messages: the
+estimator is fitted and the input is 2-D; for an array, its width equals ``n_features_in_``
+(scikit-learn's check); for a DataFrame, the estimator's ``transform`` runs on a one-row
+stand-in with the frame's columns and dtypes, every value missing, so a missing, extra or
+duplicate column, a wrong width or a numeric column whose dtype is text raises just as it
+would in memory. What depends on the values (infinity, text in an object column that was
+numeric at fit, NaN in an array) is checked per block, so it raises when the result is
+computed, again with the in-memory message.
 
 The fitted estimator enters the graph once, as a single key (``dask.delayed(est, pure=True)``)
 that every block task depends on: a cluster ships it to each worker once, not with every task.
@@ -106,27 +120,33 @@ def _check_array_metadata(estimator, X) -> None:
 
 
 def _check_frame_metadata(estimator, X) -> None:
-    # An all-zero pandas frame with X's column labels: scikit-learn checks the names against
-    # feature_names_in_ (and the width) exactly as for an in-memory DataFrame.
-    stand_in = pd.DataFrame(np.zeros((1, len(X.columns)), np.float32), columns=X.columns)
-    validate_data(estimator, stand_in, reset=False)
+    # The in-memory transform on one row with X's columns and dtypes, every value missing
+    # (missing values are always allowed at transform): the columns are matched by name, and
+    # a missing, extra or duplicate column or a text dtype where numbers were fitted raises
+    # exactly as for a pandas DataFrame, before anything is computed.
+    stand_in = X._meta.reindex(index=pd.RangeIndex(1))
+    estimator.transform(stand_in)
 
 
 def _embed_block(block, estimator) -> np.ndarray:
-    """One block or partition: validate its values (dtype, NaN, inf), then embed."""
+    """One block of an array: validate its values (dtype, NaN, inf), encode, embed."""
     block = check_array(
         block, dtype=_FLOATS, ensure_min_samples=0, estimator=estimator, input_name="X"
     )
     if len(block) == 0:
         return np.empty((0, len(estimator.get_feature_names_out())), np.float32)
-    return embed(estimator.module_, block)
+    return embed(estimator.module_, estimator.schema_.encode(list(block.T)))
 
 
 def _embed_partition(partition, estimator) -> pd.DataFrame:
-    """One pandas partition (checked as a frame, so extension dtypes and pd.NA behave as in
-    memory), embedded into a frame with the output's names and the partition's index."""
-    Z = _embed_block(partition, estimator)
-    return pd.DataFrame(Z, index=partition.index, columns=estimator.get_feature_names_out())
+    """One pandas partition through the estimator's own ``transform``, into a frame with the
+    output's names and the partition's index."""
+    names = estimator.get_feature_names_out()
+    if len(partition) == 0:  # transform refuses an empty table; an empty partition is fine
+        Z = np.empty((0, len(names)), np.float32)
+    else:
+        Z = np.asarray(estimator.transform(partition), dtype=np.float32)  # set_output aside
+    return pd.DataFrame(Z, index=partition.index, columns=names)
 
 
 def transform(estimator, X):

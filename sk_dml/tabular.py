@@ -291,6 +291,8 @@ def _embedding_dim(embedding_dim, position: int, names, n_rows: int) -> int:
 def _level_codes(column, levels: list[str]) -> np.ndarray:
     """Each row's code: 0 when missing, 1 when rare or unseen, else 2 + the level's index."""
     codes, keys = _factorize(column)
+    if not keys:  # every row missing (or no rows)
+        return np.full(len(codes), MISSING_CODE)
     lookup = pd.Index(levels).get_indexer(pd.Index(keys, dtype=object))
     by_key = np.where(lookup >= 0, lookup + _FIRST_LEVEL, RARE_CODE)
     return np.where(codes >= 0, by_key[np.maximum(codes, 0)], MISSING_CODE)

@@ -128,6 +128,145 @@ def test_transform_dataframe_with_empty_partitions(client, frame, emb_named):
     np.testing.assert_allclose(Z, emb_named.transform(frame.iloc[:300]), rtol=1e-5, atol=1e-6)
 
 
+# ------------------------------------------------------- tables: mixed columns, missing values
+@pytest.fixture(scope="module")
+def table():
+    """Numbers (with NaN), integers, strings (with None), bools and a category, 400 rows."""
+    rng = np.random.default_rng(0)
+    n = 400
+    label = np.arange(n) % 4
+    table = pd.DataFrame(
+        {
+            "size": rng.normal(label, 1.0),
+            "count": rng.integers(0, 6, n),
+            "colour": np.array(["red", "green", "blue", "grey"], dtype=object)[
+                (label + (rng.random(n) < 0.2)) % 4
+            ],
+            "flag": (label % 2 == 0) ^ (rng.random(n) < 0.1),
+            "shape": pd.Categorical(rng.choice(["round", "square", "flat"], n)),
+        }
+    )
+    table.loc[::9, "size"] = np.nan
+    table.loc[::13, "colour"] = None
+    return table, label
+
+
+@pytest.fixture(scope="module")
+def emb_table(table):
+    X, y = table
+    return TripletEmbedder(**QUICK, random_state=0, device="cpu").fit(X, y)
+
+
+def test_transform_table_equals_in_memory(client, table, emb_table):
+    X, _ = table
+    ddf = dd.from_pandas(X, npartitions=4)
+    Z = emb_table.transform(ddf)
+    assert isinstance(Z, da.Array) and Z.dtype == np.float32
+    assert Z.shape[1] == N_OUT and np.isnan(Z.shape[0]) and len(Z.chunks[0]) == 4
+    Z = computed(client, Z)
+    assert Z.dtype == np.float32
+    assert np.array_equal(Z, emb_table.transform(ddf.compute()))
+    # Dask stores the text column as strings rather than objects: the same levels.
+    assert np.array_equal(Z, emb_table.transform(X))
+
+
+def test_transform_table_columns_matched_by_name(client, table, emb_table):
+    X, _ = table
+    reordered = dd.from_pandas(X[list(reversed(X.columns))], npartitions=3)
+    assert np.array_equal(computed(client, emb_table.transform(reordered)), emb_table.transform(X))
+
+
+@pytest.mark.parametrize("how", ["known", "unknown", "categorize"])
+def test_transform_table_categories_known_or_not(client, table, emb_table, how):
+    """Levels are read from each partition's values: unknown categories need no categorize()."""
+    X, _ = table
+    ddf = dd.from_pandas(X, npartitions=4)
+    if how == "unknown":
+        ddf = ddf.assign(
+            shape=ddf["shape"].cat.as_unknown(), colour=ddf["colour"].astype("category")
+        )
+        assert not ddf["shape"].cat.known and not ddf["colour"].cat.known
+    elif how == "categorize":
+        ddf = ddf.categorize(columns=["colour"])
+        assert ddf["colour"].cat.known
+    Z = computed(client, emb_table.transform(ddf))
+    assert np.array_equal(Z, emb_table.transform(ddf.compute()))
+    assert np.array_equal(Z, emb_table.transform(X))
+
+
+def test_transform_table_unseen_levels_and_missing_partitions(client, table, emb_table):
+    """An unseen level gets the "rare or unseen" embedding and a partition whose categorical
+    column is all missing the "missing" one, partition by partition as in memory."""
+    X, _ = table
+    new = X.iloc[:200].copy()
+    new.loc[new.index[:50], "colour"] = None  # the whole first partition
+    new.loc[new.index[50:60], "colour"] = "violet"  # never seen at fit
+    new["shape"] = new["shape"].cat.add_categories(["hexagonal"])
+    new.loc[new.index[60:70], "shape"] = "hexagonal"
+    new.loc[new.index[70:80], "count"] = np.nan
+    ddf = dd.from_pandas(new, npartitions=4)
+    Z = computed(client, emb_table.transform(ddf))
+    assert np.array_equal(Z, emb_table.transform(new))
+    # Any unseen level is "rare or unseen": another one in its place changes nothing.
+    other = new.copy()
+    other.loc[other.index[50:60], "colour"] = "indigo"
+    assert np.array_equal(Z, emb_table.transform(other))
+
+
+def test_table_metadata_errors_raise_before_compute(table, emb_table):
+    """A missing or extra column raises at graph construction, with the in-memory message."""
+    X, _ = table
+    ddf = dd.from_pandas(X, npartitions=2)
+    for bad, bad_in_memory in (
+        (ddf.drop(columns="colour"), X.drop(columns="colour")),
+        (ddf.assign(extra=1.0), X.assign(extra=1.0)),
+    ):
+        with pytest.raises(ValueError) as in_memory:
+            emb_table.transform(bad_in_memory)
+        with pytest.raises(ValueError) as lazy:
+            emb_table.transform(bad)
+        assert str(lazy.value) == str(in_memory.value)
+        assert "The feature names should match those that were passed during fit" in str(lazy.value)
+    with pytest.raises(ValueError, match="Column 'size' was numeric at fit"):
+        emb_table.transform(ddf.assign(size=ddf["colour"]))
+
+
+def test_table_infinity_raises_at_compute(client, table, emb_table):
+    X, _ = table
+    bad = X.copy()
+    bad.loc[300, "size"] = np.inf
+    Z = emb_table.transform(dd.from_pandas(bad, npartitions=2))
+    with pytest.raises(ValueError, match="Input X contains infinity in column 'size'"):
+        computed(client, Z)
+
+
+def test_table_pairwise_distances_and_score(client, table, emb_table):
+    X, y = table
+    ddf = dd.from_pandas(X.assign(label=y), npartitions=3)
+    A, B = ddf.drop(columns="label"), dd.from_pandas(X.iloc[:150], npartitions=2)
+    D = emb_table.pairwise_distances(A, B)
+    assert isinstance(D, da.Array)
+    np.testing.assert_allclose(
+        computed(client, D), emb_table.pairwise_distances(X, X.iloc[:150]), rtol=1e-5, atol=1e-5
+    )
+    D = computed(client, emb_table.pairwise_distances(dd.from_pandas(X.iloc[:120], npartitions=2)))
+    np.testing.assert_allclose(D, emb_table.pairwise_distances(X.iloc[:120]), rtol=1e-5, atol=1e-5)
+    assert emb_table.score(A, ddf["label"]) == pytest.approx(emb_table.score(X, y), abs=1e-12)
+
+
+def test_array_is_encoded_with_the_schema(client, table):
+    """A dask array for a model with a categorical column of numbers: each block is encoded
+    (levels to codes) as in memory, never fed raw to the embedding tables."""
+    X, y = table
+    numbers = X[["size", "count"]].fillna(0.0)
+    emb = TripletEmbedder(**QUICK, categorical_features=[1], random_state=0, device="cpu").fit(
+        numbers.to_numpy(), y
+    )
+    A = numbers.to_numpy()
+    Z = computed(client, emb.transform(da.from_array(A, chunks=(150, 2))))
+    assert np.array_equal(Z, emb.transform(A))
+
+
 # --------------------------------------------------------------------------- pairwise distances
 def test_pairwise_distances_x_y_equals_in_memory(client, digits, emb):
     X, _ = digits

@@ -303,3 +303,17 @@ def test_cosine_schedule_anneals_the_learning_rate(wine):
         warnings.simplefilter("ignore", ConvergenceWarning)
         constant.fit(X, y)
     assert constant._trainer.optimizer.param_groups[0]["lr"] == 0.01
+
+
+def test_categorical_column_all_missing_at_transform():
+    """Rows whose categorical column is missing in every row (a single row, say) get the
+    "missing" embedding; the column's codes are all 0."""
+    rng = np.random.default_rng(0)
+    y = np.arange(120) % 3
+    X = pd.DataFrame({"x": rng.normal(y, 1.0), "c": np.array(["a", "b", "c"], dtype=object)[y]})
+    emb = TripletEmbedder(random_state=0, **QUICK).fit(X, y)
+    blank = X.assign(c=None)
+    Z = emb.transform(blank)
+    assert Z.shape == (120, 8) and np.isfinite(Z).all()
+    np.testing.assert_array_equal(emb.schema_.encode([blank["x"], blank["c"]])[:, 1], 0.0)
+    np.testing.assert_allclose(emb.transform(blank.iloc[:1]), Z[:1], rtol=1e-5, atol=1e-6)
