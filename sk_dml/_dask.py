@@ -11,8 +11,8 @@ What goes in and what comes out:
   ``dim``, so ``.shape`` and ``.chunks`` are right before anything runs (dask-ml's
   ``ParallelPostFit`` reports the input's width for a lazy ``transform``). Input split into
   several column chunks is first rechunked to one. Each block is validated with
-  scikit-learn's ``check_array`` (so NaN and infinity raise, as before tables were supported),
-  then encoded with the fitted ``schema_`` like an in-memory array.
+  scikit-learn's ``check_array`` (missing values, NaN, are allowed; infinity raises), then
+  encoded with the fitted ``schema_`` like an in-memory array.
 - a **dask DataFrame** (numeric, bool, string, object and category columns, missing values
   allowed) gives a dask array too, as a pandas DataFrame gives a numpy array to the in-memory
   ``transform``: arrays are what ``pairwise_distances``, ``score`` and most downstream
@@ -35,7 +35,7 @@ estimator is fitted and the input is 2-D; for an array, its width equals ``n_fea
 stand-in with the frame's columns and dtypes, every value missing, so a missing, extra or
 duplicate column, a wrong width or a numeric column whose dtype is text raises just as it
 would in memory. What depends on the values (infinity, text in an object column that was
-numeric at fit, NaN in an array) is checked per block, so it raises when the result is
+numeric at fit) is checked per block, so it raises when the result is
 computed, again with the in-memory message.
 
 The fitted estimator enters the graph once, as a single key (``dask.delayed(est, pure=True)``)
@@ -129,9 +129,14 @@ def _check_frame_metadata(estimator, X) -> None:
 
 
 def _embed_block(block, estimator) -> np.ndarray:
-    """One block of an array: validate its values (dtype, NaN, inf), encode, embed."""
+    """One block of an array: validate its values (dtype, inf), encode, embed."""
     block = check_array(
-        block, dtype=_FLOATS, ensure_min_samples=0, estimator=estimator, input_name="X"
+        block,
+        dtype=_FLOATS,
+        ensure_min_samples=0,
+        ensure_all_finite="allow-nan",
+        estimator=estimator,
+        input_name="X",
     )
     if len(block) == 0:
         return np.empty((0, len(estimator.get_feature_names_out())), np.float32)

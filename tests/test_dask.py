@@ -324,13 +324,16 @@ def test_wrong_width_raises_before_compute(digits, emb):
         emb.transform(da.from_array(X[:, :5], chunks=100))
 
 
-def test_nan_raises_at_compute(client, digits, emb):
+def test_missing_values_embed_as_in_memory_and_infinity_raises_at_compute(client, digits, emb):
     X, _ = digits
     X = X.copy()
     X[1500, 3] = np.nan  # in the last chunk only
+    Z = emb.transform(da.from_array(X, chunks=500))
+    np.testing.assert_array_equal(computed(client, Z), emb.transform(X))
+    X[1500, 3] = np.inf
     Z = emb.transform(da.from_array(X, chunks=500))  # lazy: no error yet
     assert Z.shape == (len(X), N_OUT)
-    with pytest.raises(ValueError, match="Input X contains NaN"):
+    with pytest.raises(ValueError, match="Input X contains infinity"):
         computed(client, Z)
 
 
