@@ -389,7 +389,8 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """The encoded ``X``, its schema, the sorted classes of ``y`` and each row's index
         into them."""
         if _is_dataframe(X):
-            validate_data(self, X, y, reset=not continuing, skip_check_array=True)
+            if not continuing:  # a later call's columns are matched by name, in _encode
+                validate_data(self, X, reset=True, skip_check_array=True)
             y = column_or_1d(y, warn=True)
             check_consistent_length(X, y)
         else:

@@ -166,6 +166,31 @@ def test_columns_are_matched_by_name(fitted, table):
     np.testing.assert_array_equal(fitted.transform(X[X.columns[::-1]]), fitted.transform(X))
 
 
+def test_later_training_calls_match_columns_by_name(table):
+    X, y = table
+    emb = TripletEmbedder(random_state=0, **QUICK).partial_fit(X, y)
+    emb.partial_fit(X[X.columns[::-1]], y)
+    assert emb.n_iter_ == 2
+    with pytest.raises(ValueError, match="unseen at fit time:\n- extra"):
+        emb.partial_fit(X.assign(extra=1), y)
+
+
+def test_a_model_pickled_before_tables_reads_numbers_as_it_did(table):
+    """sk_dml 0.1.0 pickled a bare network (no input layer, no schema): unpickled now, it
+    embeds raw numbers exactly as that network does."""
+    X, y = table
+    numbers = X[["price", "rooms"]].fillna(0).to_numpy()
+    emb = TripletEmbedder(random_state=0, **QUICK).fit(numbers, y)
+    state = emb.__getstate__()
+    body = state["module_"].body
+    old = {k: v for k, v in state.items() if k != "schema_"} | {"module_": body}
+    revived = TripletEmbedder.__new__(TripletEmbedder)
+    revived.__setstate__(old)
+    with torch.no_grad():
+        expected = body(torch.tensor(numbers, dtype=torch.float32)).numpy()
+    np.testing.assert_array_equal(revived.transform(numbers), expected)
+
+
 def test_unseen_levels_take_the_rare_embedding(fitted, table):
     """A level first seen at transform embeds exactly like a level too rare to keep."""
     X, _ = table
