@@ -455,8 +455,8 @@ def test_an_error_inside_training_is_an_internal_error(small, tmp_path, monkeypa
     code, _, stderr = call("transform", small / "small.skdml", small / "no_b.csv", "-o",
                            tmp_path / "e.csv")  # fmt: skip
     assert code == 2 and "missing column(s) 'b'" in stderr
-    # A KeyError inside transform is no missing column either.
-    monkeypatch.setattr(sk_dml.embedders.MetricEmbedder, "transform", lambda self, X: {}["k"])
+    # A KeyError inside the embedding is no missing column either.
+    monkeypatch.setattr(sk_dml.cli.model, "embed", lambda module, X: {}["k"])
     code, _, stderr = call("transform", small / "small.skdml", small / "small.csv", "-o",
                            tmp_path / "e.csv")  # fmt: skip
     assert code == 1 and stderr.startswith("sk-dml: internal error: KeyError: ")

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 from scipy import sparse
 
+from .._training import embed
 from ..persistence import load, read_metadata
 from .errors import CLIError, names, one_line
 
@@ -114,22 +115,21 @@ class Model:
             features[name] = values.astype(np.float64)
         return features
 
-    def encoded(self, frame: pd.DataFrame, source) -> tuple[pd.DataFrame, np.ndarray]:
-        """The feature columns of ``frame`` and their encoding (the network's input)."""
-        features = self.features(frame, source)
-        return features, encode(self.estimator, features, source, fitting=False)
+    def encoded(self, frame: pd.DataFrame, source) -> np.ndarray:
+        """The encoding of ``frame``'s feature columns (the network's input)."""
+        return encode(self.estimator, self.features(frame, source), source, fitting=False)
 
     def embed(self, frame: pd.DataFrame, source) -> np.ndarray:
-        """The embedding of ``frame``'s rows."""
-        features, _ = self.encoded(frame, source)
-        return self.estimator.transform(features)
+        """The embedding of ``frame``'s rows (the table is encoded once, and checked as it
+        is)."""
+        return embed(self.estimator.module_, self.encoded(frame, source))
 
     def baseline(self, frame: pd.DataFrame, source) -> sparse.csr_matrix:
         """``frame``'s rows as plain features, for a baseline: the numbers as the network's
         input layer presents them (standardised with the training rows' statistics, a missing
         value as the mean and, where fit saw some, a missing indicator), and each categorical
         column one-hot over its levels (missing, and rare or unseen, are levels too)."""
-        _, encoded = self.encoded(frame, source)
+        encoded = self.encoded(frame, source)
         inputs = self.estimator.module_.inputs
         schema = self.estimator.schema_
         n_plain = len(schema.numeric) + len(schema.missing_indicators)
