@@ -39,7 +39,9 @@ from sk_dml.embedders import make_embedder
 
 RESULTS = Path(__file__).parent / "results"
 # Every loss, with its defaults (its named embedder, or MetricEmbedder with the loss object).
-EMBEDDERS = {f"sk_dml {name}": functools.partial(make_embedder, name) for name in loss_names()}
+EMBEDDERS = {
+    f"sk_dml {name}": functools.partial(make_embedder, name) for name in loss_names("classes")
+}
 NCA_MAX_ROWS = 5000
 
 

@@ -52,7 +52,10 @@ NEW_CLASSES = {"early_stopping": True, "validation_split": "classes"}
 
 # name -> (embedder factory, parameters): every loss with its defaults, then variants.
 EMBEDDERS = {
-    **{f"sk_dml {name}": (functools.partial(make_embedder, name), {}) for name in loss_names()},
+    **{
+        f"sk_dml {name}": (functools.partial(make_embedder, name), {})
+        for name in loss_names("classes")
+    },
     "recommended: proxy_anchor, held-out classes": (ProxyAnchorEmbedder, NEW_CLASSES),
     "multi_similarity, held-out classes": (
         functools.partial(MetricEmbedder, loss=MultiSimilarityLoss()),

@@ -1,10 +1,11 @@
 """sk_dml: deep metric learning for tabular data, the scikit-learn way."""
 
-from . import criteria, datasets, distances, losses, metrics, miners, nets, sampling
+from . import criteria, datasets, distances, losses, metrics, miners, nets, sampling, supervision
 from ._learned_metric import LearnedMetric
 from .embedders import (
     ContrastiveEmbedder,
     LiftedStructEmbedder,
+    LogRatioEmbedder,
     MetricEmbedder,
     NPairEmbedder,
     ProxyAnchorEmbedder,
@@ -12,6 +13,7 @@ from .embedders import (
 )
 from .neighbors import ApproximateKNeighborsTransformer
 from .persistence import load, save
+from .tuple_embedders import PairEmbedder, TripletConstraintEmbedder
 
 __version__ = "0.1.0"
 
@@ -20,9 +22,12 @@ __all__ = [
     "ContrastiveEmbedder",
     "LearnedMetric",
     "LiftedStructEmbedder",
+    "LogRatioEmbedder",
     "MetricEmbedder",
     "NPairEmbedder",
+    "PairEmbedder",
     "ProxyAnchorEmbedder",
+    "TripletConstraintEmbedder",
     "TripletEmbedder",
     "criteria",
     "datasets",
@@ -32,6 +37,7 @@ __all__ = [
     "miners",
     "nets",
     "sampling",
+    "supervision",
     "load",
     "save",
     "__version__",

@@ -68,16 +68,16 @@ def _describe(value) -> str:
     return repr(value)
 
 
-def fingerprint(estimator, X: np.ndarray, codes: np.ndarray, start: str | None) -> str:
-    """A hex digest of the class, the parameters, the data and the start weights' digest
-    (``start``: None for a fresh fit, ``weights_digest`` of the network a warm start
+def fingerprint(estimator, *arrays: np.ndarray, start: str | None) -> str:
+    """A hex digest of the class, the parameters, the data (``arrays``) and the start weights'
+    digest (``start``: None for a fresh fit, ``weights_digest`` of the network a warm start
     continues from)."""
     digest = hashlib.sha256(type(estimator).__qualname__.encode())
     params = estimator.get_params(deep=False)
     for name in sorted(params):
         if name not in _IGNORED_PARAMS:
             digest.update(f"{name}={_describe(params[name])};".encode())
-    for array in (X, codes):
+    for array in arrays:
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype}{array.shape}".encode())
         digest.update(memoryview(array).cast("B"))

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from ._checkpoint import Checkpoint, restore_rng, rng_state_to_tensors
 from ._distributed import ProcessGroup, on_main, shard_batches
 from .nets import dropout_generator
-from .sampling import ClassBalancedBatchSampler
+from .sampling import ClassBalancedBatchSampler, ShuffledBatchSampler
 
 #: Relative spread of the training embeddings at or below which a fit is called collapsed.
 COLLAPSE_TOL = 1e-3
@@ -46,6 +46,7 @@ __all__ = [
     "Objective",
     "ProgressBar",
     "Trainer",
+    "TupleObjective",
     "embed",
 ]
 
@@ -65,6 +66,18 @@ class Objective(torch.nn.Module):
 
     def forward(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.criterion(self.module(X), y)
+
+
+class TupleObjective(Objective):
+    """The objective of supervision by tuples of rows (pairs, triplets): its items are
+    tuples of indices into ``rows``, the encoded table on the device, which the fit sets
+    before training (a plain attribute: not part of the state)."""
+
+    rows: torch.Tensor | None = None
+
+    def forward(self, tuples: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        embeddings = self.module(self.rows[tuples.reshape(-1)])
+        return self.criterion(embeddings.view(*tuples.shape, -1), y)
 
 
 @dataclass
@@ -115,13 +128,18 @@ class Trainer:
     everything else training changes.
 
     A trainer lives as long as the fitted model: ``warm_start`` and ``partial_fit`` continue
-    with the same one. ``loss_name`` names the loss that built ``objective.criterion``;
-    ``rng`` draws the batches.
+    with the same one. ``loss_name`` names the loss that built ``objective.criterion`` and
+    ``supervision`` the kind it learns from (:mod:`sk_dml.supervision`); ``rng`` draws the
+    batches.
     """
 
-    def __init__(self, objective: Objective, *, loss_name: str, learning_rate, weight_decay, rng):
+    def __init__(
+        self, objective: Objective, *, loss_name: str, supervision: str = "classes",
+        learning_rate, weight_decay, rng,
+    ):  # fmt: skip
         self.objective = objective
         self.loss_name = loss_name
+        self.supervision = supervision
         sparse = _sparse_parameters(objective)
         dense = [p for p in objective.parameters() if all(p is not q for q in sparse)]
         self.optimizer = torch.optim.AdamW(dense, lr=learning_rate, weight_decay=weight_decay)
@@ -203,12 +221,17 @@ class Trainer:
         settings: RunSettings,
         hooks: Sequence[Hook] = (),
         *,
+        groups: np.ndarray | None = None,
         group: ProcessGroup | None = None,
         generator: torch.Generator | None = None,
         resume: dict | None = None,
     ) -> None:
-        """Train on ``X`` (n, n_features) and integer codes ``y`` for up to
-        ``settings.max_epochs`` epochs, the ``hooks`` around each, in their order.
+        """Train on the items ``X`` (rows, or tuples of row indices) and their targets ``y``
+        (class codes, target values or pair labels) for up to ``settings.max_epochs`` epochs,
+        the ``hooks`` around each, in their order. Batches hold groups of
+        ``settings.samples_per_class`` items of one of the ``groups`` (an int array, one
+        entry per item; :class:`~sk_dml.sampling.ClassBalancedBatchSampler`), or a random
+        ``settings.batch_size`` items when ``groups`` is None.
 
         Every rank of ``group`` calls this with the same data and settings. Dropout masks
         come from ``generator`` (see :func:`sk_dml.nets.dropout_generator`). ``resume`` is a
@@ -230,9 +253,12 @@ class Trainer:
                 )
                 for optimizer in (self.optimizer, self.sparse_optimizer)
             )
-        sampler = ClassBalancedBatchSampler(
-            y.cpu().numpy(), settings.batch_size, settings.samples_per_class, random_state=self.rng
-        )
+        if groups is None:
+            sampler = ShuffledBatchSampler(len(X), settings.batch_size, random_state=self.rng)
+        else:
+            sampler = ClassBalancedBatchSampler(
+                groups, settings.batch_size, settings.samples_per_class, random_state=self.rng
+            )
         if resume is not None:
             self.load_state_dict(resume)
         trained = group.wrap(self.objective) if group is not None else self.objective

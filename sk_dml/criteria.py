@@ -16,6 +16,7 @@ by its ``name``.
 from __future__ import annotations
 
 import functools
+import inspect
 from numbers import Real
 from typing import ClassVar
 
@@ -32,6 +33,7 @@ from .miners import TRIPLET_MINING
 __all__ = [
     "ContrastiveLoss",
     "LiftedStructLoss",
+    "LogRatioLoss",
     "Loss",
     "MultiSimilarityLoss",
     "NPairLoss",
@@ -66,6 +68,22 @@ class Criterion(nn.Module):
     def codes_for(self, classes: np.ndarray) -> np.ndarray:
         """The code of each of a training call's (sorted) ``classes``."""
         return np.arange(len(classes))
+
+
+class TupleCriterion(Criterion):
+    """A built loss on tuples of rows: ``(embeddings (B, t, dim), labels) -> scalar``.
+
+    The function takes the t members of the tuples (a pair's two rows, a triplet's anchor,
+    positive and negative), then the pair labels when ``labelled``.
+    """
+
+    def __init__(self, function, labelled: bool):
+        super().__init__(function)
+        self.labelled = labelled
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        members = embeddings.unbind(1)
+        return self.function(*members, labels) if self.labelled else self.function(*members)
 
 
 class ProxyCriterion(Criterion):
@@ -112,6 +130,12 @@ class Loss(BaseEstimator):
 
     name: ClassVar[str]
     function: ClassVar = None
+    #: What the loss learns from (:mod:`sk_dml.supervision`): "classes" (class labels,
+    #: through ``function``), "target" (a continuous target, through ``function``), and the
+    #: tuple kinds "pairs" and "triplets", through ``tuple_functions``.
+    supervisions: ClassVar[tuple[str, ...]] = ("classes",)
+    #: The pure loss of each tuple kind this loss learns from, e.g. ``{"pairs": f}``.
+    tuple_functions: ClassVar[dict] = {}
     #: What the embedder's ``"auto"`` parameters become with this loss.
     embedder_defaults: ClassVar[dict] = {
         "normalize": True,
@@ -131,16 +155,25 @@ class Loss(BaseEstimator):
         Euclidean."""
         return getattr(self, "distance", "euclidean")
 
-    def bound_function(self):
-        """The pure loss with this object's parameters bound: ``f(embeddings, codes)`` (and
-        the proxies, for a proxy loss)."""
+    def bound_function(self, supervision: str = "classes"):
+        """The pure loss of this kind of ``supervision`` with this object's parameters bound:
+        ``f(embeddings, codes)`` (and the proxies, for a proxy loss), or the tuple loss."""
+        if supervision in self.tuple_functions:
+            function = self.tuple_functions[supervision]
+            accepted = inspect.signature(function).parameters
+            params = {k: v for k, v in self.get_params().items() if k in accepted}
+            return functools.partial(function, **params)
         return functools.partial(type(self).function, **self.get_params())
 
-    def build(self, classes: np.ndarray, dim: int) -> Criterion:
-        """The module a fresh fit minimises, for the training ``classes`` (sorted) and an
-        embedding of width ``dim``; raises a ValueError naming a parameter out of range."""
+    def build(self, classes: np.ndarray | None, dim: int, supervision: str = "classes"):
+        """The module a fresh fit minimises, for the training ``classes`` (sorted; None for
+        other supervision), an embedding of width ``dim`` and the kind of ``supervision``;
+        raises a ValueError naming a parameter out of range."""
         self._validate_params()
-        return Criterion(self.bound_function())
+        function = self.bound_function(supervision)
+        if supervision in self.tuple_functions:
+            return TupleCriterion(function, labelled=supervision == "pairs")
+        return Criterion(function)
 
 
 def get_loss_class(name: str) -> type[Loss]:
@@ -152,9 +185,14 @@ def get_loss_class(name: str) -> type[Loss]:
         raise ValueError(f"Unknown loss {name!r}; expected one of {names}.") from None
 
 
-def loss_names() -> list[str]:
-    """The names of the available losses, in the order they were defined."""
-    return list(_REGISTRY)
+def loss_names(supervision: str | None = None) -> list[str]:
+    """The names of the available losses, in the order they were defined; with
+    ``supervision`` ("classes", "target", "pairs", "triplets"), those that learn from it."""
+    return [
+        name
+        for name, cls in _REGISTRY.items()
+        if supervision is None or supervision in cls.supervisions
+    ]
 
 
 def _cosine_unless_normalized(normalized: bool) -> str:
@@ -176,6 +214,8 @@ class TripletLoss(Loss):
 
     name = "triplet"
     function = staticmethod(losses.triplet_loss)
+    supervisions = ("classes", "triplets")
+    tuple_functions = {"triplets": losses.triplet_constraint_loss}
     _parameter_constraints = {
         "margin": _NON_NEGATIVE,
         "mining": [StrOptions(set(TRIPLET_MINING))],
@@ -199,6 +239,8 @@ class ContrastiveLoss(Loss):
 
     name = "contrastive"
     function = staticmethod(losses.contrastive_loss)
+    supervisions = ("classes", "pairs")
+    tuple_functions = {"pairs": losses.contrastive_pair_loss}
     _parameter_constraints = {"margin": _NON_NEGATIVE, "distance": _DISTANCE}
 
     def __init__(self, margin=1.0, distance="euclidean"):
@@ -286,7 +328,7 @@ class ProxyAnchorLoss(Loss):
     def embedding_metric(self, normalized: bool) -> str:
         return _cosine_unless_normalized(normalized)
 
-    def build(self, classes: np.ndarray, dim: int) -> Criterion:
+    def build(self, classes: np.ndarray | None, dim: int, supervision: str = "classes"):
         self._validate_params()
         return ProxyCriterion(self.bound_function(), classes, dim)
 
@@ -330,3 +372,30 @@ class MultiSimilarityLoss(Loss):
 
     def embedding_metric(self, normalized: bool) -> str:
         return _cosine_unless_normalized(normalized)
+
+
+class LogRatioLoss(Loss):
+    """Log-ratio loss (Kim, Kim, Cho & Kwak, CVPR 2019): learns from a continuous target.
+
+    Rows with close targets end up close: for an anchor and any two other rows of a batch,
+    the ratio of their squared embedding distances follows the ratio of their target
+    distances (:func:`sk_dml.losses.log_ratio_loss`). Batches hold groups of rows with
+    neighbouring targets (:mod:`sk_dml.supervision`), which plays the part of the paper's dense
+    triplet mining. The target is standardised first; its embedders start from the residual
+    network (the PCA of the input) and do not normalise, since the ratios need the whole
+    range of distances.
+
+    Parameters
+    ----------
+    epsilon : float, default=1e-3
+        Added to both distances so that equal targets and coinciding embeddings stay finite.
+    """
+
+    name = "log_ratio"
+    function = staticmethod(losses.log_ratio_loss)
+    supervisions = ("target",)
+    embedder_defaults = {"normalize": False, "residual": True, "learning_rate": 1e-3}
+    _parameter_constraints = {"epsilon": _POSITIVE}
+
+    def __init__(self, epsilon=1e-3):
+        self.epsilon = epsilon

@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
-from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import (
+    check_array,
     check_consistent_length,
     check_is_fitted,
     column_or_1d,
@@ -46,25 +46,30 @@ from ._training import (
     ProgressBar,
     RunSettings,
     Trainer,
+    TupleObjective,
     embed,
 )
 from .criteria import (
     ContrastiveLoss,
     LiftedStructLoss,
+    LogRatioLoss,
     Loss,
     NPairLoss,
     ProxyAnchorLoss,
     TripletLoss,
     get_loss_class,
+    loss_names,
 )
 from .distances import paired_distance, pairwise_distance
-from .metrics import mean_average_precision_at_r, precision_at_k
+from .metrics import precision_at_k
 from .nets import ACTIVATIONS, TableEmbedding, TableInput, build_module, set_sparse_gradients
+from .supervision import ClassLabels, ContinuousTarget, Supervision, neighbors_r2
 from .tabular import TableSchema, learn_schema
 
 __all__ = [
     "ContrastiveEmbedder",
     "LiftedStructEmbedder",
+    "LogRatioEmbedder",
     "MetricEmbedder",
     "NPairEmbedder",
     "ProxyAnchorEmbedder",
@@ -369,8 +374,10 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
         ``X`` is a numeric array or a pandas DataFrame with numeric, bool, category and text
         columns; missing values (NaN, None, pd.NA) may be anywhere. Labels may be of any type
-        (ints, strings, pandas categoricals); only which rows share a label matters. Returns
-        the fitted estimator.
+        (ints, strings, pandas categoricals); only which rows share a label matters. With a
+        loss that learns from a continuous target (:class:`~sk_dml.criteria.LogRatioLoss`),
+        ``y`` holds numbers, and rows with close targets end up close. Returns the fitted
+        estimator.
         """
         continuing = self.warm_start and hasattr(self, "module_")
         return self._train(X, y, epochs=self.max_epochs, continuing=continuing, stop_early=True)
@@ -385,18 +392,17 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """
         return self._train(X, y, epochs=1, continuing=hasattr(self, "module_"), stop_early=False)
 
-    def _check_training_data(self, X, y, continuing: bool):
-        """The encoded ``X``, its schema, the sorted classes of ``y`` and each row's index
-        into them."""
-        if _is_dataframe(X):
-            if not continuing:  # a later call's columns are matched by name, in _encode
-                validate_data(self, X, reset=True, skip_check_array=True)
-            y = column_or_1d(y, warn=True)
-            check_consistent_length(X, y)
-        else:
-            X, y = validate_data(self, X, y, reset=not continuing, **_NUMERIC_INPUT)
-        X, schema = self._encode(X, reset=not continuing, validated=True)
-        check_classification_targets(y)
+    def _check_training_data(self, X, y, continuing: bool) -> tuple[Supervision, TableSchema]:
+        """What this fit learns from (:mod:`sk_dml.supervision`), and the schema of the table:
+        the encoded ``X`` with the classes of ``y``, or with ``y`` as a continuous target when
+        the loss learns from one."""
+        loss = self._get_loss()
+        if "target" in loss.supervisions:
+            rows, schema, y = self._check_table(X, y, continuing, y_numeric=True)
+            target = _standardised_target(y, type(self).__name__)
+            return ContinuousTarget(rows, target, self.samples_per_class), schema
+        rows, schema, y = self._check_table(X, y, continuing)
+        _check_class_labels(y, type(self).__name__)
         classes, codes, counts = np.unique(y, return_inverse=True, return_counts=True)
         if len(classes) < 2:
             raise ValueError(
@@ -418,7 +424,24 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 f"samples_per_class={self.samples_per_class} is larger than every class "
                 f"(the largest has {counts.max()} samples)."
             )
-        return X, schema, classes, codes.ravel()
+        return ClassLabels(rows, codes.ravel(), labels=classes), schema
+
+    def _check_table(self, X, y, continuing: bool, *, y_numeric: bool = False):
+        """The encoded table ``X``, its schema (learned unless ``continuing``), and ``y`` as a
+        1-D array of as many entries (finite numbers when ``y_numeric``)."""
+        if y_numeric:
+            y = _numeric_target(column_or_1d(y, warn=True))
+        if _is_dataframe(X):
+            if not continuing:  # a later call's columns are matched by name, in _encode
+                validate_data(self, X, reset=True, skip_check_array=True)
+            y = column_or_1d(y, warn=True)
+            check_consistent_length(X, y)
+        else:
+            X, y = validate_data(
+                self, X, y, reset=not continuing, y_numeric=y_numeric, **_NUMERIC_INPUT
+            )
+        rows, schema = self._encode(X, reset=not continuing, validated=True)
+        return rows, schema, y
 
     def _encode(self, X, *, reset: bool, validated: bool = False):
         """``X`` as the float32 matrix the network reads (:mod:`sk_dml.tabular`) and the schema
@@ -471,36 +494,6 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         position = {name: j for j, name in enumerate(given)}
         return [X.iloc[:, position[name]] for name in fitted_names]
 
-    def _split_validation(self, X, codes, rng):
-        """The early-stopping hold-out: rows (stratified) or whole classes."""
-        if self.validation_split == "classes":
-            return self._split_classes(X, codes, rng)
-        counts = np.bincount(codes)
-        stratify = codes if counts.min() >= 2 else None
-        X_train, X_val, y_train, y_val = train_test_split(
-            X, codes, test_size=self.validation_fraction, stratify=stratify, random_state=rng
-        )
-        if np.bincount(y_val).max() < 2:
-            raise ValueError(
-                f"validation_fraction={self.validation_fraction} leaves no class with 2 samples "
-                "in the validation set; raise it or set early_stopping=False."
-            )
-        return X_train, y_train, X_val, y_val
-
-    def _split_classes(self, X, codes, rng):
-        """Hold out ``validation_fraction`` of the classes of 2+ rows (at least 2 of them)."""
-        counts = np.bincount(codes)
-        candidates = np.flatnonzero(counts >= 2)
-        n_held = max(2, int(round(self.validation_fraction * len(counts))))
-        if len(candidates) < n_held + 2:
-            raise ValueError(
-                f"validation_split='classes' holds out {n_held} classes of 2 or more samples and "
-                f"trains on at least 2 others, but y has {len(candidates)} such classes; use "
-                "validation_split='rows' or set early_stopping=False."
-            )
-        held = np.isin(codes, rng.choice(candidates, n_held, replace=False))
-        return X[~held], codes[~held], X[held], codes[held]
-
     def _new_module(self, schema: TableSchema) -> TableEmbedding:
         """The network for tables of ``schema``: its input layer, then the body."""
         inputs = TableInput(
@@ -542,9 +535,14 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             raise
 
     def _train_validated(self, X, y, epochs, continuing, stop_early):
-        X, schema, classes, codes = self._check_training_data(X, y, continuing)
+        task, schema = self._check_training_data(X, y, continuing)
         loss = self._get_loss()
         loss._validate_params()  # a loss object's parameters, named in scikit-learn's words
+        if task.kind not in loss.supervisions:
+            raise ValueError(
+                f"The {loss.name} loss does not learn from {_KIND_WORDS[task.kind]}; losses that "
+                f"do: {', '.join(loss_names(task.kind))}."
+            )
         group = current_group()  # a torch.distributed group of 2+ processes, or None
         device = resolve_device(self.device)
         if group is not None:
@@ -559,7 +557,7 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 start = start or weights_digest(self.module_.state_dict())
             checkpoint = Checkpoint(
                 self.checkpoint_dir,
-                fingerprint(self, X, codes, start),
+                fingerprint(self, *task.arrays(), start=start),
                 writer=group is None or group.is_main,
             )
             resume = on_main(group, functools.partial(_open_checkpoint, checkpoint))
@@ -585,48 +583,52 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                     module.to(device)
                 validation = None
                 if self.early_stopping and stop_early:
-                    X, codes, X_val, y_val = self._split_validation(X, codes, rng)
+                    task, X_val, y_val = task.split(
+                        self.validation_fraction, self.validation_split, rng
+                    )
                     validation = (torch.tensor(X_val, dtype=torch.float32, device=device), y_val)
-                    seen = np.unique(codes)  # the classes left for training
-                    classes, codes = classes[seen], np.searchsorted(seen, codes)
                 if not continuing:
-                    module.inputs.fit_statistics(X)  # of the training rows only
-                    module.init_from_data(_pca_sample(X))
-                    trainer = self._new_trainer(module, loss, classes, rng, device)
-                elif trainer is None or trainer.loss_name != loss.name:
+                    module.inputs.fit_statistics(task.rows)  # of the training rows only
+                    module.init_from_data(_pca_sample(task.rows))
+                    trainer = self._new_trainer(module, loss, task, rng, device)
+                elif trainer is None or (trainer.loss_name, trainer.supervision) != (
+                    loss.name,
+                    task.kind,
+                ):
                     # Unpickled or loaded (no optimizer or loss parameters kept), or another
                     # loss: the network and the history go on, the rest starts anew.
-                    trainer = self._new_trainer(module, loss, classes, rng, device)
+                    trainer = self._new_trainer(module, loss, task, rng, device)
                     trainer.history = self._fitted_history()
                 else:  # the same loss, perhaps with new parameters; its own ones are kept
-                    trainer.objective.criterion.function = loss.bound_function()
+                    trainer.objective.criterion.function = loss.bound_function(task.kind)
             # Training runs outside the lock: sk_dml's dropout draws from the fit's own
             # generator; a custom module's torch.nn.Dropout from the seeded shared one.
-            codes = trainer.objective.criterion.codes_for(classes)[codes]
+            targets = task.targets_for(trainer.objective.criterion)
             metric = self._embedding_metric()
             learning_rate = self._resolved("learning_rate")
-            X_train = torch.tensor(X, dtype=torch.float32, device=device)
-            by_classes = self.validation_split == "classes"
-            score = mean_average_precision_at_r if by_classes else precision_at_k
+            rows = torch.tensor(task.rows, dtype=torch.float32, device=device)
+            items = rows if task.items is task.rows else torch.as_tensor(task.items, device=device)
+            if isinstance(trainer.objective, TupleObjective):
+                trainer.objective.rows = rows
             schedule = self.learning_rate_schedule if stop_early else "constant"
             hooks = [
                 EarlyStopping(
                     self.tol,
                     self.n_iter_no_change,
                     validation=validation,
-                    score_fn=functools.partial(score, metric=metric),
-                    score_start=by_classes,
+                    score_fn=task.score_function(metric),
+                    score_start=task.score_start,
                     patience=stop_early,
                     warn=stop_early and schedule == "constant",
                 ),
-                CollapseGuard(X_train, learning_rate),
+                CollapseGuard(rows, learning_rate),
                 ProgressBar(epochs, self.verbose),
             ]
             if checkpoint is not None:  # last: it saves what the others recorded
                 hooks.append(Checkpointing(checkpoint, start_rng))
             trainer.run(
-                X_train,
-                torch.as_tensor(codes, device=device),
+                items,
+                torch.as_tensor(targets, device=device),
                 RunSettings(
                     batch_size=self.batch_size,
                     samples_per_class=self.samples_per_class,
@@ -637,8 +639,11 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 hooks,
                 group=group,
                 generator=generator,
+                groups=task.groups(),
                 resume=None if resume is None else resume["trainer"],
             )
+            if isinstance(trainer.objective, TupleObjective):
+                trainer.objective.rows = None  # the table is not part of the model
         # Only now, with training done, does the estimator change: a failed fit leaves a
         # previously fitted model intact.
         self.module_ = module
@@ -652,21 +657,23 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.validation_scores_ = list(history.validation_scores) if validation else None
         self.best_loss_ = history.best_loss
         self.best_score_ = history.best_score if validation else None
-        self._n_features_out = embed(module, X[:1]).shape[1]
+        self._n_features_out = embed(module, task.rows[:1]).shape[1]
         # A checkpoint left by an interrupted warm start resumes at the next warm start, even
         # though module_ now holds that run's best weights rather than its start.
         unfinished = checkpoint is not None and checkpoint.path.exists()
         self._unfinished_run_start = start if unfinished and continuing else None
         return self
 
-    def _new_trainer(self, module, loss: Loss, classes, rng, device) -> Trainer:
+    def _new_trainer(self, module, loss: Loss, task: Supervision, rng, device) -> Trainer:
         """A trainer with a new loss module (new parameters, if the loss has any) and a new
-        optimizer around ``module``."""
+        optimizer around ``module``, for the supervision ``task``."""
         width = embed(module, np.zeros((1, module.inputs.in_features), np.float32)).shape[1]
-        criterion = loss.build(classes, width).to(device)
+        criterion = loss.build(task.classes, width, task.kind).to(device)
+        objective = TupleObjective if task.kind in _TUPLE_KINDS else Objective
         return Trainer(
-            Objective(module, criterion),
+            objective(module, criterion),
             loss_name=loss.name,
+            supervision=task.kind,
             learning_rate=self._resolved("learning_rate"),
             weight_decay=self.weight_decay,
             rng=rng,
@@ -751,13 +758,17 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         return embed(self.module_, X)
 
     def score(self, X, y) -> float:
-        """Leave-one-out precision@1 of ``(X, y)`` in the learned space (higher is better).
+        """Leave-one-out precision@1 of ``(X, y)`` in the learned space (higher is better);
+        for a continuous target, the R^2 of leave-one-out 5-nearest-neighbour regression.
 
         This is what ``GridSearchCV`` maximises on a bare embedder. Dask input is embedded
         block-wise; the neighbour search then runs in memory, in this process.
         """
         if _dask.is_dask_collection(X) or _dask.is_dask_collection(y):
             return _dask.score(self, X, y)
+        if "target" in self._get_loss().supervisions:
+            y = _numeric_target(column_or_1d(y))
+            return neighbors_r2(self.transform(X), y, metric=self.embedding_metric_)
         return precision_at_k(self.transform(X), np.asarray(y), k=1, metric=self.embedding_metric_)
 
     def get_metric(self) -> LearnedMetric:
@@ -875,6 +886,60 @@ def _parameters_section(docstring: str) -> str:
     """The entries of a numpydoc "Parameters" section (an empty string when there is none)."""
     heading = "Parameters\n    ----------\n"
     return docstring.split(heading, 1)[1].rstrip() + "\n" if heading in docstring else ""
+
+
+_TUPLE_KINDS = ("pairs", "triplets")
+_KIND_WORDS = {
+    "classes": "class labels",
+    "target": "a continuous target",
+    "pairs": "labelled pairs",
+    "triplets": "triplet constraints",
+}
+
+
+def _check_class_labels(y, estimator: str) -> None:
+    """scikit-learn's check that ``y`` holds class labels, pointing a continuous target to
+    the losses that learn from one."""
+    try:
+        check_classification_targets(y)
+    except ValueError as error:
+        if type_of_target(y) != "continuous":
+            raise
+        raise ValueError(
+            f"{error} {estimator} learns from class labels; for a continuous target use a loss "
+            f"that learns from one ({', '.join(loss_names('target'))}): "
+            "LogRatioEmbedder, or MetricEmbedder(loss=LogRatioLoss())."
+        ) from None
+
+
+def _numeric_target(y) -> np.ndarray:
+    """``y`` as finite float64 numbers, with scikit-learn's errors for anything else."""
+    if not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
+        try:
+            y = y.astype(np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"A continuous target must be numeric; y holds {type_of_target(y)!r} labels "
+                f"such as {y[0]!r}."
+            ) from None
+    return check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+
+
+def _standardised_target(y: np.ndarray, estimator: str) -> np.ndarray:
+    """A continuous target on a unit scale (float32); a constant one is a ValueError."""
+    y = np.asarray(y, dtype=np.float64)
+    if len(y) < 3:
+        raise ValueError(
+            f"{estimator} compares each row with two others, so it needs at least 3 samples; "
+            f"got {len(y)} sample(s)."
+        )
+    scale = y.std()
+    if not scale > 0:
+        raise ValueError(
+            f"y is constant (every target is {y[0]:g}); {estimator} learns which rows have "
+            "close targets, so it needs a target that varies."
+        )
+    return ((y - y.mean()) / scale).astype(np.float32)
 
 
 def _is_dataframe(X) -> bool:
@@ -999,6 +1064,21 @@ class ProxyAnchorEmbedder(MetricEmbedder, loss=ProxyAnchorLoss):
     saved, pickled or loaded keeps its network but starts new proxies when trained further.
     ``embedding_metric_`` is "euclidean" on the unit sphere (``normalize=True``, which ranks
     like the cosine the loss uses), else "cosine".
+
+    Parameters
+    ----------
+    """
+
+
+class LogRatioEmbedder(MetricEmbedder, loss=LogRatioLoss):
+    """Embedding trained on a continuous target with the log-ratio loss (Kim, Kim, Cho & Kwak,
+    CVPR 2019, "Deep Metric Learning Beyond Binary Supervision").
+
+    ``fit(X, y)`` takes numbers in ``y`` (price, risk, duration; integers too): rows with close
+    targets end up close, and the ratios of embedding distances follow those of target
+    distances (:func:`sk_dml.losses.log_ratio_loss`). Use it before a neighbour regressor,
+    ``make_pipeline(LogRatioEmbedder(), KNeighborsRegressor())``; its :meth:`score` is the R^2
+    of leave-one-out 5-nearest-neighbour regression in the embedding.
 
     Parameters
     ----------

@@ -19,7 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .distances import check_metric, pairwise_distance
+from .distances import check_metric, paired_distance, pairwise_distance
 from .miners import (
     check_mining,
     hardest_pairs,
@@ -30,10 +30,13 @@ from .miners import (
 
 __all__ = [
     "contrastive_loss",
+    "contrastive_pair_loss",
     "lifted_struct_loss",
+    "log_ratio_loss",
     "multi_similarity_loss",
     "npair_loss",
     "proxy_anchor_loss",
+    "triplet_constraint_loss",
     "triplet_loss",
 ]
 
@@ -425,3 +428,100 @@ def multi_similarity_loss(
         + torch.where(has_neg, F.softplus(lse_neg), 0.0) / beta
     )
     return per_anchor.mean()
+
+
+# ------------------------------------------------------------------ beyond class labels
+def contrastive_pair_loss(
+    left: torch.Tensor, right: torch.Tensor, same, *, margin: float = 1.0,
+    distance: str = "euclidean",
+) -> torch.Tensor:  # fmt: skip
+    """The contrastive loss of labelled pairs (Hadsell, Chopra & LeCun 2006).
+
+    Row i of ``left`` and of ``right`` form a pair, similar where ``same[i]`` is true: the
+    mean over pairs of ``same D^2 + (1 - same) relu(margin - D)^2``, with D the ``distance``
+    between the two rows. This is :func:`contrastive_loss` on given pairs instead of every
+    pair of a labelled batch.
+    """
+    if not isinstance(left, torch.Tensor) or left.ndim != 2 or left.shape != right.shape:
+        raise ValueError(
+            "left and right must be 2-D torch.Tensors of one shape (pairs, dim), got shapes "
+            f"{tuple(getattr(left, 'shape', ()))} and {tuple(getattr(right, 'shape', ()))}."
+        )
+    same = torch.as_tensor(same, device=left.device).bool()
+    if same.shape != (len(left),):
+        raise ValueError(f"same must have one entry per pair, got shape {tuple(same.shape)}.")
+    _check_margin(margin)
+    if len(left) == 0:
+        return _zero(left)
+    dist = paired_distance(left, right, check_metric(distance))
+    return torch.where(same, dist.square(), F.relu(margin - dist).square()).mean()
+
+
+def triplet_constraint_loss(
+    anchors: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor, *,
+    margin: float = 0.2, distance: str = "euclidean",
+) -> torch.Tensor:  # fmt: skip
+    """The triplet margin loss of given constraints "anchor i is nearer positive i than
+    negative i": the mean over triplets of ``relu(D_ap - D_an + margin)``."""
+    shapes = {tuple(t.shape) for t in (anchors, positives, negatives)}
+    if len(shapes) != 1 or anchors.ndim != 2:
+        raise ValueError(
+            f"anchors, positives and negatives must be 2-D of one shape, got {sorted(shapes)}."
+        )
+    _check_margin(margin)
+    if len(anchors) == 0:
+        return _zero(anchors)
+    metric = check_metric(distance)
+    d_ap = paired_distance(anchors, positives, metric)
+    d_an = paired_distance(anchors, negatives, metric)
+    return F.relu(d_ap - d_an + margin).mean()
+
+
+def log_ratio_loss(embeddings: torch.Tensor, targets, *, epsilon: float = 1e-3) -> torch.Tensor:
+    """Log-ratio loss (Kim, Kim, Cho & Kwak, CVPR 2019, "Deep Metric Learning Beyond Binary
+    Supervision"): distances in the embedding follow the ratios of distances of the targets.
+
+    With ``D_ij`` the squared Euclidean distance of embeddings i and j and ``T_ij`` the
+    Euclidean distance of their targets, for every anchor a and every unordered pair {i, j} of
+    the other rows of the batch (the paper's dense triplet mining)::
+
+        ( log((D_ai + eps) / (D_aj + eps)) - log((T_ai + eps) / (T_aj + eps)) )^2
+
+    averaged over anchors and pairs. With ``u_i = log(D_ai + eps) - log(T_ai + eps)`` an
+    anchor's sum over pairs is ``m sum u_i^2 - (sum u_i)^2`` (m = B - 1 other rows), so the
+    exact loss costs O(B^2) time and memory, not the O(B^3) of listing triplets.
+
+    Parameters
+    ----------
+    embeddings : torch.Tensor of shape (B, dim)
+    targets : array-like of shape (B,) or (B, n_targets)
+        Continuous targets, on a common scale (standardise them first).
+    epsilon : float, default=1e-3
+        Added to both distances, so ties (equal targets, coinciding embeddings) stay finite.
+    """
+    if not isinstance(embeddings, torch.Tensor) or embeddings.ndim != 2:
+        raise ValueError(
+            f"embeddings must be a 2-D torch.Tensor (batch, dim), got "
+            f"{type(embeddings).__name__} of shape {tuple(getattr(embeddings, 'shape', ()))}."
+        )
+    targets = torch.as_tensor(targets, device=embeddings.device)
+    targets = targets.to(embeddings.dtype if targets.is_floating_point() else torch.float32)
+    if targets.ndim == 1:
+        targets = targets.unsqueeze(1)
+    if targets.ndim != 2 or len(targets) != len(embeddings):
+        raise ValueError(
+            f"targets must have one row per embedding: got shape {tuple(targets.shape)} for "
+            f"{len(embeddings)} embeddings."
+        )
+    if not epsilon > 0:
+        raise ValueError(f"epsilon must be > 0, got {epsilon!r}.")
+    batch = len(embeddings)
+    if batch < 3:  # an anchor needs two other rows
+        return _zero(embeddings)
+    others = ~torch.eye(batch, dtype=torch.bool, device=embeddings.device)
+    d_emb = pairwise_distance(embeddings, metric="sqeuclidean")
+    d_target = pairwise_distance(targets.to(embeddings.dtype), metric="euclidean")
+    u = torch.where(others, torch.log(d_emb + epsilon) - torch.log(d_target + epsilon), 0.0)
+    m = batch - 1
+    per_anchor = m * u.square().sum(1) - u.sum(1).square()
+    return per_anchor.sum() / (batch * m * (m - 1) / 2)

@@ -39,6 +39,8 @@ def _json_params(estimator) -> dict:
         )
     if not (params["random_state"] is None or isinstance(params["random_state"], int)):
         params["random_state"] = None  # a RandomState instance is not data; it only seeds fit
+    if "preprocessor" in params:  # a pair or triplet embedder's table: data, not a setting
+        params["preprocessor"] = None
     params["device"] = str(params["device"])
     if params["checkpoint_dir"] is not None:
         params["checkpoint_dir"] = os.fspath(params["checkpoint_dir"])

@@ -23,7 +23,7 @@ import warnings
 import numpy as np
 from sklearn.utils import check_random_state
 
-__all__ = ["ClassBalancedBatchSampler"]
+__all__ = ["ClassBalancedBatchSampler", "ShuffledBatchSampler"]
 
 
 class ClassBalancedBatchSampler:
@@ -108,3 +108,24 @@ class ClassBalancedBatchSampler:
     def __iter__(self):
         """One epoch; how many batches it has depends on the shuffle (groups vary in size)."""
         yield from self._epoch_batches()
+
+
+class ShuffledBatchSampler:
+    """Iterate over one epoch of batches of a random permutation of ``range(n)``.
+
+    For supervision that needs no class balance in a batch (labelled pairs, triplet
+    constraints): each item once per epoch, ``batch_size`` items per batch but the last.
+    """
+
+    def __init__(self, n: int, batch_size: int, random_state=None):
+        if n < 1 or batch_size < 1:
+            raise ValueError(
+                f"Need n >= 1 and batch_size >= 1, got n={n}, batch_size={batch_size}."
+            )
+        self.n, self.batch_size = int(n), int(batch_size)
+        self._rng = check_random_state(random_state)
+
+    def __iter__(self):
+        order = self._rng.permutation(self.n)
+        for start in range(0, self.n, self.batch_size):
+            yield order[start : start + self.batch_size]

@@ -23,6 +23,7 @@ from sklearn.datasets import load_digits
 import sk_dml._training as training
 from sk_dml import NPairEmbedder, TripletEmbedder
 from sk_dml._checkpoint import Checkpoint, fingerprint, weights_digest
+from sk_dml.supervision import ClassLabels
 
 # Dropout and a validation split exercise the torch and numpy random streams a resume restores.
 PARAMS = dict(
@@ -160,14 +161,14 @@ def test_resume_without_random_state_replays_the_same_split(digits, tmp_path, mo
     X, y = digits
     params = {**PARAMS, "hidden_layer_sizes": (32,), "random_state": None}
     held_out = []  # the validation rows of each fit, as drawn
-    split = TripletEmbedder._split_validation
+    split = ClassLabels.split
 
     def recording_split(self, *args):
         parts = split(self, *args)
-        held_out.append(parts[2].copy())
+        held_out.append(parts[1].copy())
         return parts
 
-    monkeypatch.setattr(TripletEmbedder, "_split_validation", recording_split)
+    monkeypatch.setattr(ClassLabels, "split", recording_split)
     with monkeypatch.context() as patch:
         _interrupt_at(patch, epoch=3)
         with pytest.warns(RuntimeWarning, match="interrupted"):
@@ -242,7 +243,7 @@ def test_temporary_files_left_by_a_killed_writer_are_removed(digits, tmp_path):
     X, y = digits
     emb = TripletEmbedder(checkpoint_dir=tmp_path, **{**PARAMS, "max_epochs": 2})
     codes = np.unique(y, return_inverse=True)[1]
-    key = fingerprint(emb, X.astype(np.float32), codes, None)  # of the encoded table
+    key = fingerprint(emb, X.astype(np.float32), codes, start=None)  # of the encoded table
     stale = tmp_path / f".tmp-{key}-abcd1234"
     stale.write_bytes(b"half a checkpoint")
     other_run = tmp_path / ".tmp-someotherrun-abcd1234"
@@ -263,22 +264,23 @@ def test_partial_fit_and_plain_fit_write_no_files(digits, tmp_path):
 def test_fingerprint_separates_runs_and_ignores_presentation(digits):
     X, y = digits
     codes = np.unique(y, return_inverse=True)[1]
-    base = fingerprint(TripletEmbedder(margin=0.2), X, codes, None)
-    assert base == fingerprint(TripletEmbedder(margin=0.2, verbose=1), X, codes, None)
-    assert base == fingerprint(TripletEmbedder(margin=0.2, checkpoint_dir="x"), X, codes, None)
-    assert base != fingerprint(TripletEmbedder(margin=0.3), X, codes, None)
-    assert base != fingerprint(NPairEmbedder(), X, codes, None)
+    base = fingerprint(TripletEmbedder(margin=0.2), X, codes, start=None)
+    assert base == fingerprint(TripletEmbedder(margin=0.2, verbose=1), X, codes, start=None)
+    elsewhere = TripletEmbedder(margin=0.2, checkpoint_dir="x")
+    assert base == fingerprint(elsewhere, X, codes, start=None)
+    assert base != fingerprint(TripletEmbedder(margin=0.3), X, codes, start=None)
+    assert base != fingerprint(NPairEmbedder(), X, codes, start=None)
     other = X.copy()
     other[0, 0] += 1e-3
-    assert base != fingerprint(TripletEmbedder(margin=0.2), other, codes, None)
-    assert base != fingerprint(TripletEmbedder(margin=0.2), X, codes[::-1].copy(), None)
-    assert base != fingerprint(TripletEmbedder(margin=0.2), X, codes, weights_digest({}))
+    assert base != fingerprint(TripletEmbedder(margin=0.2), other, codes, start=None)
+    assert base != fingerprint(TripletEmbedder(margin=0.2), X, codes[::-1].copy(), start=None)
+    assert base != fingerprint(TripletEmbedder(margin=0.2), X, codes, start=weights_digest({}))
     # A network given as a module counts by its weights; as a callable, by its name.
     net = torch.nn.Linear(64, 8)
-    with_net = fingerprint(TripletEmbedder(module=net), X, codes, None)
-    assert with_net == fingerprint(TripletEmbedder(module=copy.deepcopy(net)), X, codes, None)
+    with_net = fingerprint(TripletEmbedder(module=net), X, codes, start=None)
+    assert with_net == fingerprint(TripletEmbedder(module=copy.deepcopy(net)), X, codes, start=None)
     torch.nn.init.zeros_(net.weight)
-    assert with_net != fingerprint(TripletEmbedder(module=net), X, codes, None)
+    assert with_net != fingerprint(TripletEmbedder(module=net), X, codes, start=None)
 
 
 _FINGERPRINT_IN_A_PROCESS = """
@@ -291,7 +293,7 @@ from sk_dml.nets import make_mlp
 X, y = load_digits(return_X_y=True)
 builder = functools.partial(make_mlp, n_components=8, hidden_layer_sizes=(16,))
 emb = TripletEmbedder(module=builder, random_state=np.random.RandomState(3))
-print(fingerprint(emb, X, y, None))
+print(fingerprint(emb, X, y, start=None))
 """
 
 
@@ -333,7 +335,7 @@ def test_an_unreadable_checkpoint_is_a_clear_error(digits, tmp_path):
     X, y = digits
     emb = TripletEmbedder(checkpoint_dir=tmp_path, **PARAMS)
     codes = np.unique(y, return_inverse=True)[1]
-    path = tmp_path / f"sk_dml-{fingerprint(emb, X.astype(np.float32), codes, None)}.ckpt"
+    path = tmp_path / f"sk_dml-{fingerprint(emb, X.astype(np.float32), codes, start=None)}.ckpt"
     path.write_bytes(b"not a checkpoint at all")
     with pytest.raises(ValueError, match="cannot be read.*Delete it"):
         emb.fit(X, y)

@@ -35,6 +35,7 @@ from sk_dml.criteria import (
     loss_names,
 )
 from sk_dml.embedders import ESTIMATORS, make_embedder
+from sk_dml.supervision import ClassLabels
 
 QUICK = dict(max_epochs=3, hidden_layer_sizes=(16,), n_components=4, batch_size=16)
 
@@ -169,12 +170,9 @@ def test_a_trainer_restored_from_its_state_dict_continues_like_the_original(wine
     emb = MetricEmbedder(loss=ProxyAnchorLoss(), dropout=0.2, random_state=0, **QUICK).fit(X, y)
     trainer = emb._trainer
     torch.save(trainer.state_dict(), tmp_path / "state.pt")
+    task = ClassLabels(X, np.searchsorted(np.unique(y), y), labels=np.unique(y))
     twin = emb._new_trainer(
-        emb._new_module(emb.schema_),
-        ProxyAnchorLoss(),
-        np.unique(y),
-        np.random.RandomState(5),
-        "cpu",
+        emb._new_module(emb.schema_), ProxyAnchorLoss(), task, np.random.RandomState(5), "cpu"
     )
     twin.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=True))
     assert twin.history == trainer.history
@@ -182,7 +180,7 @@ def test_a_trainer_restored_from_its_state_dict_continues_like_the_original(wine
                                     max_epochs=2)  # fmt: skip
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     for t in (trainer, twin):
-        t.run(Xt, yt, settings, generator=torch.Generator().manual_seed(1))
+        t.run(Xt, yt, settings, groups=y, generator=torch.Generator().manual_seed(1))
     a, b = trainer.objective.state_dict(), twin.objective.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert twin.history.loss_curve == trainer.history.loss_curve

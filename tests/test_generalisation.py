@@ -14,6 +14,7 @@ from sklearn.preprocessing import StandardScaler
 from sk_dml import ProxyAnchorEmbedder, TripletEmbedder
 from sk_dml.metrics import mean_average_precision_at_r
 from sk_dml.nets import ResidualEmbedding
+from sk_dml.supervision import ClassLabels
 
 QUICK = dict(max_epochs=4, hidden_layer_sizes=(32,), batch_size=32)
 
@@ -52,27 +53,29 @@ def test_untrained_normalised_residual_network_ranks_like_the_inputs_cosine(digi
     np.testing.assert_allclose(cdist(Z, Z, "sqeuclidean") / 2, cdist(X, X, "cosine"), atol=1e-4)
 
 
-def record_class_split(monkeypatch, cls):
+def record_class_split(monkeypatch):
+    """Record each validation split as (training rows, their labels, held-out rows, their
+    labels); the rows as the network reads them (a numeric table: its numbers, float32)."""
     held = []
-    split = cls._split_classes
+    split = ClassLabels.split
 
-    def recording(self, X, codes, rng):
-        parts = split(self, X, codes, rng)
-        held.append(parts)
-        return parts
+    def recording(self, fraction, by, rng):
+        part, X_val, y_val = split(self, fraction, by, rng)
+        held.append((part.rows, part.labels[part.targets], X_val, self.labels[y_val]))
+        return part, X_val, y_val
 
-    monkeypatch.setattr(cls, "_split_classes", recording)
+    monkeypatch.setattr(ClassLabels, "split", recording)
     return held
 
 
 def test_held_out_classes_are_whole_classes_scored_by_map_at_r(digits, monkeypatch):
     X, y = digits
-    held = record_class_split(monkeypatch, ProxyAnchorEmbedder)
+    held = record_class_split(monkeypatch)
     emb = ProxyAnchorEmbedder(
         random_state=0, early_stopping=True, validation_split="classes", validation_fraction=0.3,
         **QUICK,
     ).fit(X, y)  # fmt: skip
-    X_train, y_train, X_val, y_val = held[0]
+    _, y_train, X_val, y_val = held[0]
     assert len(np.unique(y_val)) == 3  # 30% of 10 classes
     assert not set(y_val) & set(y_train)  # no class on both sides
     assert len(X_val) == np.isin(y, np.unique(y_val)).sum()  # all of their rows
@@ -86,7 +89,7 @@ def test_held_out_classes_are_whole_classes_scored_by_map_at_r(digits, monkeypat
 
 def test_untrained_network_is_kept_when_no_epoch_beats_it(digits, monkeypatch):
     X, y = digits
-    held = record_class_split(monkeypatch, TripletEmbedder)
+    held = record_class_split(monkeypatch)
     # A huge learning rate wrecks the embedding; the start (the inputs' geometry) must win.
     emb = TripletEmbedder(
         residual=True, learning_rate=10.0, random_state=0, early_stopping=True,
