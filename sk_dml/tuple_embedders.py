@@ -23,7 +23,6 @@ from typing import ClassVar
 
 import numpy as np
 from sklearn.metrics import precision_recall_curve, roc_auc_score, roc_curve
-from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import (
     check_array,
     check_consistent_length,
@@ -151,7 +150,8 @@ class _TupleEmbedder(MetricEmbedder):
         check_is_fitted(self)
         index, table = self._check_tuples(X, fitting=False)
         used, position = np.unique(index, return_inverse=True)
-        Z = self.transform(_safe_indexing(table, used))
+        rows = table.iloc[used] if _is_dataframe(table) else np.asarray(table)[used]
+        Z = self.transform(rows)
         return Z[position.reshape(index.shape)]
 
     def __sklearn_tags__(self):
