@@ -86,6 +86,16 @@ class TupleCriterion(Criterion):
         return self.function(*members, labels) if self.labelled else self.function(*members)
 
 
+class InBatchPairCriterion(Criterion):
+    """A class loss on the rows of a batch of pairs, each row labelled by its entity:
+    ``(embeddings (B, 2, dim), targets (B, 3)) -> scalar``, the targets holding each pair's
+    label and its two rows' entities (:class:`sk_dml.supervision.LabelledPairs`)."""
+
+    def forward(self, embeddings: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        rows = torch.cat([embeddings[:, 0], embeddings[:, 1]])
+        return self.function(rows, torch.cat([targets[:, 1], targets[:, 2]]))
+
+
 class ProxyCriterion(Criterion):
     """A loss with one learnable proxy per class of ``classes`` (the sorted training labels).
 
@@ -330,6 +340,10 @@ class ProxyAnchorLoss(Loss):
 
     def build(self, classes: np.ndarray | None, dim: int, supervision: str = "classes"):
         self._validate_params()
+        if classes is None:
+            raise ValueError(
+                "The proxy_anchor loss learns one proxy per class, so it needs class labels."
+            )
         return ProxyCriterion(self.bound_function(), classes, dim)
 
 

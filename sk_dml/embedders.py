@@ -51,6 +51,7 @@ from ._training import (
 )
 from .criteria import (
     ContrastiveLoss,
+    InBatchPairCriterion,
     LiftedStructLoss,
     LogRatioLoss,
     Loss,
@@ -538,10 +539,13 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         task, schema = self._check_training_data(X, y, continuing)
         loss = self._get_loss()
         loss._validate_params()  # a loss object's parameters, named in scikit-learn's words
-        if task.kind not in loss.supervisions:
+        if task.loss_kind not in loss.supervisions:
+            what = _KIND_WORDS[task.kind]
+            if task.loss_kind != task.kind:
+                what += f" read as {_KIND_WORDS[task.loss_kind]} (negatives='in_batch')"
             raise ValueError(
-                f"The {loss.name} loss does not learn from {_KIND_WORDS[task.kind]}; losses that "
-                f"do: {', '.join(loss_names(task.kind))}."
+                f"The {loss.name} loss does not learn from {what}; losses that do: "
+                f"{', '.join(loss_names(task.loss_kind))}."
             )
         group = current_group()  # a torch.distributed group of 2+ processes, or None
         device = resolve_device(self.device)
@@ -593,14 +597,14 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                     trainer = self._new_trainer(module, loss, task, rng, device)
                 elif trainer is None or (trainer.loss_name, trainer.supervision) != (
                     loss.name,
-                    task.kind,
+                    f"{task.kind}:{task.loss_kind}",
                 ):
                     # Unpickled or loaded (no optimizer or loss parameters kept), or another
                     # loss: the network and the history go on, the rest starts anew.
                     trainer = self._new_trainer(module, loss, task, rng, device)
                     trainer.history = self._fitted_history()
                 else:  # the same loss, perhaps with new parameters; its own ones are kept
-                    trainer.objective.criterion.function = loss.bound_function(task.kind)
+                    trainer.objective.criterion.function = loss.bound_function(task.loss_kind)
             # Training runs outside the lock: sk_dml's dropout draws from the fit's own
             # generator; a custom module's torch.nn.Dropout from the seeded shared one.
             targets = task.targets_for(trainer.objective.criterion)
@@ -668,12 +672,14 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """A trainer with a new loss module (new parameters, if the loss has any) and a new
         optimizer around ``module``, for the supervision ``task``."""
         width = embed(module, np.zeros((1, module.inputs.in_features), np.float32)).shape[1]
-        criterion = loss.build(task.classes, width, task.kind).to(device)
+        criterion = loss.build(task.classes, width, task.loss_kind).to(device)
+        if task.kind in _TUPLE_KINDS and task.loss_kind == "classes":
+            criterion = InBatchPairCriterion(criterion.function)
         objective = TupleObjective if task.kind in _TUPLE_KINDS else Objective
         return Trainer(
             objective(module, criterion),
             loss_name=loss.name,
-            supervision=task.kind,
+            supervision=f"{task.kind}:{task.loss_kind}",
             learning_rate=self._resolved("learning_rate"),
             weight_decay=self.weight_decay,
             rng=rng,

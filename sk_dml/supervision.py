@@ -23,6 +23,8 @@ from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from sklearn.metrics import r2_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 from sklearn.neighbors import NearestNeighbors
@@ -59,6 +61,11 @@ class Supervision:
     def classes(self) -> np.ndarray | None:
         """The sorted class labels a proxy loss learns one proxy for (None: no classes)."""
         return None
+
+    @property
+    def loss_kind(self) -> str:
+        """The kind of supervision the loss must learn from (:attr:`Loss.supervisions`)."""
+        return self.kind
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         """The data this supervision is made of (for checkpoints' fingerprints)."""
@@ -226,9 +233,30 @@ class _Tuples(Supervision):
 
 @dataclass
 class LabelledPairs(_Tuples):
-    """Pairs of rows, ``targets`` 1 where the two are alike, 0 where they are not."""
+    """Pairs of rows, ``targets`` 1 where the two are alike, 0 where they are not.
+
+    With ``in_batch``, alike is read as an equivalence: the connected components of the alike
+    pairs are the entities, and the loss is a class loss on the rows of a batch labelled by
+    their entity, so every two rows of different entities in a batch count as not alike
+    (in-batch negatives). Otherwise the loss sees the labelled pairs only.
+    """
 
     kind = "pairs"
+    in_batch: bool = False
+
+    @property
+    def loss_kind(self) -> str:
+        return "classes" if self.in_batch else "pairs"
+
+    def targets_for(self, criterion) -> np.ndarray:
+        """The labels; with ``in_batch``, (label, entity of the first row, of the second)."""
+        if not self.in_batch:
+            return self.targets
+        n_rows = len(self.rows)
+        alike = self.tuples[self.targets == 1]
+        graph = coo_matrix((np.ones(len(alike)), (alike[:, 0], alike[:, 1])), (n_rows, n_rows))
+        _, entity = connected_components(graph, directed=False)
+        return np.column_stack([self.targets, entity[self.tuples]]).astype(np.int64)
 
     def split(self, fraction, by, rng):
         counts = np.bincount(self.targets, minlength=2)

@@ -31,7 +31,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._sklearn_compat import _fit_context
+from ._sklearn_compat import StrOptions, _fit_context
 from .criteria import ContrastiveLoss, Loss, TripletLoss
 from .distances import paired_distance
 from .embedders import _COMMON_PARAMS_DOC, MetricEmbedder, _is_dataframe
@@ -57,16 +57,18 @@ _TUPLES_NOTE = """
 """
 
 
-def _tuples_init():
-    """``__init__(self, preprocessor=None, loss=None, *, <MetricEmbedder's parameters>)``
+def _tuples_init(**own):
+    """``__init__(self, preprocessor=None, loss=None, *, <own>, <MetricEmbedder's parameters>)``
     with an explicit signature, so get_params, clone and repr see every parameter."""
-    shared = [
-        p
-        for p in inspect.signature(MetricEmbedder.__init__).parameters.values()
-        if p.name != "self"
+    inherited = inspect.signature(MetricEmbedder.__init__).parameters.values()
+    loss, *shared = [p for p in inherited if p.name != "self"]
+    positional, keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY
+    params = [
+        inspect.Parameter("preprocessor", positional, default=None),
+        loss,
+        *(inspect.Parameter(name, keyword, default=value) for name, value in own.items()),
+        *shared,
     ]
-    positional = inspect.Parameter.POSITIONAL_OR_KEYWORD
-    params = [inspect.Parameter("preprocessor", positional, default=None), *shared]
 
     def __init__(self, *args, **kwargs):
         bound = signature.bind(self, *args, **kwargs)
@@ -201,6 +203,11 @@ class PairEmbedder(_TupleEmbedder):
     _tuple_size = 2
     _tuple_name = "pairs"
     _default_loss = ContrastiveLoss
+    _parameter_constraints: dict = {
+        "negatives": [StrOptions({"in_batch", "labelled"})],
+        **_TupleEmbedder._parameter_constraints,
+    }
+    __init__ = _tuples_init(negatives="in_batch")
     _FITTED_ATTRIBUTES = (*MetricEmbedder._FITTED_ATTRIBUTES, "threshold_")
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -228,7 +235,8 @@ class PairEmbedder(_TupleEmbedder):
         if continuing and not np.array_equal(classes, fitted):
             raise ValueError(f"y has the pair labels {classes}, not those of fit ({fitted}).")
         rows, schema = self._encoded_table(table, continuing)
-        return LabelledPairs(rows, alike.astype(np.int64), tuples=index), schema
+        in_batch = self.negatives == "in_batch"
+        return LabelledPairs(rows, alike.astype(np.int64), tuples=index, in_batch=in_batch), schema
 
     def decision_function(self, X) -> np.ndarray:
         """The negative learned distance of each pair: higher means more alike."""

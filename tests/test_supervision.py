@@ -29,7 +29,13 @@ from sk_dml import (
     TripletConstraintEmbedder,
     TripletEmbedder,
 )
-from sk_dml.criteria import ContrastiveLoss, LogRatioLoss, ProxyAnchorLoss
+from sk_dml.criteria import (
+    ContrastiveLoss,
+    InBatchPairCriterion,
+    LogRatioLoss,
+    MultiSimilarityLoss,
+    ProxyAnchorLoss,
+)
 from sk_dml.losses import (
     contrastive_loss,
     contrastive_pair_loss,
@@ -37,7 +43,7 @@ from sk_dml.losses import (
     triplet_constraint_loss,
     triplet_loss,
 )
-from sk_dml.supervision import neighbors_r2
+from sk_dml.supervision import LabelledPairs, neighbors_r2
 
 SMALL = {
     "hidden_layer_sizes": (32,),
@@ -306,8 +312,15 @@ def test_pair_embedder_round_trips_through_save_and_pickle(digits, tmp_path):
 def test_losses_that_cannot_learn_from_pairs_say_so(digits):
     X, y = digits
     pairs, alike = _pairs_of(y, 100)
-    with pytest.raises(ValueError, match="proxy_anchor loss does not learn from labelled pairs"):
+    with pytest.raises(ValueError, match="proxy_anchor loss learns one proxy per class"):
         PairEmbedder(preprocessor=X, loss=ProxyAnchorLoss(), **SMALL).fit(pairs, alike)
+    with pytest.raises(ValueError, match="log_ratio loss does not learn from labelled pairs read"):
+        PairEmbedder(preprocessor=X, loss=LogRatioLoss(), **SMALL).fit(pairs, alike)
+    only_labelled = PairEmbedder(preprocessor=X, loss=MultiSimilarityLoss(), negatives="labelled")
+    with pytest.raises(
+        ValueError, match="multi_similarity loss does not learn from labelled pairs;"
+    ):
+        only_labelled.set_params(**SMALL).fit(pairs, alike)
 
 
 # ------------------------------------------------------------------------------- triplets
@@ -404,3 +417,35 @@ def test_a_continuous_target_for_a_class_loss_points_to_the_log_ratio_loss(fried
         TripletEmbedder(**SMALL).fit(X, y)
     with pytest.raises(ValueError, match="validation_split='classes'"):
         LogRatioEmbedder(early_stopping=True, validation_split="classes", **SMALL).fit(X, y)
+
+
+def test_in_batch_negatives_label_rows_by_the_components_of_the_alike_pairs():
+    rows = np.zeros((6, 2), np.float32)
+    pairs = np.array([[0, 1], [1, 2], [3, 4], [2, 5]])
+    task = LabelledPairs(rows, np.array([1, 1, 0, 0]), tuples=pairs, in_batch=True)
+    targets = task.targets_for(None)
+    np.testing.assert_array_equal(targets[:, 0], [1, 1, 0, 0])
+    entity = {
+        r: e
+        for pair, ends in zip(pairs, targets[:, 1:], strict=True)
+        for r, e in zip(pair, ends, strict=True)
+    }
+    assert entity[0] == entity[1] == entity[2]  # 0-1 and 1-2 alike: one entity
+    assert len({entity[0], entity[3], entity[4], entity[5]}) == 4
+    # The loss is the class loss on the batch's rows labelled by entity.
+    Z = torch.tensor(np.random.default_rng(0).normal(size=(4, 2, 3)))
+    criterion = ContrastiveLoss(margin=0.7).build(None, 3, "classes")
+    value = InBatchPairCriterion(criterion.function)(Z, torch.as_tensor(targets))
+    flat = torch.cat([Z[:, 0], Z[:, 1]])
+    labels = np.r_[targets[:, 1], targets[:, 2]]
+    assert float(value) == pytest.approx(float(contrastive_loss(flat, labels, margin=0.7)))
+    assert LabelledPairs(rows, np.array([1, 1, 0, 0]), tuples=pairs).loss_kind == "pairs"
+
+
+def test_labelled_negatives_train_on_the_pairs_only(digits):
+    X, y = digits
+    pairs, alike = _balanced_pairs_of(y, 300)
+    emb = PairEmbedder(preprocessor=X, negatives="labelled", **{**SMALL, "max_epochs": 8})
+    assert emb.fit(pairs, alike).score(pairs, alike) > 0.9
+    with pytest.raises(ValueError, match="'negatives' parameter of PairEmbedder must be"):
+        PairEmbedder(preprocessor=X, negatives="all", **SMALL).fit(pairs, alike)
