@@ -23,14 +23,16 @@ import pytest
 import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from scipy.spatial.distance import cdist
 from sklearn.compose import make_column_transformer
+from sklearn.metrics import r2_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 import sk_dml
 from sk_dml import cli
-from sk_dml.criteria import get_loss_class, loss_names
+from sk_dml.criteria import ContrastiveLoss, get_loss_class, loss_names
 from sk_dml.datasets import load_nursery
 from sk_dml.embedders import make_embedder
 from sk_dml.metrics import mean_average_precision_at_r, precision_at_k, r_precision, recall_at_k
@@ -114,6 +116,7 @@ def small(tmp_path_factory) -> Path:
     (folder / "empty.csv").write_bytes(b"")
     (folder / "header.csv").write_text("a,b,c,label\n")
     frame.assign(label="x").to_csv(folder / "one_class.csv", index=False)
+    frame.assign(b=3).to_csv(folder / "constant_b.csv", index=False)
     frame.iloc[[0, 1, 2, 20, 21, 22]].to_csv(folder / "small_classes.csv", index=False)
     frame.drop(columns=["b"]).to_csv(folder / "no_b.csv", index=False)
     frame.drop(columns=["label"]).to_csv(folder / "no_label.csv", index=False)
@@ -137,7 +140,53 @@ def small(tmp_path_factory) -> Path:
     frame.assign(b=np.nan).to_csv(folder / "all_missing.csv", index=False)
     frame.assign(a=frame.a.where(frame.index != 4, np.inf)).to_csv(folder / "inf.csv", index=False)
     frame.assign(a=frame.a.where(frame.index != 4, 1e300)).to_csv(folder / "huge.csv", index=False)
+    write_pair_files(folder, frame)
     return folder
+
+
+def write_pair_files(folder: Path, frame: pd.DataFrame) -> None:
+    """Labelled pairs of the small table's rows: pairs.csv by 0-based row number; small_ids.csv
+    (the table with a unique text ID column) and pairs_ids.csv, the same pairs by ID; the bad
+    pairs files of the error tests; and pairs.skdml, a quick PairEmbedder fitted on pairs.csv."""
+    rng = np.random.default_rng(5)
+    left = rng.integers(0, len(frame), 80)
+    right = (left + rng.integers(1, len(frame), 80)) % len(frame)  # never the same row
+    labels = frame["label"].to_numpy()
+    pairs = pd.DataFrame({"left": left, "right": right, "same": labels[left] == labels[right]})
+    pairs["same"] = pairs["same"].astype(int)
+    pairs.to_csv(folder / "pairs.csv", index=False)
+    ids = np.array([f"row-{i:03d}" for i in rng.permutation(len(frame))])
+    frame.assign(id=ids).to_csv(folder / "small_ids.csv", index=False)
+    by_id = pairs.assign(left=ids[left], right=ids[right], same=pairs.same == 1)  # true/false
+    by_id.to_csv(folder / "pairs_ids.csv", index=False)
+    # Bad pairs files and tables.
+    pairs.drop(columns="same").to_csv(folder / "pairs_two_columns.csv", index=False)
+    pairs.assign(same=pairs.same.where(pairs.index != 3)).to_csv(
+        folder / "pairs_missing_label.csv", index=False
+    )
+    pairs.assign(right=pairs.right.where(pairs.index != 7, 60)).to_csv(
+        folder / "pairs_out_of_range.csv", index=False
+    )
+    pairs.assign(left=pairs.left.where(pairs.index != 2, pairs.right)).to_csv(
+        folder / "pairs_self.csv", index=False
+    )
+    pairs.assign(same=1).to_csv(folder / "pairs_one_kind.csv", index=False)
+    pairs.assign(same=pairs.same.where(pairs.index != 5, 2)).to_csv(
+        folder / "pairs_bad_labels.csv", index=False
+    )
+    by_id.assign(left=by_id.left.where(by_id.index != 4, "row-999")).to_csv(
+        folder / "pairs_unknown_id.csv", index=False
+    )
+    frame.assign(id=np.where(np.arange(len(frame)) == 9, ids[2], ids)).to_csv(
+        folder / "small_repeated_ids.csv", index=False
+    )
+    quick = sk_dml.PairEmbedder(
+        preprocessor=frame[["a", "b", "c"]], max_epochs=1, hidden_layer_sizes=(4,), batch_size=8
+    )
+    extra = {"pairs": "pairs.csv", "key": None, "excluded": ["label"]}
+    sk_dml.save(
+        quick.fit(pairs[["left", "right"]], pairs.same), folder / "pairs.skdml", extra=extra
+    )
 
 
 # The extra of a model file written by the earlier sk-dml (its one-hot preprocessing).
@@ -354,7 +403,7 @@ def test_console_script():
     usage = subprocess.run([script, "fit"], capture_output=True, text=True, env=ENV)
     assert usage.returncode == 2
     assert usage.stderr.splitlines() == [
-        "sk-dml: error: the following arguments are required: DATA, --target, -o/--output "
+        "sk-dml: error: the following arguments are required: DATA, -o/--output "
         "(see 'sk-dml fit --help')"
     ]
 
@@ -405,7 +454,7 @@ def test_fit_help_shows_the_estimators_defaults(loss, monkeypatch):
     entries = help_entries(monkeypatch, "fit", "--loss", loss)
     choices = re.match(r"--loss \{([^}]*)\}", entries["--loss"]).group(1)
     assert choices.split(",") == loss_names()
-    assert entries["--loss"].endswith("(default: triplet)")
+    assert entries["--loss"].endswith(f"(default: triplet; {loss_names('pairs')[0]} with --pairs)")
     shown = {flag for flag, entry in entries.items() if "default" in entry or "not taken" in entry}
     assert shown == {*FIT_PARAMETERS, "--loss", "--loss-param"}  # every default is checked here
 
@@ -615,6 +664,200 @@ def test_missing_cells_are_the_embedders_to_handle(small, tmp_path):
     assert code == 0, err
 
 
+# --------------------------------------------------------- labelled pairs, continuous targets
+PAIR_SCORE = r"^(ROC AUC|accuracy) +(\S+)"
+
+
+def one_hot_baseline(frame: pd.DataFrame) -> np.ndarray:
+    """The small table's input features as evaluate's baseline sees them (no missing cells)."""
+    encoder = make_column_transformer(
+        (StandardScaler(), ["a", "b"]), (OneHotEncoder(sparse_output=False), ["c"])
+    )
+    return encoder.fit_transform(frame)
+
+
+def test_fit_on_pairs_by_key_and_by_row_number(small, tmp_path):
+    frame = pd.read_csv(small / "small_ids.csv")
+    pairs = pd.read_csv(small / "pairs.csv")  # 0-based row numbers; pairs_ids.csv: the same by ID
+    features = frame[["a", "b", "c"]]
+    expected = sk_dml.PairEmbedder(  # the oracle: the Python API on the same rows and pairs
+        preprocessor=features, loss=ContrastiveLoss(), **TINY_PARAMS
+    ).fit(pairs[["left", "right"]].to_numpy(), pairs.same.to_numpy())
+    runs = {
+        "key": ("fit", small / "small_ids.csv", "--pairs", small / "pairs_ids.csv", "--key", "id"),
+        "row": ("fit", small / "small.csv", "--pairs", small / "pairs.csv"),
+    }
+    for name, command in runs.items():
+        model = tmp_path / f"{name}.skdml"
+        code, out, err = call(*command, "--exclude", "label", *TINY, "-o", model)
+        assert code == 0, err
+        assert out.startswith(
+            f"PairEmbedder(ContrastiveLoss) trained on 80 pairs ({pairs.same.sum()} alike) of 60 "
+            "rows (2 numeric and 1 categorical columns: 'c') in 2 epochs"
+        )
+        loaded = sk_dml.load(model)  # no CLI code involved
+        assert isinstance(loaded, sk_dml.PairEmbedder) and loaded.preprocessor is None
+        assert loaded.loss.get_params() == ContrastiveLoss().get_params()
+        assert loaded.schema_ == expected.schema_ and loaded.threshold_ == expected.threshold_
+        np.testing.assert_allclose(
+            loaded.transform(features), expected.transform(features), rtol=1e-6, atol=1e-7
+        )
+        assert read_metadata(model)["extra"] == {
+            "pairs": str(command[3]),
+            "key": "id" if name == "key" else None,
+            "excluded": ["label"],
+        }
+    # transform, as with any model: after the model's key column.
+    code, _, err = call("transform", tmp_path / "key.skdml", small / "small_ids.csv", "-o",
+                        tmp_path / "e.csv")  # fmt: skip
+    assert code == 0, err
+    written = pd.read_csv(tmp_path / "e.csv")
+    assert written.id.tolist() == frame.id.tolist()
+    np.testing.assert_allclose(
+        written.filter(like="emb"), expected.transform(features), rtol=1e-6, atol=1e-7
+    )
+
+
+def test_evaluate_scores_labelled_pairs(small):
+    frame = pd.read_csv(small / "small.csv")
+    pairs = pd.read_csv(small / "pairs.csv")
+    rows, same = pairs[["left", "right"]].to_numpy(), pairs.same.to_numpy()
+    model = small / "pairs.skdml"
+    code, out, err = call("evaluate", model, small / "small.csv", "--pairs", small / "pairs.csv")
+    assert code == 0, err
+    printed = re.findall(PAIR_SCORE, out, re.M)
+    loaded = sk_dml.load(model).set_params(preprocessor=frame[["a", "b", "c"]])
+    X = one_hot_baseline(frame)
+    plain = np.linalg.norm(X[rows[:, 0]] - X[rows[:, 1]], axis=1)
+    assert printed == [
+        ("ROC AUC", f"{loaded.score(rows, same):.4f}"),
+        ("ROC AUC", f"{roc_auc_score(same, -plain):.4f}"),
+        ("accuracy", f"{np.mean(loaded.predict(rows) == same):.4f}"),
+    ]
+    assert f"80 pairs ({same.sum()} alike) of its rows, named by row number" in out
+    # The same pairs by ID: the same scores.
+    code, by_id, err = call("evaluate", model, small / "small_ids.csv", "--pairs",
+                            small / "pairs_ids.csv", "--key", "id")  # fmt: skip
+    assert code == 0, err
+    assert re.findall(PAIR_SCORE, by_id, re.M) == printed and "named by 'id'" in by_id
+    # Any model scores pairs (only a pairs model has a threshold), and a pairs model scores a
+    # class column.
+    code, out, err = call("evaluate", small / "small.skdml", small / "small.csv", "--pairs",
+                          small / "pairs.csv")  # fmt: skip
+    assert code == 0, err
+    assert [name for name, _ in re.findall(PAIR_SCORE, out, re.M)] == ["ROC AUC", "ROC AUC"]
+    code, out, err = call("evaluate", model, small / "small.csv", "--target", "label")
+    assert code == 0, err
+    assert "precision@1" in out
+
+
+def test_pairs_name_rows_by_key_values_read_as_numbers_or_text():
+    frame = pd.DataFrame({"num": [10, 11, 12, 13], "text": ["a", "7", "b", "8"]})
+    given = pd.DataFrame({"l": [10, 12], "r": [13.0, 11.0], "y": [1, 0]})  # ints, floats
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "p.csv"
+        given.to_csv(path, index=False)
+        rows, labels = cli.pairs.read_pairs(path, frame, "num", "d.csv")
+        assert rows.tolist() == [[0, 3], [2, 1]] and labels.tolist() == [1, 0]
+        # Key values read as text, some of which pandas reads as numbers in the pairs file.
+        given.assign(l=[7, 8], r=["b", "a"]).to_csv(path, index=False)
+        rows, _ = cli.pairs.read_pairs(path, frame, "text", "d.csv")
+        assert rows.tolist() == [[1, 2], [3, 0]]
+        given.assign(l=[3, 0], r=[1.0, 2.0]).to_csv(path, index=False)
+        rows, _ = cli.pairs.read_pairs(path, frame, None, "d.csv")  # row numbers
+        assert rows.tolist() == [[3, 1], [0, 2]]
+
+
+def test_fit_and_evaluate_with_a_continuous_target(small, tmp_path):
+    frame = pd.read_csv(small / "small.csv")
+    frame["price"] = 2 * frame.a + np.random.default_rng(7).normal(size=len(frame))
+    assert frame.price.nunique() == len(frame)  # no class of 4 rows: no class labels
+    frame.to_csv(tmp_path / "prices.csv", index=False)
+    model = tmp_path / "lr.skdml"
+    code, out, err = call("fit", tmp_path / "prices.csv", "--target", "price", "--loss",
+                          "log_ratio", "--exclude", "label", *TINY, "-o", model)  # fmt: skip
+    assert code == 0, err
+    assert out.startswith("LogRatioEmbedder trained on 60 rows (2 numeric and 1 categorical")
+    features = frame[["a", "b", "c"]]
+    expected = sk_dml.LogRatioEmbedder(**TINY_PARAMS).fit(features, frame.price)
+    loaded = sk_dml.load(model)
+    assert isinstance(loaded, sk_dml.LogRatioEmbedder)
+    Z = loaded.transform(features)
+    np.testing.assert_allclose(Z, expected.transform(features), rtol=1e-6, atol=1e-7)
+    assert read_metadata(model)["extra"] == {"target": "price", "key": None, "excluded": ["label"]}
+
+    # evaluate: the R^2 of 5-NN regression of the target, in the embedding and on the inputs.
+    y = frame.price.to_numpy()
+
+    def knn_r2(queries, reference, y_true, y_ref, metric, leave_one_out=False):
+        distances = cdist(queries, reference, metric)
+        if leave_one_out:
+            np.fill_diagonal(distances, np.inf)
+        nearest = np.argsort(distances, axis=1, kind="stable")[:, :5]
+        return f"{r2_score(y_true, y_ref[nearest].mean(axis=1)):.4f}"
+
+    metric, X = loaded.embedding_metric_, one_hot_baseline(frame)
+    code, out, err = call("evaluate", model, tmp_path / "prices.csv")
+    assert code == 0, err
+    assert re.findall(r"^5-NN R\^2 +(\S+)", out, re.M) == [
+        knn_r2(Z, Z, y, y, metric, leave_one_out=True),
+        knn_r2(X, X, y, y, "euclidean", leave_one_out=True),
+    ]
+    assert "continuous target 'price'" in out and "precision@1" not in out
+    # DATA's rows from REF's.
+    frame.iloc[::2].to_csv(tmp_path / "q.csv", index=False)
+    frame.iloc[1::2].to_csv(tmp_path / "r.csv", index=False)
+    code, out, err = call("evaluate", model, tmp_path / "q.csv", "--reference", tmp_path / "r.csv")
+    assert code == 0, err
+    q, r = slice(0, None, 2), slice(1, None, 2)
+    assert re.findall(r"^5-NN R\^2 +(\S+)", out, re.M)[0] == knn_r2(Z[q], Z[r], y[q], y[r], metric)
+    assert "DATA's rows from REF's" in out
+
+
+def test_fit_help_with_pairs_shows_the_pairs_loss_and_its_defaults(monkeypatch):
+    pairs_loss = loss_names("pairs")[0]
+    assert pairs_loss == "contrastive"
+    assert cli.chosen_loss(["fit", "d.csv", "--pairs", "p.csv"]) == pairs_loss
+    assert cli.chosen_loss(["fit", "d.csv", "--pairs=p.csv", "--loss", "npair"]) == "npair"
+    assert cli.chosen_loss(["fit", "d.csv", "--target", "y"]) == "triplet"
+    entries = help_entries(monkeypatch, "fit", "d.csv", "--pairs", "p.csv")
+    margin = ContrastiveLoss().margin
+    assert entries["--margin"].endswith(f"default for {pairs_loss}: {margin})")
+    assert "not taken by --loss contrastive" in entries["--mining"]
+    assert "exactly 3 columns" in entries["--pairs"] and "true/false" in entries["--pairs"]
+
+
+def test_a_loss_of_neither_classes_nor_a_target_is_refused_with_target(
+    small, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(ContrastiveLoss, "supervisions", ("pairs",))
+    code, _, err = call("fit", small / "small.csv", "--target", "label", "--loss", "contrastive",
+                        "-o", tmp_path / "m.skdml")  # fmt: skip
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "--loss contrastive learns from labelled pairs, not from a --target column" in err
+    assert "log_ratio" in err and list(tmp_path.iterdir()) == []
+
+
+def test_demo_compares_only_the_losses_of_class_labels(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(48, 3)), np.repeat([0, 1, 2], 16)
+    tiny_data = [(name, X[::2], X[1::2], y[::2], y[1::2]) for name in ("digits", "letter")]
+    trained = []
+
+    def tiny_embedder(loss, **params):
+        trained.append(loss)
+        params.update(max_epochs=1, hidden_layer_sizes=(4,), n_components=2, batch_size=8)
+        return make_embedder(loss, **params)
+
+    monkeypatch.setattr(cli.commands, "_demo_data", lambda quick: tiny_data)
+    monkeypatch.setattr(cli.commands, "make_embedder", tiny_embedder)
+    monkeypatch.setattr(cli.commands, "save_figure", lambda figure, path: None)
+    code, out, err = call("demo", "--quick", "--out", tmp_path)
+    assert code == 0, err
+    assert trained[1:] == loss_names("classes") * 2  # after the warm-up fit
+    assert "log_ratio" not in loss_names("classes") and "LogRatio" not in out
+
+
 # ---------------------------------------------------------------------------- bad input
 BAD_INPUT = {
     "missing data file": ("fit {dir}/nope.csv --target label -o {out}/m.skdml", "no such file"),
@@ -631,7 +874,105 @@ BAD_INPUT = {
         "fit {dir}/small.csv --target label --loss npair --margin 1 -o {out}/m.skdml",
         "--margin",
     ),
-    "usage": ("fit {dir}/small.csv -o {out}/m.skdml", "--target"),
+    "usage": ("fit {dir}/small.csv -o {out}/m.skdml", "one of the arguments --target --pairs"),
+    "target and pairs": (
+        "fit {dir}/small.csv --target label --pairs {dir}/pairs.csv -o {out}/m.skdml",
+        "argument --pairs: not allowed with argument --target",
+    ),
+    "loss that does not learn from pairs": (
+        "fit {dir}/small.csv --pairs {dir}/pairs.csv --loss triplet -o {out}/m.skdml",
+        "--loss triplet does not learn from labelled pairs (--pairs); losses that do: contrastive",
+    ),
+    "option of no pairs loss": (
+        "fit {dir}/small.csv --pairs {dir}/pairs.csv --mining hard -o {out}/m.skdml",
+        "--mining does not apply to --loss contrastive",
+    ),
+    "missing pairs file": (
+        "fit {dir}/small.csv --pairs {dir}/nope.csv -o {out}/m.skdml",
+        "nope.csv: no such file",
+    ),
+    "pairs file of two columns": (
+        "fit {dir}/small.csv --pairs {dir}/pairs_two_columns.csv -o {out}/m.skdml",
+        "pairs_two_columns.csv: a pairs file has exactly 3 columns",
+    ),
+    "pair without a label": (
+        "fit {dir}/small.csv --pairs {dir}/pairs_missing_label.csv -o {out}/m.skdml",
+        "pairs_missing_label.csv: column 'same' has 1 missing value(s) (first in pair 3",
+    ),
+    "pair row number out of range": (
+        "fit {dir}/small.csv --pairs {dir}/pairs_out_of_range.csv -o {out}/m.skdml",
+        "pairs_out_of_range.csv: column 'right' holds row number 60, but ",
+    ),
+    "pair row number out of range (the table)": (
+        "fit {dir}/small.csv --pairs {dir}/pairs_out_of_range.csv -o {out}/m.skdml",
+        "small.csv has 60 rows (numbered 0 to 59); 1 pair(s) name a row outside it",
+    ),
+    "pair rows named by key values without --key": (
+        "fit {dir}/small_ids.csv --pairs {dir}/pairs_ids.csv -o {out}/m.skdml",
+        "pairs_ids.csv: without --key, a pair names its rows by their 0-based row numbers",
+    ),
+    "pair row not in the key column": (
+        "fit {dir}/small_ids.csv --pairs {dir}/pairs_unknown_id.csv --key id -o {out}/m.skdml",
+        "pairs_unknown_id.csv: column 'left' holds 'row-999', not a value of the key column 'id'",
+    ),
+    "pair rows by row number with --key": (
+        "fit {dir}/small_ids.csv --pairs {dir}/pairs.csv --key id -o {out}/m.skdml",
+        "pairs.csv: column 'left' holds",
+    ),
+    "key column with a repeated value": (
+        "fit {dir}/small_repeated_ids.csv --pairs {dir}/pairs_ids.csv --key id -o {out}/m.skdml",
+        "small_repeated_ids.csv: the key column 'id' holds 'row-",
+    ),
+    "pair of a row with itself": (
+        "fit {dir}/small.csv --pairs {dir}/pairs_self.csv -o {out}/m.skdml",
+        "pairs_self.csv: 1 of the pairs name the same row twice",
+    ),
+    "pairs of one kind": (
+        "fit {dir}/small.csv --pairs {dir}/pairs_one_kind.csv -o {out}/m.skdml",
+        "pairs_one_kind.csv: the label column 'same': y holds one kind of pair label only",
+    ),
+    "pair labels that are not 1/0/-1": (
+        "fit {dir}/small.csv --pairs {dir}/pairs_bad_labels.csv -o {out}/m.skdml",
+        "pairs_bad_labels.csv: the label column 'same': Pair labels must be 1 (alike) and 0 or -1",
+    ),
+    "text target of log_ratio": (
+        "fit {dir}/small.csv --target label --loss log_ratio -o {out}/m.skdml",
+        "small.csv: the target column 'label': A continuous target must be numeric",
+    ),
+    "constant target of log_ratio": (
+        "fit {dir}/constant_b.csv --target b --loss log_ratio -o {out}/m.skdml",
+        "constant_b.csv: the target column 'b': y is constant",
+    ),
+    "batch smaller than a group of log_ratio": (
+        "fit {dir}/small.csv --target a --loss log_ratio --batch-size 2 -o {out}/m.skdml",
+        "--batch-size 2: must be at least 4",
+    ),
+    "evaluate a pairs model without pairs": (
+        "evaluate {dir}/pairs.skdml {dir}/small.csv",
+        "pairs.skdml: the model learned from labelled pairs (pairs.csv), not a target column; "
+        "give --pairs FILE",
+    ),
+    "evaluate pairs and target": (
+        "evaluate {dir}/small.skdml {dir}/small.csv --pairs {dir}/pairs.csv --target label",
+        "not allowed with",
+    ),
+    "evaluate pairs and reference": (
+        "evaluate {dir}/small.skdml {dir}/small.csv --pairs {dir}/pairs.csv --reference "
+        "{dir}/small.csv",
+        "--reference: not with --pairs",
+    ),
+    "evaluate key without pairs": (
+        "evaluate {dir}/small.skdml {dir}/small_ids.csv --key id",
+        "--key says how a pairs file names rows; it needs --pairs",
+    ),
+    "evaluate pairs of one kind": (
+        "evaluate {dir}/pairs.skdml {dir}/small.csv --pairs {dir}/pairs_one_kind.csv",
+        "pairs_one_kind.csv: the label column 'same': y holds one kind of pair label only",
+    ),
+    "plot a pairs model without a target": (
+        "plot {dir}/pairs.skdml {dir}/small.csv -o {out}/f.png",
+        "not a target column; give --target COL",
+    ),
     "option value out of range": (
         "fit {dir}/small.csv --target label --margin -1 -o {out}/m.skdml",
         "'margin' parameter",
@@ -928,3 +1269,52 @@ def test_fuzzed_csv_to_fit(data):
 @example(data=b"a,b,c\n1,2,p\n0.5,-1,unseen\n")
 def test_fuzzed_csv_to_transform(data, small):
     run_fuzzed(["transform", small / "small.skdml"], data, "e.csv")
+
+
+# Cells of a fuzzed pairs file: rows (row numbers or IDs of small_ids.csv, one or the other in
+# a file), labels (of one style in a file), and garbage.
+ROW_CELLS = [st.integers(0, 59).map(str), st.integers(0, 60).map(lambda i: f"row-{i:03d}")]
+LABEL_STYLES = [("1", "0"), ("1", "-1"), ("true", "false"), ("1.0", "0.0"), ("yes", "no")]
+GARBAGE_CELLS = st.one_of(
+    st.sampled_from(["", "nan", "-1", "60", "2", "2.5", '"', "0,1"]), st.text(max_size=3)
+)
+
+
+@st.composite
+def pairs_csv(draw) -> bytes:
+    """A pairs file of (mostly) 3 columns and up to 12 rows: two of rows, one of labels, and
+    now and then a cell of garbage."""
+    n_columns = draw(st.sampled_from([3, 3, 3, 2, 4]))
+    header = ",".join(f"c{i}" for i in range(n_columns))
+    rows_named = draw(st.sampled_from(ROW_CELLS))
+    labels = st.sampled_from(draw(st.sampled_from(LABEL_STYLES)))
+    kinds = [rows_named, rows_named, labels, GARBAGE_CELLS][:n_columns]
+    rows = []
+    for _ in range(draw(st.integers(0, 12))):
+        cells = [draw(kind) for kind in kinds]
+        if draw(st.integers(0, 9)) == 0:
+            cells[draw(st.integers(0, n_columns - 1))] = draw(GARBAGE_CELLS)
+        rows.append(",".join(cells))
+    return "\n".join([header, *rows]).encode()
+
+
+@FUZZ
+@given(data=pairs_csv(), by_id=st.booleans())
+@example(data=b"l,r,y\n0,1,1\n2,3,0\n", by_id=False)
+@example(data=b"l,r,y\nrow-001,row-002,true\nrow-003,row-004,false\n", by_id=True)
+@example(data=b"l,r,y\n0,0,1\n2,3,0\n", by_id=False)
+@example(data=b"l,r,y\n1,2,yes\n", by_id=False)
+def test_fuzzed_pairs_file_to_fit(data, by_id, small):
+    table = ["small_ids.csv", "--key", "id"] if by_id else ["small.csv"]
+    tiny = ["--epochs", "1", "--hidden-layer-sizes", "4", "--n-components", "2"]
+    with tempfile.TemporaryDirectory() as folder:
+        pairs, out = Path(folder) / "pairs.csv", Path(folder) / "out"
+        pairs.write_bytes(data)
+        out.mkdir()
+        code, _, stderr = call("fit", small / table[0], *table[1:], "--pairs", pairs, "--exclude",
+                               "label", *tiny, "-o", out / "m.skdml")  # fmt: skip
+        assert code in (0, 2), stderr
+        assert "Traceback" not in stderr
+        assert all(line.startswith("sk-dml: ") for line in stderr.splitlines()), stderr
+        written = [p.name for p in out.iterdir()]
+        assert written == (["m.skdml"] if code == 0 else []), (code, stderr, written)

@@ -3,15 +3,20 @@
 Subcommands
 -----------
 demo
-    Train every embedder on built-in data (digits, letter); compare 5-NN accuracies.
+    Train an embedder with every loss of class labels on built-in data (digits, letter);
+    compare 5-NN accuracies.
 fit
     Train an embedder on a CSV or Parquet table (numeric, text and true/false columns, empty
     cells allowed) and save it; ``--categorical``, ``--exclude`` and ``--key`` name columns.
+    It learns from the ``--target`` column (class labels, or a continuous target with
+    ``--loss log_ratio``) or from a ``--pairs`` file of labelled pairs of the table's rows,
+    named by the ``--key`` column's values or by row number (a :class:`~sk_dml.PairEmbedder`).
 transform
     Embed a table with a saved model, after the key column when there is one.
 evaluate
     Retrieval scores and cross-validated 5-NN accuracy of a table in the learned space
-    (``--reference``: its rows query the rows of another table).
+    (``--reference``: its rows query the rows of another table); 5-NN regression R^2 for a
+    model of a continuous target; ROC AUC of labelled pairs with ``--pairs``.
 plot
     2-D PCA scatter of a table's embedding, coloured by class.
 
@@ -19,6 +24,7 @@ Exit status
 -----------
 0 on success. 2 for bad input, found where it enters: a missing, unreadable or unwritable file,
 a missing or bad column (whatever the embedder's checks of a table refuse included), a bad
+target or pairs file (the embedder's checks of a target or of labelled pairs included), a bad
 option or option value, a value that is not a number, a model file that is not an sk_dml model
 or was written by an earlier sk-dml; one line ``sk-dml: error: ...`` on stderr, and no output
 file is written. 1 for an internal error, anything else that goes wrong (a ``ValueError`` raised
@@ -27,7 +33,8 @@ inside training included): one line ``sk-dml: internal error: ...``, and no outp
 traceback instead.
 
 Modules: :mod:`.tables` (files in and out), :mod:`.columns` (the target, feature, key, excluded
-and categorical columns), :mod:`.model` (a saved model, and tables into the embedder),
+and categorical columns), :mod:`.pairs` (a pairs file's pairs as row numbers of a table),
+:mod:`.model` (a saved model, and tables, targets and pairs into the embedder),
 :mod:`.figures`, :mod:`.commands` (one handler per subcommand), :mod:`.parser` (the options,
 their defaults read from the estimators) and :mod:`.errors` (what each error means for the
 exit status).

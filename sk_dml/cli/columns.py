@@ -1,5 +1,5 @@
-"""Which column is what: the class labels of the target, and the feature, key, excluded and
-categorical columns that ``fit``'s options name.
+"""Which column is what: the class labels or continuous values of the target, and the
+feature, key, excluded and categorical columns that ``fit``'s options name.
 
 The CLI encodes nothing itself: ``fit`` hands the feature columns, as pandas read them, to the
 embedder, which learns their encoding (:mod:`sk_dml.tabular`). Here the names given on the
@@ -40,16 +40,18 @@ def check_named(frame: pd.DataFrame, flag: str, columns, source) -> None:
 def feature_columns(frame: pd.DataFrame, args, source) -> tuple[pd.DataFrame, list[str]]:
     """The feature columns of ``frame`` under ``fit``'s options, and which are categorical.
 
-    The features are all columns but the target (``args.target``), the key (``args.key``) and
-    the excluded ones (``args.exclude``). The categorical ones are those pandas read as text,
-    true/false or category (the embedder's ``categorical_features="from_dtype"``) and those
-    named by ``args.categorical``.
+    The features are all columns but the target (``args.target``; None when the fit learns
+    from a pairs file), the key (``args.key``) and the excluded ones (``args.exclude``). The
+    categorical ones are those pandas read as text, true/false or category (the embedder's
+    ``categorical_features="from_dtype"``) and those named by ``args.categorical``.
     """
     key = [] if args.key is None else [args.key]
     check_named(frame, "--key", key, source)
     check_named(frame, "--exclude", args.exclude, source)
     check_named(frame, "--categorical", args.categorical, source)
-    left_out = {args.target: "the target column", **dict.fromkeys(args.exclude, "excluded")}
+    left_out = dict.fromkeys(args.exclude, "excluded")
+    if args.target is not None:
+        left_out[args.target] = "the target column"
     left_out.update(dict.fromkeys(key, "the key column"))
     for name in args.categorical:
         if name in left_out:
@@ -66,18 +68,25 @@ def feature_columns(frame: pd.DataFrame, args, source) -> tuple[pd.DataFrame, li
     return features, categorical
 
 
-def class_labels(frame: pd.DataFrame, column: str, source) -> np.ndarray:
-    """The class labels in ``column``: present, complete, of one type and of 2+ classes."""
+def target_column(frame: pd.DataFrame, column: str, source) -> pd.Series:
+    """The target ``column`` of ``frame``: present and without missing values."""
     if column not in frame.columns:
         raise CLIError(
             f"{source}: no target column {column!r}; the columns are {names(list(frame.columns))}"
         )
-    labels = frame[column]
-    if labels.isna().any():
+    values = frame[column]
+    if values.isna().any():
         raise CLIError(
-            f"{source}: the target column {column!r} has {int(labels.isna().sum())} missing "
+            f"{source}: the target column {column!r} has {int(values.isna().sum())} missing "
             "value(s)"
         )
+    return values
+
+
+def class_labels(frame: pd.DataFrame, column: str, source, hint: str = "") -> np.ndarray:
+    """The class labels in ``column``: present, complete, of one type and of 2+ classes.
+    ``hint`` follows the message for a column of continuous values."""
+    labels = target_column(frame, column, source)
     values = labels.to_numpy()
     try:
         n_classes = len(np.unique(values))
@@ -92,5 +101,6 @@ def class_labels(frame: pd.DataFrame, column: str, source) -> np.ndarray:
     if kind not in ("binary", "multiclass"):
         raise CLIError(
             f"{source}: the target column {column!r} holds {kind} values, not class labels"
+            + (hint if kind == "continuous" else "")
         )
     return values

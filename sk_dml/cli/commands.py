@@ -2,6 +2,12 @@
 
 A handler takes the parsed arguments, checks its input where it enters (raising
 :class:`~sk_dml.cli.errors.CLIError`) and then does the work.
+
+``fit`` learns from what its options name (:func:`fit_supervision`): class labels or a
+continuous target in the ``--target`` column, as the loss learns from one or the other, or the
+labelled pairs of a ``--pairs`` file (a :class:`~sk_dml.PairEmbedder`). ``evaluate`` scores a
+model by what it learned from: retrieval and k-NN accuracy of class labels, k-NN regression
+R^2 of a continuous target, or the ROC AUC of labelled pairs (``--pairs``, for any model).
 """
 
 from __future__ import annotations
@@ -15,19 +21,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test_split
-from sklearn.neighbors import KNeighborsClassifier
+from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.preprocessing import StandardScaler
 from tqdm import tqdm
 
-from ..criteria import get_loss_class, loss_names
+from ..criteria import TripletLoss, get_loss_class, loss_names
+from ..distances import paired_distance
 from ..embedders import make_embedder
 from ..metrics import retrieval_scores
 from ..persistence import save
-from .columns import class_labels, feature_columns
+from ..supervision import neighbors_r2
+from ..tuple_embedders import PairEmbedder
+from .columns import class_labels, feature_columns, target_column
 from .errors import CLIError, names, one_line
 from .figures import embedding_figure, figure_format, save_figure
-from .model import Model, encode
+from .model import SUPERVISION_WORDS, Model, check_pairs, check_target, encode, pair_labels
+from .pairs import read_pairs
 from .tables import atomic_output, check_output, read_table, table_format, write_table
 
 # Neighbours of the k-NN accuracies and folds of evaluate's cross-validation.
@@ -35,6 +46,10 @@ N_NEIGHBORS = 5
 N_FOLDS = 5
 # The k of evaluate's recall@k.
 RECALL_AT = 10
+# fit's loss without --loss: MetricEmbedder's default for class labels and a target column; the
+# first loss that learns from pairs with --pairs.
+DEFAULT_LOSS = TripletLoss.name
+DEFAULT_PAIRS_LOSS = loss_names("pairs")[0]
 
 
 def model_name(estimator) -> str:
@@ -93,13 +108,14 @@ def run_demo(args) -> None:
         warm_up = make_embedder("triplet", max_epochs=1, batch_size=16, random_state=0)
         warm_up.fit(X_warm[:200], y_warm[:200])
         rows, panels = [], []
-        progress = tqdm(total=len(datasets) * len(loss_names()), desc="training", unit="model")
+        losses = loss_names("classes")  # the demo's data sets have class labels
+        progress = tqdm(total=len(datasets) * len(losses), desc="training", unit="model")
         for name, X_train, X_test, y_train, y_test in datasets:
             knn = KNeighborsClassifier(N_NEIGHBORS).fit(X_train, y_train)
             rows.append(
                 (name, "plain 5-NN (standardised features)", "", "", knn.score(X_test, y_test))
             )
-            for loss in loss_names():
+            for loss in losses:
                 estimator = make_embedder(loss, **params)
                 model = model_name(estimator)
                 progress.set_postfix_str(f"{name}: {model}")
@@ -159,13 +175,42 @@ def _check_folder(path, flag: str) -> None:
         raise CLIError(f"{flag} {path}: cannot write in {str(existing)!r}")
 
 
-def build_embedder(args):
-    """The embedder that ``fit``'s options describe, its parameters checked.
+def fit_supervision(args) -> str:
+    """What ``fit`` learns from: "pairs" with ``--pairs``, else "classes" or "target" (the
+    ``--target`` column's class labels or continuous values), as the loss learns from. Sets
+    ``args.loss`` to the default loss of that kind when ``--loss`` is not given; a loss that
+    does not learn from it is bad input."""
+    if args.pairs is not None:
+        args.loss = args.loss or DEFAULT_PAIRS_LOSS
+        if "pairs" not in get_loss_class(args.loss).supervisions:
+            raise CLIError(
+                f"--loss {args.loss} does not learn from labelled pairs (--pairs); losses that "
+                f"do: {', '.join(loss_names('pairs'))}"
+            )
+        return "pairs"
+    args.loss = args.loss or DEFAULT_LOSS
+    kinds = get_loss_class(args.loss).supervisions
+    for kind in ("classes", "target"):
+        if kind in kinds:
+            return kind
+    learns = " or ".join(SUPERVISION_WORDS[kind] for kind in kinds)
+    takers = [*loss_names("classes"), *loss_names("target")]
+    raise CLIError(
+        f"--loss {args.loss} learns from {learns}, not from a --target column; losses that do: "
+        f"{', '.join(takers)}"
+    )
+
+
+def build_embedder(args, supervision: str = "classes"):
+    """The embedder that ``fit``'s options describe, its parameters checked: the loss's
+    embedder (``make_embedder``) for a target column, a :class:`~sk_dml.PairEmbedder` over the
+    loss for labelled pairs (``supervision="pairs"``; its table is set later).
 
     ``args.embedder_options`` maps each option that sets an embedder parameter to that
     parameter (its ``dest``); options left out keep the estimator's defaults.
     """
-    loss_defaults = get_loss_class(args.loss)().get_params()
+    loss_class = get_loss_class(args.loss)
+    loss_defaults = loss_class().get_params()
     params = {}
     for name, text in args.loss_params:
         if name not in loss_defaults:
@@ -174,7 +219,11 @@ def build_embedder(args):
         if name in params:
             raise CLIError(f"--loss-param {name} is given twice")
         params[name] = _loss_value(name, text, loss_defaults[name])
-    accepted = {*loss_defaults, *make_embedder(args.loss).get_params(deep=False)}
+    if supervision == "pairs":  # the table and the loss object are no options
+        embedder = set(PairEmbedder().get_params(deep=False)) - {"preprocessor", "loss"}
+    else:
+        embedder = set(make_embedder(args.loss).get_params(deep=False))
+    accepted = {*loss_defaults, *embedder}
     for flag, name in args.embedder_options.items():
         value = getattr(args, name)
         if value is None:
@@ -184,7 +233,12 @@ def build_embedder(args):
         if name in params:
             raise CLIError(f"{flag} and --loss-param {name} both set {name}")
         params[name] = tuple(value) if isinstance(value, list) else value
-    estimator = make_embedder(args.loss, verbose=int(args.verbose), **params)
+    params["verbose"] = int(args.verbose)
+    if supervision == "pairs":
+        own = {name: params.pop(name) for name in loss_defaults if name in params}
+        estimator = PairEmbedder(loss=loss_class(**own), **params)
+    else:
+        estimator = make_embedder(args.loss, **params)
     try:  # the checks fit would make, done now: a bad value is the user's, not training's
         estimator._validate_params()
         loss = estimator.get_params(deep=False).get("loss")  # a MetricEmbedder's loss object
@@ -193,10 +247,15 @@ def build_embedder(args):
     except ValueError as error:  # scikit-learn's InvalidParameterError
         raise CLIError(f"invalid option value: {one_line(error)}") from error
     size, group = estimator.batch_size, estimator.samples_per_class
-    if size % group or size < 2 * group:
+    if supervision == "classes" and (size % group or size < 2 * group):
         raise CLIError(
             f"--batch-size {size}: must be a multiple of {group} (the rows of a class that "
             f"travel together) and at least {2 * group}"
+        )
+    if supervision == "target" and size < group:  # the sampler's condition, checked in training
+        raise CLIError(
+            f"--batch-size {size}: must be at least {group} (the rows of neighbouring target "
+            "values that travel together)"
         )
     if estimator.checkpoint_dir is not None:
         _check_folder(estimator.checkpoint_dir, "--checkpoint-dir")
@@ -204,33 +263,51 @@ def build_embedder(args):
 
 
 def run_fit(args) -> None:
-    """Train an embedder on DATA's feature columns and save it to the model file."""
+    """Train an embedder on DATA's feature columns and save it to the model file: on the
+    target column's class labels or continuous values, or on the labelled pairs of a pairs
+    file."""
     check_output(args.output)
-    estimator = build_embedder(args)
+    supervision = fit_supervision(args)
+    estimator = build_embedder(args, supervision)
     frame = read_table(args.data)
-    labels = class_labels(frame, args.target, args.data)
-    largest = np.unique(labels, return_counts=True)[1].max()
-    if largest < estimator.samples_per_class:
-        raise CLIError(
-            f"{args.data}: the largest class in {args.target!r} has {largest} row(s); training "
-            f"takes {estimator.samples_per_class} rows of a class at a time, so it needs a "
-            "class at least that large"
-        )
+    if supervision == "classes":
+        targets = ", ".join(loss_names("target"))
+        hint = f"; a loss that learns from a continuous target takes it: --loss {targets}"
+        y = class_labels(frame, args.target, args.data, hint=hint)
+        largest = np.unique(y, return_counts=True)[1].max()
+        if largest < estimator.samples_per_class:
+            raise CLIError(
+                f"{args.data}: the largest class in {args.target!r} has {largest} row(s); "
+                f"training takes {estimator.samples_per_class} rows of a class at a time, so it "
+                "needs a class at least that large"
+            )
+    elif supervision == "target":
+        values = target_column(frame, args.target, args.data).to_numpy()
+        y = check_target(estimator, values, f"{args.data}: the target column {args.target!r}")
     features, categorical = feature_columns(frame, args, args.data)
     if args.categorical:
         estimator.set_params(categorical_features=categorical)
+    X = features
+    if supervision == "pairs":
+        X, y = read_pairs(args.pairs, frame, args.key, args.data)
+        estimator.set_params(preprocessor=features)
+        alike = check_pairs(estimator, X, y, args.pairs)
     encode(estimator, features, args.data, fitting=True)  # bad columns are bad input
     tic = time.perf_counter()
-    estimator.fit(features, labels)
+    estimator.fit(X, y)
     fit_time = time.perf_counter() - tic
-    extra = {"target": args.target, "key": args.key, "excluded": list(args.exclude)}
+    learned_from = {"pairs": args.pairs} if supervision == "pairs" else {"target": args.target}
+    extra = {**learned_from, "key": args.key, "excluded": list(args.exclude)}
     with atomic_output(args.output) as tmp:
-        save(estimator, tmp, extra=extra)
+        save(estimator, tmp, extra=extra)  # a PairEmbedder's table is not saved
     losses = estimator.loss_curve_  # empty when the first epoch diverged (a warning says so)
     n_numeric = features.shape[1] - len(categorical)
     listed = f": {names(categorical)}" if categorical else ""
+    rows = f"{len(features)} rows"
+    if supervision == "pairs":
+        rows = f"{len(X)} pairs ({int(alike.sum())} alike) of {rows}"
     print(
-        f"{model_name(estimator)} trained on {len(features)} rows ({n_numeric} numeric and "
+        f"{model_name(estimator)} trained on {rows} ({n_numeric} numeric and "
         f"{len(categorical)} categorical columns{listed}) in {estimator.n_iter_} epochs, "
         f"{fit_time:.1f} s" + (f"; final loss {losses[-1]:.4g}" if losses else "")
     )
@@ -270,20 +347,39 @@ def run_transform(args) -> None:
     print(f"wrote {Z.shape[0]} embeddings of dimension {Z.shape[1]}{keyed} to {args.output}")
 
 
-def _target_of(args, model: Model) -> str:
-    """``--target``, or else the target column the model was trained on."""
+def _target_of(args, model: Model, instead: str = "") -> str:
+    """``--target``, or else the target column the model was trained on. ``instead`` says
+    what else the command takes when the model learned from no target column."""
     target = args.target or model.target
-    if not target:
-        raise CLIError(f"{model.path} does not name its target column; give --target")
-    return target
+    if target:
+        return target
+    kind = model.supervision
+    if kind in ("pairs", "triplets"):
+        source = f" ({model.pairs})" if model.pairs else ""
+        raise CLIError(
+            f"{model.path}: the model learned from {SUPERVISION_WORDS[kind]}{source}, not a "
+            f"target column; give {instead}--target COL to use a class column of DATA"
+        )
+    raise CLIError(f"{model.path} does not name its target column; give --target")
 
 
 def run_evaluate(args) -> None:
-    """Print retrieval scores (leave-one-out in DATA, or DATA's rows against REF's) and
-    cross-validated 5-NN accuracies of DATA."""
+    """Score DATA in the learned space, by what the model learned from: for class labels,
+    retrieval scores (leave-one-out in DATA, or DATA's rows against REF's) and cross-validated
+    5-NN accuracies; for a continuous target, 5-NN regression R^2; with ``--pairs``, the ROC
+    AUC of labelled pairs of DATA's rows."""
     model = Model.load(args.model)
+    if args.pairs is not None:
+        _evaluate_pairs(args, model)
+        return
+    if args.key is not None or args.no_key:
+        flag = "--key" if args.key is not None else "--no-key"
+        raise CLIError(f"{flag} says how a pairs file names rows; it needs --pairs")
+    if model.supervision == "target":
+        _evaluate_target(args, model)
+        return
     frame = read_table(args.data)
-    target = _target_of(args, model)
+    target = _target_of(args, model, instead="--pairs FILE to score it on labelled pairs, or ")
     labels = class_labels(frame, target, args.data)
     if len(labels) < 2 * N_FOLDS or np.unique(labels, return_counts=True)[1].max() < N_FOLDS:
         raise CLIError(
@@ -355,9 +451,117 @@ def run_evaluate(args) -> None:
             f"ref    {args.reference}: {len(ref_labels)} rows, {len(np.unique(ref_labels))} "
             f"classes{absent}"
         )
+    _print_scores(scores)
+
+
+def _print_scores(scores) -> None:
     print()
     for name, value, note in scores:
         print(f"{name:<14} {value:<18} {note}")
+
+
+def _evaluate_target(args, model: Model) -> None:
+    """A model of a continuous target: the R^2 of 5-NN regression of the target column,
+    leave-one-out in DATA (the estimator's ``score``) or DATA's rows from REF's, in the learned
+    space and on the input features."""
+    frame = read_table(args.data)
+    target = _target_of(args, model)
+    values = target_column(frame, target, args.data).to_numpy()
+    y = check_target(model.estimator, values, f"{args.data}: the target column {target!r}")
+    if args.reference is None and len(y) <= N_NEIGHBORS:
+        raise CLIError(
+            f"{args.data}: leave-one-out {N_NEIGHBORS}-NN regression needs more than "
+            f"{N_NEIGHBORS} rows; it has {len(y)}"
+        )
+    Z = model.embed(frame, args.data)
+    X = model.baseline(frame, args.data)
+    metric = model.estimator.embedding_metric_
+    if args.reference is None:
+        learned = neighbors_r2(Z, y, n_neighbors=N_NEIGHBORS, metric=metric)
+        plain = neighbors_r2(X, y, n_neighbors=N_NEIGHBORS)
+        note = f"leave-one-out {N_NEIGHBORS}-NN regression of {target!r} in DATA"
+    else:
+        ref_frame = read_table(args.reference)
+        ref_values = target_column(ref_frame, target, args.reference).to_numpy()
+        y_ref = check_target(
+            model.estimator, ref_values, f"{args.reference}: the target column {target!r}"
+        )
+        Z_ref = model.embed(ref_frame, args.reference)
+        X_ref = model.baseline(ref_frame, args.reference)
+        k = min(N_NEIGHBORS, len(y_ref))
+        learned = KNeighborsRegressor(k, metric=metric).fit(Z_ref, y_ref).score(Z, y)
+        plain = KNeighborsRegressor(k).fit(X_ref, y_ref).score(X, y)
+        note = f"{k}-NN regression of {target!r}: DATA's rows from REF's"
+    print(f"model  {model.describe()}")
+    print(
+        f"data   {args.data}: {len(y)} rows, continuous target {target!r} (mean {y.mean():.4g}, "
+        f"standard deviation {y.std():.4g})"
+    )
+    if args.reference is not None:
+        print(f"ref    {args.reference}: {len(y_ref)} rows")
+    _print_scores(
+        [
+            (f"{N_NEIGHBORS}-NN R^2", f"{learned:.4f}", f"{note}, on the embeddings"),
+            (
+                f"{N_NEIGHBORS}-NN R^2",
+                f"{plain:.4f}",
+                "same, on the input features: numbers standardised, categories one-hot (baseline)",
+            ),
+        ]
+    )
+
+
+def _evaluate_pairs(args, model: Model) -> None:
+    """ROC AUC of the labelled pairs of ``--pairs`` (rows of DATA): the embedding distance
+    against the label, and the input features' as a baseline; a PairEmbedder's accuracy at its
+    threshold too."""
+    if args.target is not None or args.reference is not None:
+        given = "--target" if args.target is not None else "--reference"
+        raise CLIError(f"{given}: not with --pairs, whose labels are the pairs' own")
+    frame = read_table(args.data)
+    key = None if args.no_key else (args.key or model.key)
+    if key is not None and key not in frame.columns:
+        whose = "--key" if args.key else "the model's key column"
+        raise CLIError(
+            f"{args.data}: no column {key!r} ({whose}) to find the rows of {args.pairs} by; the "
+            f"columns are {names(list(frame.columns))}"
+            + ("" if args.key else "; --key COL names another, --no-key takes row numbers")
+        )
+    pairs, labels = read_pairs(args.pairs, frame, key, args.data)
+    alike = pair_labels(labels, args.pairs)
+    Z = model.embed(frame, args.data)
+    metric = model.estimator.embedding_metric_
+    distance = paired_distance(Z[pairs[:, 0]], Z[pairs[:, 1]], metric)
+    X = model.baseline(frame, args.data)
+    diff = X[pairs[:, 0]] - X[pairs[:, 1]]
+    plain = np.sqrt(np.asarray(diff.multiply(diff).sum(axis=1)).ravel())
+    scores = [
+        ("ROC AUC", f"{roc_auc_score(alike, -distance):.4f}",
+         f"alike pairs against the others, by the embedding distance ({metric})"),
+        ("ROC AUC", f"{roc_auc_score(alike, -plain):.4f}",
+         "same pairs, by the euclidean distance of the input features: numbers standardised, "
+         "categories one-hot (baseline)"),
+    ]  # fmt: skip
+    threshold = getattr(model.estimator, "threshold_", None)
+    if threshold is not None:  # a PairEmbedder's: alike when -distance >= threshold
+        accuracy = np.mean((-distance >= threshold) == alike)
+        rule = (
+            "every pair not alike (the most accurate rule on the training pairs)"
+            if threshold == np.inf
+            else f"alike when their embedding distance is at most {-threshold:.4g}"
+        )
+        scores.append(
+            ("accuracy", f"{accuracy:.4f}",
+             f"of the model's threshold (threshold_, set at fit), which predicts {rule}")
+        )  # fmt: skip
+    named = f"by {key!r}" if key is not None else "by row number"
+    print(f"model  {model.describe()}")
+    print(f"data   {args.data}: {len(frame)} rows")
+    print(
+        f"pairs  {args.pairs}: {len(pairs)} pairs ({int(alike.sum())} alike) of its rows, "
+        f"named {named}"
+    )
+    _print_scores(scores)
 
 
 # ---------------------------------------------------------------------------------- plot

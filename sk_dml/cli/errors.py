@@ -4,9 +4,10 @@ Input is checked where it enters: a file, a column, an option's value, a model f
 found there is raised as :class:`CLIError`, whose message names the file, column or option. A
 table is checked by encoding it as the embedder does before it trains on it or embeds it
 (:func:`sk_dml.cli.model.encode`), so the embedder's own errors for a bad table (a column of an
-unsupported type, infinite values, ...) are bad input too. Any other exception is an internal
-error, wherever it comes from (a ``ValueError`` deep inside training included): the input
-passed its checks, so the failure is not the user's to fix.
+unsupported type, infinite values, ...) are bad input too; so are its errors for a bad
+continuous target or bad labelled pairs, checked the same way before training. Any other
+exception is an internal error, wherever it comes from (a ``ValueError`` deep inside training
+included): the input passed its checks, so the failure is not the user's to fix.
 """
 
 from __future__ import annotations

@@ -1,10 +1,13 @@
-"""A model file as the commands use it: an embedder saved by :func:`sk_dml.save`, and the
-columns ``fit`` was told about (target, key, excluded), kept in the file's ``extra``.
+"""A model file as the commands use it: an embedder saved by :func:`sk_dml.save`, and what
+``fit`` was told about (the target column or the pairs file, the key and excluded columns), kept
+in the file's ``extra``.
 
 The embedder holds its own encoding of the table (its ``schema_``), so any embedder fitted on a
 table with named columns, by ``sk-dml fit`` or by Python on a pandas DataFrame, can be used.
 Tables enter the embedder here, and the estimator's own checks of a table (a column of the
-wrong type, an infinite value, ...) are run first, as bad input: :func:`encode`.
+wrong type, an infinite value, ...) are run first, as bad input: :func:`encode`. So are its
+checks of what it learns from: a continuous target (:func:`check_target`) and labelled pairs
+(:func:`check_pairs`).
 """
 
 from __future__ import annotations
@@ -16,9 +19,12 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy import sparse
+from sklearn.utils.validation import column_or_1d
 
 from .._training import embed
+from ..embedders import _numeric_target, _standardised_target
 from ..persistence import load, read_metadata
+from ..tuple_embedders import PairEmbedder, TripletConstraintEmbedder, _pair_labels
 from .errors import CLIError, names, one_line
 
 # What the ``extra`` of model files written by earlier versions of ``sk-dml fit`` held: their
@@ -41,15 +47,59 @@ def encode(estimator, features: pd.DataFrame, source, *, fitting: bool) -> np.nd
         raise CLIError(f"{source}: {one_line(error)}{hint}") from error
 
 
+def check_target(estimator, values: np.ndarray, source) -> np.ndarray:
+    """The continuous target ``values`` as float64, checked as the embedder's ``fit`` checks
+    them (numbers, finite, 3 or more, not constant); their ``ValueError`` is the user's."""
+    try:
+        target = _numeric_target(column_or_1d(values))
+        _standardised_target(target, type(estimator).__name__)
+    except ValueError as error:
+        raise CLIError(f"{source}: {one_line(error)}") from error
+    return target
+
+
+def pair_labels(labels: pd.Series, source) -> np.ndarray:
+    """Whether each pair is alike (True) under the ``labels`` column of the pairs file
+    ``source``, checked as :class:`~sk_dml.PairEmbedder` checks them (1 and 0 or -1, or
+    booleans; both kinds)."""
+    try:
+        return _pair_labels(column_or_1d(labels.to_numpy()))[1]
+    except ValueError as error:
+        raise CLIError(f"{source}: the label column {labels.name!r}: {one_line(error)}") from error
+
+
+def check_pairs(estimator, pairs: np.ndarray, labels: pd.Series, source) -> np.ndarray:
+    """The checks a :class:`~sk_dml.PairEmbedder` with its table makes of the pairs and labels
+    of the pairs file ``source`` that it is to fit (labels of both kinds, no pair of a row with
+    itself, ...), their ``ValueError`` the user's; returns whether each pair is alike."""
+    alike = pair_labels(labels, source)
+    try:
+        estimator._check_tuples(pairs, fitting=True)
+    except ValueError as error:
+        raise CLIError(f"{source}: {one_line(error)}") from error
+    return alike
+
+
+# What a model learned from, as the commands say it (the kinds of sk_dml.supervision).
+SUPERVISION_WORDS = {
+    "classes": "class labels",
+    "target": "a continuous target",
+    "pairs": "labelled pairs",
+    "triplets": "triplet constraints",
+}
+
+
 @dataclass
 class Model:
-    """A model file: the embedder and the columns ``fit`` was given."""
+    """A model file: the embedder, the columns ``fit`` was given, and the pairs file it
+    learned from (``pairs``; empty when it learned from a target column)."""
 
     path: Path
     estimator: object
     target: str = ""
     key: str | None = None
     excluded: list[str] = field(default_factory=list)
+    pairs: str = ""
 
     @classmethod
     def load(cls, path) -> Model:
@@ -84,7 +134,19 @@ class Model:
             target=str(extra.get("target") or ""),
             key=key if isinstance(key, str) else None,
             excluded=[str(c) for c in extra.get("excluded") or []],
+            pairs=str(extra.get("pairs") or ""),
         )
+
+    @property
+    def supervision(self) -> str:
+        """What the embedder learned from: "classes", "target" (a continuous target), "pairs"
+        or "triplets" (:attr:`sk_dml.criteria.Loss.supervisions`)."""
+        if isinstance(self.estimator, PairEmbedder):
+            return "pairs"
+        if isinstance(self.estimator, TripletConstraintEmbedder):
+            return "triplets"
+        kinds = self.estimator._get_loss().supervisions
+        return "classes" if "classes" in kinds else kinds[0]
 
     @property
     def columns(self) -> list[str]:

@@ -1,10 +1,13 @@
 """The argument parser; ``fit``'s options and the defaults its help shows come from the estimators.
 
-``--loss`` offers :func:`sk_dml.criteria.loss_names`. Every default in ``fit --help`` is read,
-when the parser is built, from ``make_embedder(loss).get_params()`` and the loss class's
-``get_params()`` for the loss named by ``--loss`` on the command line (else the default loss),
-so the help cannot drift from the estimators. A parameter whose default differs between losses
-says so; ``sk-dml fit --loss NAME --help`` shows that loss's values.
+``fit --loss`` offers :func:`sk_dml.criteria.loss_names`: with ``--target``, the losses of
+class labels and of a continuous target; with ``--pairs``, those that learn from labelled pairs
+(``loss_names("pairs")``). Every default in ``fit --help`` is read, when the parser is built,
+from ``make_embedder(loss).get_params()`` and the loss class's ``get_params()`` for the loss
+named by ``--loss`` on the command line (else the default loss: of labelled pairs when
+``--pairs`` is on it), so the help cannot drift from the estimators. A parameter whose default
+differs between losses says so; ``sk-dml fit --loss NAME --help`` shows that loss's values.
+``demo`` trains on class labels, so it compares the losses of ``loss_names("classes")``.
 """
 
 from __future__ import annotations
@@ -12,15 +15,13 @@ from __future__ import annotations
 import argparse
 
 from .. import __version__
-from ..criteria import TripletLoss, get_loss_class, loss_names
+from ..criteria import get_loss_class, loss_names
 from ..embedders import make_embedder
 from ..miners import TRIPLET_MINING
 from . import commands
 from .columns import column_list
-from .commands import N_FOLDS, N_NEIGHBORS
+from .commands import DEFAULT_LOSS, DEFAULT_PAIRS_LOSS, N_FOLDS, N_NEIGHBORS
 from .errors import PROG, CLIError
-
-DEFAULT_LOSS = TripletLoss.name  # what MetricEmbedder trains with when given no loss
 
 
 class _Parser(argparse.ArgumentParser):
@@ -75,7 +76,7 @@ EMBEDDER_OPTIONS = {
     "--batch-size": (
         "batch_size",
         {"type": _positive_int, "metavar": "N"},
-        "rows per batch, a multiple of {samples_per_class}",
+        "rows per batch (pairs, with --pairs); with class labels a multiple of {samples_per_class}",
     ),
     "--learning-rate": (
         "learning_rate",
@@ -140,9 +141,10 @@ def _default(param: str, loss: str, defaults: dict) -> str:
 
 
 def chosen_loss(argv: list[str]) -> str:
-    """The ``--loss`` named in ``argv`` when it is a known loss, else the default loss: the
-    loss whose defaults ``fit --help`` shows."""
-    chosen = DEFAULT_LOSS
+    """The ``--loss`` named in ``argv`` when it is a known loss, else the default loss (that
+    of labelled pairs when ``--pairs`` is in ``argv``): the loss whose defaults ``fit --help``
+    shows."""
+    chosen, pairs = None, False
     for i, token in enumerate(argv):
         if token == "--":
             break
@@ -150,7 +152,11 @@ def chosen_loss(argv: list[str]) -> str:
             chosen = argv[i + 1]
         elif token.startswith("--loss="):
             chosen = token.partition("=")[2]
-    return chosen if chosen in loss_names() else DEFAULT_LOSS
+        elif token == "--pairs" or token.startswith("--pairs="):
+            pairs = True
+    if chosen in loss_names():
+        return chosen
+    return DEFAULT_PAIRS_LOSS if pairs else DEFAULT_LOSS
 
 
 def _add_fit(commands_, table: str, loss: str) -> None:
@@ -161,14 +167,31 @@ def _add_fit(commands_, table: str, loss: str) -> None:
         "fit",
         help="train an embedder on a table and save it",
         description="Train an embedder on DATA's feature columns: all but the target, the key "
-        "and the excluded ones. The embedder standardises numeric columns and learns an "
+        "and the excluded ones. It learns from the --target column (class labels, or with a "
+        f"loss of a continuous target ({', '.join(loss_names('target'))}) numbers), or from "
+        "labelled pairs of DATA's rows (--pairs). The embedder standardises numeric columns "
+        "and learns an "
         "embedding of each categorical column's values (text and true/false columns, and those "
         "named by --categorical); cells may be empty (missing). The model file is an sk_dml "
         "model (sk_dml.load reads it; no pickle). The defaults shown are the estimator's for "
         f"--loss {loss}; 'sk-dml fit --loss NAME --help' shows another loss's.",
     )
     fit.add_argument("data", metavar="DATA", help=table)
-    fit.add_argument("--target", required=True, metavar="COL", help="the class column")
+    learns = fit.add_mutually_exclusive_group(required=True)
+    learns.add_argument(
+        "--target",
+        metavar="COL",
+        help="the column to learn from: class labels, or numbers with a loss of a continuous "
+        f"target ({', '.join(loss_names('target'))})",
+    )
+    learns.add_argument(
+        "--pairs",
+        metavar="PAIRS",
+        help="learn from labelled pairs of DATA's rows instead: a CSV or Parquet table with a "
+        "header and exactly 3 columns, read by position: the two rows of each pair (values "
+        "of the --key column, else 0-based row numbers of DATA) and the label (1 alike, 0 or "
+        "-1 not alike; or true/false)",
+    )
     fit.add_argument(
         "--categorical",
         type=column_list,
@@ -189,16 +212,19 @@ def _add_fit(commands_, table: str, loss: str) -> None:
     fit.add_argument(
         "--key",
         metavar="COL",
-        help="a column that identifies the rows: left out of the features, and written by "
-        "'transform' before the embedding so that rows can be joined back",
+        help="a column that identifies the rows: left out of the features, written by "
+        "'transform' before the embedding so that rows can be joined back, and, with --pairs, "
+        "the values by which the pairs name rows (each must be unique)",
     )
     fit.add_argument("-o", "--output", required=True, metavar="MODEL", help="model file to write")
     fit.add_argument(
         "--loss",
         choices=loss_names(),
-        default=DEFAULT_LOSS,
-        help="the loss to minimise; it decides the defaults said to depend on it "
-        "(default: %(default)s)",
+        help="the loss to minimise; it decides the defaults said to depend on it. With "
+        f"--target, a loss of class labels ({', '.join(loss_names('classes'))}) or of a "
+        f"continuous target ({', '.join(loss_names('target'))}); with --pairs, one of labelled "
+        f"pairs ({', '.join(loss_names('pairs'))}) (default: {DEFAULT_LOSS}; "
+        f"{DEFAULT_PAIRS_LOSS} with --pairs)",
     )
     for flag, (param, keywords, text) in EMBEDDER_OPTIONS.items():
         text = f"{text.format_map(params)} {_default(param, loss, defaults)}"
@@ -242,7 +268,8 @@ def build_parser(loss: str | None = None) -> argparse.ArgumentParser:
     demo = commands_.add_parser(
         "demo",
         help="train every embedder on built-in data and compare 5-NN accuracies",
-        description=f"Train an embedder with each loss ({', '.join(loss_names())}; "
+        description="Train an embedder with each loss of class labels "
+        f"({', '.join(loss_names('classes'))}; "
         "default parameters, random_state=0) on scikit-learn's digits and the shipped letter "
         "data (standardised, stratified 70/30 split, seed 0); print the 5-NN test accuracy in "
         "each learned space next to plain 5-NN, and draw the digits test set's embeddings.",
@@ -289,16 +316,46 @@ def build_parser(loss: str | None = None) -> argparse.ArgumentParser:
         "or with --reference the rows of REF), and the accuracy of a "
         f"{N_NEIGHBORS}-NN classifier under {N_FOLDS}-fold stratified cross-validation of DATA, "
         "on the embeddings and, as a baseline, on the input features (numbers standardised as "
-        "the network does, categories one-hot).",
+        "the network does, categories one-hot). A model of a continuous target (--loss "
+        f"{', '.join(loss_names('target'))}) gets the R^2 of {N_NEIGHBORS}-NN regression of the "
+        "target instead (leave-one-out in DATA, or DATA's rows from REF's). With --pairs, any "
+        "model gets the ROC AUC of labelled pairs of DATA's rows (and a model fitted on pairs "
+        "its accuracy at the threshold set at fit); a model fitted on pairs needs --pairs or a "
+        "class column (--target).",
     )
     evaluate.add_argument("model", metavar="MODEL", help="a model file written by 'fit'")
     evaluate.add_argument("data", metavar="DATA", help=table)
-    evaluate.add_argument("--target", metavar="COL", help=target_help)
+    scored = evaluate.add_mutually_exclusive_group()
+    scored.add_argument(
+        "--target",
+        metavar="COL",
+        help="the class column, or the target column of a model of a continuous target "
+        "(default: the one the model was trained on)",
+    )
+    scored.add_argument(
+        "--pairs",
+        metavar="PAIRS",
+        help="score labelled pairs of DATA's rows instead (a pairs file as 'fit --pairs' takes: "
+        "the two rows of each pair, then its label)",
+    )
     evaluate.add_argument(
         "--reference",
         metavar="REF",
         help=f"a {table} with the same target column: DATA's rows are the queries and REF's "
         "the rows they retrieve (queries of a class absent from REF are left out)",
+    )
+    pair_keys = evaluate.add_mutually_exclusive_group()
+    pair_keys.add_argument(
+        "--key",
+        metavar="COL",
+        help="with --pairs: the column of DATA whose values the pairs give (default: the "
+        "model's key column, if it has one; else row numbers)",
+    )
+    pair_keys.add_argument(
+        "--no-key",
+        action="store_true",
+        help="with --pairs: the pairs give 0-based row numbers of DATA, even if the model has a "
+        "key column",
     )
     evaluate.set_defaults(handler=commands.run_evaluate)
 
