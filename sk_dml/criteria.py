@@ -396,8 +396,9 @@ class LogRatioLoss(Loss):
     distances (:func:`sk_dml.losses.log_ratio_loss`). Batches hold groups of rows with
     neighbouring targets (:mod:`sk_dml.supervision`), which plays the part of the paper's dense
     triplet mining. The target is standardised first; its embedders start from the residual
-    network (the PCA of the input) and do not normalise, since the ratios need the whole
-    range of distances.
+    network (the PCA of the input) and train with a low learning rate, as for the
+    proxy-anchor loss, and do not normalise, since the ratios need the whole range of
+    distances.
 
     Parameters
     ----------
@@ -408,7 +409,7 @@ class LogRatioLoss(Loss):
     name = "log_ratio"
     function = staticmethod(losses.log_ratio_loss)
     supervisions = ("target",)
-    embedder_defaults = {"normalize": False, "residual": True, "learning_rate": 1e-3}
+    embedder_defaults = {"normalize": False, "residual": True, "learning_rate": 3e-4}
     _parameter_constraints = {"epsilon": _POSITIVE}
 
     def __init__(self, epsilon=1e-3):

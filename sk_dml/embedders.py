@@ -90,14 +90,15 @@ _COMMON_PARAMS_DOC = """
         Embed with ``linear(x) + mlp(x)`` (:class:`sk_dml.nets.ResidualEmbedding`), started as
         the PCA rotation of the training rows, instead of a plain MLP: training starts from
         the input's own distances and keeps what distinguishes classes it never saw. "auto"
-        takes the loss's choice (``loss.embedder_defaults``): True for the proxy-anchor and
-        multi-similarity losses, False for the others (see the user guide, "Evaluating an
-        embedding, and classes never seen in training").
+        takes the loss's choice (``loss.embedder_defaults``): True for the proxy-anchor,
+        multi-similarity and log-ratio losses, False for the others (see the user guide,
+        "Evaluating an embedding, and classes never seen in training").
     normalize : bool or "auto"
         L2-normalise the output, so embeddings lie on the unit sphere. "auto" takes the
         loss's choice: True for the margin losses (triplet, contrastive), whose margins then
         have a fixed scale, and for the similarity losses (proxy-anchor, multi-similarity);
-        False for N-pair and lifted structure, whose log-sum-exp needs unbounded distances.
+        False for N-pair and lifted structure, whose log-sum-exp needs unbounded distances,
+        and for log-ratio, whose distance ratios do.
     module : torch.nn.Module or callable, default=None
         Your own network instead of the MLP: a module (deep-copied at each fresh fit) or a
         callable ``n_inputs -> nn.Module``. It comes after the input layer, so it must map
@@ -123,13 +124,14 @@ default="from_dtype"
         Rows per training batch.
     samples_per_class : int, default=4
         Rows of each class that travel together in a batch (K of the P x K batches); every row
-        is still seen once per epoch. ``batch_size`` must be a multiple of it.
+        is still seen once per epoch. ``batch_size`` must be a multiple of it. With a
+        continuous target, groups of K rows with neighbouring targets travel together.
     max_epochs : int, default=60
         Upper bound on the passes over the training data.
     learning_rate : float or "auto"
         AdamW learning rate (the starting one, with the cosine schedule). "auto" takes the
-        loss's choice: 3e-4 for the proxy-anchor and multi-similarity losses, 3e-3 for the
-        others.
+        loss's choice: 3e-4 for the proxy-anchor, multi-similarity and log-ratio losses, 3e-3
+        for the others.
     learning_rate_schedule : {"cosine", "constant"}, default="cosine"
         "cosine" anneals the learning rate to 0 over the ``max_epochs`` of a ``fit`` (each
         warm-started fit anneals anew); training still stops early on a plateau, and reaching
@@ -399,6 +401,11 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         the loss learns from one."""
         loss = self._get_loss()
         if "target" in loss.supervisions:
+            if self.samples_per_class > self.batch_size:
+                raise ValueError(
+                    f"samples_per_class={self.samples_per_class} rows of neighbouring targets "
+                    f"travel together, so batch_size={self.batch_size} must be at least as large."
+                )
             rows, schema, y = self._check_table(X, y, continuing, y_numeric=True)
             target = _standardised_target(y, type(self).__name__)
             return ContinuousTarget(rows, target, self.samples_per_class), schema
