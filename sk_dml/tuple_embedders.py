@@ -47,8 +47,8 @@ _TUPLES_DOC = """
         saved by ``sk_dml.save`` (a loaded model has ``preprocessor=None``: give it rows, or
         ``set_params(preprocessor=table)``).
     loss : loss object, default=None
-        A loss that learns from {what} (``{default}`` when None; see
-        :attr:`sk_dml.criteria.Loss.supervisions`).
+        What training minimises (``{default}`` when None): a loss that learns from {what}
+        (see :attr:`sk_dml.criteria.Loss.supervisions`).
 """
 
 _TUPLES_NOTE = """
@@ -168,9 +168,9 @@ class PairEmbedder(_TupleEmbedder):
 
     ``PairEmbedder(preprocessor=table).fit(pairs, y)``: ``pairs`` holds row indices of
     ``table``, ``y`` is 1 for a pair of alike rows (a match) and 0 or -1 for a pair of rows that
-    are not (booleans work too). The network is trained with the contrastive loss (Hadsell,
-    Chopra & LeCun 2006) on the labelled pairs: alike pairs are pulled together, the others
-    pushed ``margin`` apart. No class labels are needed.
+    are not (booleans work too); no class labels are needed. The network is trained with the
+    contrastive loss (Hadsell, Chopra & LeCun 2006) by default: alike rows are pulled
+    together, the others pushed ``margin`` apart. Which pairs count is ``negatives``'s choice.
 
     It is also a binary classifier of pairs: :meth:`decision_function` is the negative learned
     distance, :meth:`predict` compares it with ``threshold_`` (set at fit for the best accuracy
@@ -182,6 +182,15 @@ class PairEmbedder(_TupleEmbedder):
     ----------
 """
         + _TUPLES_DOC.format(size=2, what="labelled pairs", default="ContrastiveLoss()")
+        + """    negatives : {"in_batch", "labelled"}, default="in_batch"
+        "in_batch": alike is an equivalence (as in entity resolution): the connected
+        components of the alike pairs are the entities, and the loss, any class loss but a
+        proxy one, scores each batch's rows labelled by entity, so every two rows of
+        different entities in a batch count as not alike (in-batch negatives, Gillick et al.
+        2019). "labelled": the contrastive loss of the labelled pairs only
+        (:func:`sk_dml.losses.contrastive_pair_loss`), for a similarity that is not
+        transitive or unlabelled pairs that must not count.
+"""
         + _COMMON_PARAMS_DOC
         + """
     classes_ : ndarray of shape (2,)
