@@ -35,7 +35,7 @@ The schema is plain data (:meth:`TableSchema.to_dict`), stored in model files as
 from __future__ import annotations
 
 import numbers
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 
 import numpy as np
 import pandas as pd
@@ -123,6 +123,14 @@ class TableSchema:
     text_n_buckets: int = TEXT_N_BUCKETS
     max_ngrams: list[int] = field(default_factory=list)
     text_embedding_dims: list[int] = field(default_factory=list)
+
+    def __setstate__(self, state: dict) -> None:
+        """Unpickle, giving a schema pickled before text columns existed none."""
+        for spec in fields(self):
+            if spec.name not in state:
+                factory = spec.default_factory
+                state[spec.name] = factory() if factory is not MISSING else spec.default
+        self.__dict__.update(state)
 
     # -- what the network reads ------------------------------------------------------------
     @property

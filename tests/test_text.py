@@ -21,7 +21,13 @@ import sk_dml
 from sk_dml import PairEmbedder, TripletEmbedder
 from sk_dml._training import _sparse_parameters
 from sk_dml.nets import TableInput, set_sparse_gradients
-from sk_dml.tabular import MAX_NGRAMS, TEXT_N_BUCKETS, TEXT_NGRAM_RANGE, learn_schema
+from sk_dml.tabular import (
+    MAX_NGRAMS,
+    TEXT_N_BUCKETS,
+    TEXT_NGRAM_RANGE,
+    TableSchema,
+    learn_schema,
+)
 
 QUICK = dict(max_epochs=2, hidden_layer_sizes=(16,), n_components=8, batch_size=32)
 LETTERS = list("abcdefghijklmnopqrstuvwxyz")
@@ -217,6 +223,18 @@ def test_save_load_and_pickle_give_identical_embeddings(tmp_path):
     assert np.array_equal(unpickled.transform(frame), Z)
     # Columns in another order are matched by name.
     assert np.array_equal(loaded.transform(frame[["name", "kind", "x"]]), Z)
+
+
+def test_a_schema_from_before_text_columns_reads_as_one_without_them():
+    frame, _ = _frame()
+    schema, encoded = _learn(frame, None)
+    old = {k: v for k, v in schema.to_dict().items() if "text" not in k and k != "max_ngrams"}
+    assert TableSchema.from_dict(old) == schema  # a model file of an earlier version
+    pickled = pickle.loads(pickle.dumps(schema))
+    state = {k: v for k, v in pickled.__dict__.items() if k in old}
+    revived = TableSchema.__new__(TableSchema)
+    revived.__setstate__(state)  # a pickle of an earlier version
+    assert revived == schema and revived.text == [] and revived.n_encoded == encoded.shape[1]
 
 
 def test_one_sparse_adam_step_moves_only_the_used_buckets():
