@@ -335,8 +335,10 @@ def _train_one_epoch(objective, X, y, batches, optimizers, group, generator) -> 
 
 
 def _sparse_parameters(module: torch.nn.Module) -> list[torch.nn.Parameter]:
-    """The weights of the embedding tables in ``module`` that have sparse gradients."""
-    return [m.weight for m in module.modules() if isinstance(m, torch.nn.Embedding) and m.sparse]
+    """The weights of the embedding tables (and bags) in ``module`` that have sparse
+    gradients."""
+    tables = (torch.nn.Embedding, torch.nn.EmbeddingBag)
+    return [m.weight for m in module.modules() if isinstance(m, tables) and m.sparse]
 
 
 def _state_or_none(stateful) -> dict | None:

@@ -103,8 +103,8 @@ _COMMON_PARAMS_DOC = """
         Your own network instead of the MLP: a module (deep-copied at each fresh fit) or a
         callable ``n_inputs -> nn.Module``. It comes after the input layer, so it must map
         (batch, n_inputs) float32 to (batch, dim), where ``n_inputs`` counts the standardised
-        numeric columns, their missing indicators and the categorical columns' embedding widths
-        (``n_features`` for a numeric table without missing values).
+        numeric columns, their missing indicators and the categorical and text columns' embedding
+        widths (``n_features`` for a numeric table without missing values).
     categorical_features : "from_dtype", None, or array-like of str, int or bool, \
 default="from_dtype"
         The columns learned as categories (entity embeddings) rather than numbers, as in
@@ -112,6 +112,16 @@ default="from_dtype"
         DataFrame's category, string/object and bool columns (a numeric array has none); or
         column names, indices, or a boolean mask; None: none. Categorical columns of a numeric
         array hold numbers, read as labels (``1`` and ``1.0`` are one level).
+    text_features : None or array-like of str or int, default=None
+        The columns read as text, by character n-grams, rather than as categories: for free
+        text where most values are unique and copies have typos (names, streets, phone
+        numbers). Each cell, lower-cased (a number as its text), is cut into character 2- to
+        4-grams within words, each hashed into one of 65536 buckets (scikit-learn's
+        ``HashingVectorizer(analyzer="char_wb")``), and embedded as the mean of its n-grams'
+        vectors (fastText's subword vectors), ``category_embedding_dim`` wide ("auto": 32).
+        Those vectors start random, so strings sharing n-grams start near each other. Column
+        names or indices; a column listed here is never categorical, and may not be listed
+        in ``categorical_features``.
     min_frequency : int, default=5
         Levels of a categorical column seen fewer times than this at fit share one embedding
         with levels first seen after fit ("rare or unseen"): too few rows to learn their own.
@@ -202,8 +212,9 @@ default="from_dtype"
         Defined when X has string column names; ``transform`` then matches columns by name.
     schema_ : sk_dml.tabular.TableSchema
         The columns seen at fit: which are numeric and which categorical, their dtypes, each
-        categorical column's levels and embedding width, and which numeric columns had missing
-        values (those get a missing indicator). Numeric columns are standardised with the
+        categorical column's levels and embedding width, the text columns and their n-gram
+        settings, and which numeric columns had missing values (those get a missing
+        indicator). Numeric columns are standardised with the
         training rows' mean and standard deviation inside the network (``module_.inputs``).
 """
 
@@ -216,6 +227,7 @@ _COMMON_CONSTRAINTS = {
     "normalize": ["boolean", StrOptions({"auto"})],
     "module": [None, torch.nn.Module, callable],
     "categorical_features": [None, StrOptions({"from_dtype"}), "array-like"],
+    "text_features": [None, "array-like"],
     "min_frequency": [Interval(Integral, 1, None, closed="left")],
     "category_embedding_dim": [
         StrOptions({"auto"}),
@@ -299,8 +311,9 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self, loss=None, *,
         n_components=64, hidden_layer_sizes=(512, 512), activation="relu", dropout=0.0,
         residual="auto", normalize="auto", module=None, categorical_features="from_dtype",
-        min_frequency=5, category_embedding_dim="auto", batch_size=256, samples_per_class=4,
-        max_epochs=60, learning_rate="auto", learning_rate_schedule="cosine", weight_decay=0.0,
+        text_features=None, min_frequency=5, category_embedding_dim="auto", batch_size=256,
+        samples_per_class=4, max_epochs=60, learning_rate="auto",
+        learning_rate_schedule="cosine", weight_decay=0.0,
         early_stopping=False, validation_split="rows", validation_fraction=0.1,
         n_iter_no_change=10, tol=1e-4,
         warm_start=False, random_state=None, verbose=0, device="auto", checkpoint_dir=None,
@@ -314,6 +327,7 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.normalize = normalize
         self.module = module
         self.categorical_features = categorical_features
+        self.text_features = text_features
         self.min_frequency = min_frequency
         self.category_embedding_dim = category_embedding_dim
         self.batch_size = batch_size
@@ -470,6 +484,7 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             categorical_features=self.categorical_features,
             min_frequency=self.min_frequency,
             embedding_dim=self.category_embedding_dim,
+            text_features=self.text_features,
         )
         return schema.encode(columns), schema
 
@@ -509,6 +524,9 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             schema.missing_indicators,
             schema.table_sizes,
             schema.embedding_dims,
+            schema.max_ngrams,
+            schema.text_embedding_dims,
+            schema.text_n_buckets,
         )
         return TableEmbedding(inputs, self._new_body(inputs.out_features))
 

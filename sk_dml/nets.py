@@ -153,12 +153,19 @@ class TableInput(nn.Module):
     deviation (``mean`` and ``scale``, buffers set by :meth:`fit_statistics`); a missing one
     becomes 0, the mean, and the columns listed in ``missing_indicators`` add a 0/1 feature
     saying so. Each code is looked up in its column's embedding table (entity embeddings,
-    Guo & Berkhahn 2016), rows 0 ("missing") and 1 ("rare or unseen") starting at zero. The
-    output concatenates the numbers, the indicators and the embeddings: ``out_features`` wide.
+    Guo & Berkhahn 2016), rows 0 ("missing") and 1 ("rare or unseen") starting at zero.
+    Then come, per text column, ``text_widths[j]`` columns of n-gram bucket ids + 1 (0:
+    padding): the cell's vector is the mean of its n-grams' vectors in an ``nn.EmbeddingBag``
+    of ``text_n_buckets + 1`` rows (row 0, padding, is left out of the mean; a cell of padding
+    only, a missing one, gives zeros). The bucket vectors start at torch's N(0, 1) draws, so
+    before any training a cell's vector is a random projection of its n-gram counts, and
+    strings that share n-grams get near vectors (fastText's subword vectors, Bojanowski et al.
+    2017). The output concatenates the numbers, the indicators, the category embeddings and
+    the text embeddings: ``out_features`` wide.
 
-    The embedding tables have sparse gradients (``sparse=True``): a step updates only the rows
-    its batch used, so a column with a million levels costs no more per step than one with
-    ten. Sparse gradients need an optimizer that takes them (``torch.optim.SparseAdam``).
+    The embedding tables and bags have sparse gradients (``sparse=True``): a step updates only
+    the rows its batch used, so a column with a million levels costs no more per step than one
+    with ten. Sparse gradients need an optimizer that takes them (``torch.optim.SparseAdam``).
     """
 
     def __init__(
@@ -167,6 +174,9 @@ class TableInput(nn.Module):
         missing_indicators: Sequence[int] = (),
         table_sizes: Sequence[int] = (),
         embedding_dims: Sequence[int] = (),
+        text_widths: Sequence[int] = (),
+        text_embedding_dims: Sequence[int] = (),
+        text_n_buckets: int = 2**16,
     ):
         super().__init__()
         self.n_numeric = n_numeric
@@ -182,8 +192,17 @@ class TableInput(nn.Module):
         with torch.no_grad():
             for table in self.embeddings:
                 table.weight[:2] = 0  # "missing" and "rare": neutral until trained
-        self.in_features = n_numeric + len(self.embeddings)
-        self.out_features = n_numeric + len(missing_indicators) + sum(embedding_dims)
+        self.text_widths = [int(w) for w in text_widths]
+        self.text_embeddings = nn.ModuleList(
+            nn.EmbeddingBag(text_n_buckets + 1, dim, mode="mean", padding_idx=0, sparse=True)
+            for dim in text_embedding_dims
+        )
+        if len(self.text_widths) != len(self.text_embeddings):
+            raise ValueError("text_widths and text_embedding_dims must have equal lengths")
+        self.in_features = n_numeric + len(self.embeddings) + sum(self.text_widths)
+        self.out_features = (
+            n_numeric + len(missing_indicators) + sum(embedding_dims) + sum(text_embedding_dims)
+        )
 
     @torch.no_grad()
     def fit_statistics(self, X) -> TableInput:
@@ -206,8 +225,12 @@ class TableInput(nn.Module):
         parts = [torch.where(missing, 0.0, (numbers - self.mean) / self.scale)]
         if len(self.missing_indicators):
             parts.append(missing[:, self.missing_indicators].to(x.dtype))
-        codes = x[:, self.n_numeric :].long()
+        start = self.n_numeric + len(self.embeddings)
+        codes = x[:, self.n_numeric : start].long()
         parts += [table(codes[:, j]) for j, table in enumerate(self.embeddings)]
+        for width, bag in zip(self.text_widths, self.text_embeddings, strict=True):
+            parts.append(bag(x[:, start : start + width].long()))
+            start += width
         return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
 
@@ -238,10 +261,10 @@ class TableEmbedding(nn.Module):
 
 
 def set_sparse_gradients(module: nn.Module, sparse: bool) -> None:
-    """Give the embedding tables in ``module`` sparse (or dense) gradients. Dense ones are
-    for data-parallel training, whose NCCL all-reduce takes no sparse tensors."""
+    """Give the embedding tables (and bags) in ``module`` sparse (or dense) gradients. Dense
+    ones are for data-parallel training, whose NCCL all-reduce takes no sparse tensors."""
     for table in module.modules():
-        if isinstance(table, nn.Embedding):
+        if isinstance(table, nn.Embedding | nn.EmbeddingBag):
             table.sparse = sparse
 
 

@@ -6,14 +6,28 @@ positions) and their dtypes, each categorical column's vocabulary and embedding 
 which numeric columns had missing values. ``transform`` encodes any later table with it,
 matching columns by name. The encoded matrix has one column per numeric input column (its raw
 value, NaN where missing) followed by one per categorical column (the level's code, stored as
-a float32 integer). The network's input layer (:class:`sk_dml.nets.TableInput`) then
-standardises, fills and flags the numbers and looks the codes up in embedding tables, so a
-column with a million levels costs one (levels x width) table, never a one-hot matrix.
+a float32 integer), then, per text column, ``max_ngrams`` columns of hashed character n-gram
+ids (see "Text columns" below). The network's input layer (:class:`sk_dml.nets.TableInput`)
+then standardises, fills and flags the numbers, looks the codes up in embedding tables, so a
+column with a million levels costs one (levels x width) table, never a one-hot matrix, and
+averages each text cell's n-gram vectors (an ``nn.EmbeddingBag``).
 
 Codes: 0 is "missing", 1 is "rare or not seen at fit time" (levels seen fewer than
 ``min_frequency`` times at fit share it with levels first seen later), 2, 3, ... are the
 levels kept, in sorted order. A level is identified by its text: ``1``, ``1.0`` and ``"1"`` are
 one level, ``True`` is ``"True"``.
+
+Text columns (``text_features``): a cell is read as text (a number as its text, ``1.0`` as
+``"1"``), lower-cased and cut into character n-grams within words (scikit-learn's
+``HashingVectorizer(analyzer="char_wb", ngram_range=TEXT_NGRAM_RANGE)``, words padded with a
+space), each hashed into one of ``TEXT_N_BUCKETS`` buckets, as fastText's subword embeddings
+do (Bojanowski et al. 2017): similar strings share most n-grams. The encoding holds bucket
+id + 1 for each n-gram occurrence (an id repeated as often as its n-gram occurs), in
+increasing id order, then 0s ("padding"); a missing cell is all padding. Its width,
+``max_ngrams``, is learned at fit: the most n-gram occurrences of a training cell, at most
+``MAX_NGRAMS``. A longer cell keeps its ``max_ngrams`` occurrences of smallest bucket ids:
+a deterministic sample that, ids being hashes, is the same for the n-grams two similar long
+strings share (as MinHash's bottom-k sketch).
 
 The schema is plain data (:meth:`TableSchema.to_dict`), stored in model files as JSON.
 """
@@ -21,14 +35,18 @@ The schema is plain data (:meth:`TableSchema.to_dict`), stored in model files as
 from __future__ import annotations
 
 import numbers
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, field, fields
 
 import numpy as np
 import pandas as pd
+from sklearn.feature_extraction.text import HashingVectorizer
 
 __all__ = [
+    "MAX_NGRAMS",
     "MISSING_CODE",
     "RARE_CODE",
+    "TEXT_NGRAM_RANGE",
+    "TEXT_N_BUCKETS",
     "TableSchema",
     "default_embedding_dim",
     "learn_schema",
@@ -41,6 +59,11 @@ _FIRST_LEVEL = 2
 MAX_LEVELS = 2**24 - _FIRST_LEVEL
 # The widest embedding the "auto" rule gives a categorical column.
 MAX_AUTO_DIM = 32
+# Text columns: the character n-grams read, the buckets they are hashed into (ids + 1 must
+# stay below 2**24, float32's exact integers), and the most n-gram occurrences kept per cell.
+TEXT_NGRAM_RANGE = (2, 4)
+TEXT_N_BUCKETS = 2**16
+MAX_NGRAMS = 64
 
 
 def default_embedding_dim(n_rows: int) -> int:
@@ -75,6 +98,16 @@ class TableSchema:
     missing_indicators : list of int
         Indices into ``numeric`` of the columns that had missing values at fit: those get a
         missing-indicator feature.
+    text : list of int
+        Positions of the text columns, in encoded order (after the categorical ones).
+    text_ngram_range : list of int
+        The (min, max) length of the character n-grams read from text cells.
+    text_n_buckets : int
+        The buckets n-grams are hashed into.
+    max_ngrams : list of int
+        Each text column's width in the encoding: the n-gram occurrences kept per cell.
+    text_embedding_dims : list of int
+        Each text column's embedding width.
     """
 
     n_features: int
@@ -85,6 +118,19 @@ class TableSchema:
     levels: list[list[str]]
     embedding_dims: list[int]
     missing_indicators: list[int]
+    text: list[int] = field(default_factory=list)
+    text_ngram_range: list[int] = field(default_factory=lambda: list(TEXT_NGRAM_RANGE))
+    text_n_buckets: int = TEXT_N_BUCKETS
+    max_ngrams: list[int] = field(default_factory=list)
+    text_embedding_dims: list[int] = field(default_factory=list)
+
+    def __setstate__(self, state: dict) -> None:
+        """Unpickle, giving a schema pickled before text columns existed none."""
+        for spec in fields(self):
+            if spec.name not in state:
+                factory = spec.default_factory
+                state[spec.name] = factory() if factory is not MISSING else spec.default
+        self.__dict__.update(state)
 
     # -- what the network reads ------------------------------------------------------------
     @property
@@ -95,7 +141,7 @@ class TableSchema:
     @property
     def n_encoded(self) -> int:
         """Columns of :meth:`encode`'s output."""
-        return len(self.numeric) + len(self.categorical)
+        return len(self.numeric) + len(self.categorical) + sum(self.max_ngrams)
 
     def column_name(self, position: int) -> str:
         """How messages name the column at ``position``."""
@@ -107,7 +153,7 @@ class TableSchema:
     def encode(self, columns: list) -> np.ndarray:
         """The (n_rows, n_encoded) float32 matrix of ``columns`` (one 1-D array or pandas
         Series per input column, in fit order): numeric values (NaN where missing), then the
-        categorical codes."""
+        categorical codes, then each text column's ``max_ngrams`` n-gram ids + 1 (0: padding)."""
         n_rows = len(columns[0]) if columns else 0
         encoded = np.empty((n_rows, self.n_encoded), dtype=np.float32)
         for j, position in enumerate(self.numeric):
@@ -116,7 +162,17 @@ class TableSchema:
         for j, position in enumerate(self.categorical):
             codes = _level_codes(columns[position], self.levels[j])
             encoded[:, offset + j] = codes
+        offset += len(self.categorical)
+        hasher = self.text_hasher()
+        for j, position in enumerate(self.text):
+            width = self.max_ngrams[j]
+            encoded[:, offset : offset + width] = _ngram_ids(columns[position], hasher, width)
+            offset += width
         return encoded
+
+    def text_hasher(self) -> HashingVectorizer:
+        """The n-gram hasher of the text columns: counts per bucket, lower-cased."""
+        return text_hasher(tuple(self.text_ngram_range), self.text_n_buckets)
 
     def _numbers(self, column, position: int) -> np.ndarray:
         """A numeric column as float64 (NaN where missing); a clear error for text or inf."""
@@ -141,10 +197,15 @@ class TableSchema:
     @classmethod
     def from_dict(cls, data: dict) -> TableSchema:
         schema = cls(**data)
+        positions = schema.numeric + schema.categorical + schema.text
         if not (
             len(schema.levels) == len(schema.categorical) == len(schema.embedding_dims)
-            and sorted(schema.numeric + schema.categorical) == list(range(schema.n_features))
+            and sorted(positions) == list(range(schema.n_features))
             and all(0 <= i < len(schema.numeric) for i in schema.missing_indicators)
+            and len(schema.text) == len(schema.max_ngrams) == len(schema.text_embedding_dims)
+            and all(n >= 1 for n in schema.max_ngrams)
+            and 1 <= schema.text_n_buckets < 2**24
+            and len(schema.text_ngram_range) == 2
         ):
             raise ValueError("the table schema is inconsistent")
         return schema
@@ -157,13 +218,16 @@ def learn_schema(
     categorical_features,
     min_frequency: int,
     embedding_dim,
+    text_features=None,
 ) -> TableSchema:
     """The schema of the training table ``columns`` (one 1-D array or Series per column).
 
     ``categorical_features`` follows HistGradientBoostingClassifier: "from_dtype" (category,
     string/object and bool columns), None, names, indices or a boolean mask. ``embedding_dim``
     is "auto" (:func:`default_embedding_dim`), an int for every column, or a dict from column
-    name (or position) to int, "auto" for the others.
+    name (or position) to int, "auto" for the others; it sets the text columns' widths too
+    ("auto" gives them 32). ``text_features``: None, or the names or indices of the columns
+    read as text (never categorical, whatever their dtype).
     """
     n_features = len(columns)
     if n_features == 0:
@@ -173,8 +237,15 @@ def learn_schema(
     names = feature_names
     label = (lambda p: repr(names[p])) if names is not None else (lambda p: f"at position {p}")
     dtypes = [str(getattr(c, "dtype", np.asarray(c).dtype)) for c in columns]
-    chosen = _categorical_positions(columns, names, categorical_features)
-    numeric = [p for p in range(n_features) if p not in chosen]
+    text = sorted(_categorical_positions(columns, names, text_features, "text_features"))
+    chosen = _categorical_positions(columns, names, categorical_features, exclude=set(text))
+    both = sorted(chosen & set(text))
+    if both:
+        raise ValueError(
+            f"Column {label(both[0])} is listed in both categorical_features and "
+            "text_features; a column is read one way."
+        )
+    numeric = [p for p in range(n_features) if p not in chosen and p not in text]
     categorical = sorted(chosen)
     for p in numeric:
         dtype = getattr(columns[p], "dtype", None)
@@ -185,7 +256,8 @@ def learn_schema(
                 + (
                     "convert it to numbers or to a category."
                     if not _is_textual(dtype)
-                    else "list it in categorical_features, or convert it to numbers."
+                    else "list it in categorical_features or text_features, or convert it to "
+                    "numbers."
                 )
             )
     missing_indicators = []
@@ -209,6 +281,15 @@ def learn_schema(
             )
         levels.append([str(k) for k in kept])
         dims.append(_embedding_dim(embedding_dim, p, names, len(kept) + _FIRST_LEVEL))
+    hasher = text_hasher(TEXT_NGRAM_RANGE, TEXT_N_BUCKETS)
+    max_ngrams, text_dims = [], []
+    for p in text:
+        counts = _ngram_counts(columns[p], hasher)
+        if counts is None:
+            raise ValueError(f"Column {label(p)} has no value at all (every row is missing).")
+        longest = int(counts.sum(axis=1).max()) if counts.shape[0] else 0
+        max_ngrams.append(max(1, min(MAX_NGRAMS, longest)))
+        text_dims.append(_embedding_dim(embedding_dim, p, names, TEXT_N_BUCKETS + 1))
     return TableSchema(
         n_features=n_features,
         feature_names=None if names is None else [str(n) for n in names],
@@ -218,25 +299,94 @@ def learn_schema(
         levels=levels,
         embedding_dims=dims,
         missing_indicators=missing_indicators,
+        text=text,
+        text_ngram_range=list(TEXT_NGRAM_RANGE),
+        text_n_buckets=TEXT_N_BUCKETS,
+        max_ngrams=max_ngrams,
+        text_embedding_dims=text_dims,
     )
 
 
-def _categorical_positions(columns, names, categorical_features) -> set[int]:
-    """The positions ``categorical_features`` designates (HistGradientBoosting's semantics)."""
+def text_hasher(ngram_range: tuple[int, int], n_buckets: int) -> HashingVectorizer:
+    """scikit-learn's hasher of character n-grams within words (lower-cased), giving each
+    bucket's count of occurrences (no sign flips, no normalisation)."""
+    return HashingVectorizer(
+        analyzer="char_wb",
+        ngram_range=tuple(ngram_range),
+        n_features=n_buckets,
+        alternate_sign=False,
+        norm=None,
+        lowercase=True,
+        dtype=np.float64,
+    )
+
+
+def _present_texts(column) -> tuple[np.ndarray, list[str]]:
+    """Which rows of ``column`` hold a value, and those values as text (:func:`_key`)."""
+    values = pd.Series(column, copy=False).to_numpy(dtype=object)
+    present = ~pd.isna(values)
+    return present, [_key(v) for v in values[present]]
+
+
+def _ngram_counts(column, hasher):
+    """The (present rows, buckets) CSR matrix of n-gram counts, or None if no row has a
+    value."""
+    present, texts = _present_texts(column)
+    if not texts:
+        return None
+    counts = hasher.transform(texts)
+    counts.sort_indices()
+    return counts
+
+
+def _ngram_ids(column, hasher, width: int) -> np.ndarray:
+    """Each row's n-gram bucket ids + 1, one per occurrence, in increasing order, the first
+    ``width`` of them, padded with 0 (all 0 for a missing cell): (n_rows, width) float32."""
+    present, texts = _present_texts(column)
+    out = np.zeros((len(present), width), np.float32)
+    if not texts:
+        return out
+    counts = hasher.transform(texts)
+    counts.sort_indices()
+    repeats = np.rint(counts.data).astype(np.int64)
+    ids = np.repeat(counts.indices.astype(np.int64) + 1, repeats)
+    per_row = np.rint(np.asarray(counts.sum(axis=1))).astype(np.int64).ravel()
+    row = np.repeat(np.arange(len(texts)), per_row)
+    start = np.concatenate([[0], np.cumsum(per_row)[:-1]])
+    rank = np.arange(len(ids)) - start[row]
+    keep = rank < width
+    rows = np.zeros((len(texts), width), np.float32)
+    rows[row[keep], rank[keep]] = ids[keep]
+    out[present] = rows
+    return out
+
+
+def _categorical_positions(
+    columns, names, categorical_features, parameter="categorical_features", exclude=frozenset()
+) -> set[int]:
+    """The positions ``categorical_features`` designates (HistGradientBoosting's semantics);
+    "from_dtype" skips the positions in ``exclude`` (the text columns). ``parameter`` names
+    the option in messages."""
     n_features = len(columns)
     if categorical_features is None:
         return set()
-    if isinstance(categorical_features, str):  # "from_dtype"; the constraint refused others
+    if isinstance(categorical_features, str):
+        if categorical_features != "from_dtype":  # the constraint refused it for categories
+            raise ValueError(
+                f"{parameter} must be a list of column names or indices, not the string "
+                f"{categorical_features!r}."
+            )
         return {
             p
             for p, column in enumerate(columns)
-            if (dtype := getattr(column, "dtype", None)) is not None
+            if p not in exclude
+            and (dtype := getattr(column, "dtype", None)) is not None
             and (_is_textual(dtype) or _is_bool(dtype) or isinstance(dtype, pd.CategoricalDtype))
         }
     given = np.asarray(categorical_features)
     if given.ndim != 1:
         raise ValueError(
-            "categorical_features must be 'from_dtype', None or a 1-D list of column names, "
+            f"{parameter} must be 'from_dtype', None or a 1-D list of column names, "
             f"indices or booleans; got shape {given.shape}."
         )
     if given.size == 0:
@@ -244,7 +394,7 @@ def _categorical_positions(columns, names, categorical_features) -> set[int]:
     if given.dtype.kind == "b":
         if len(given) != n_features:
             raise ValueError(
-                f"categorical_features as a boolean mask must have one entry per column "
+                f"{parameter} as a boolean mask must have one entry per column "
                 f"(n_features={n_features}), got {len(given)}."
             )
         return set(np.flatnonzero(given).tolist())
@@ -252,24 +402,22 @@ def _categorical_positions(columns, names, categorical_features) -> set[int]:
         bad = [int(i) for i in given if not -n_features <= i < n_features]
         if bad:
             raise ValueError(
-                f"categorical_features has index {bad[0]}, outside the {n_features} columns of X."
+                f"{parameter} has index {bad[0]}, outside the {n_features} columns of X."
             )
         return {int(i) % n_features for i in given}
     if given.dtype.kind in "UO":
         if names is None:
             raise ValueError(
-                "categorical_features names columns, but X has no column names; pass a "
+                f"{parameter} names columns, but X has no column names; pass a "
                 "pandas DataFrame or give positions."
             )
         position = {name: p for p, name in enumerate(names)}
         unknown = [str(n) for n in given if n not in position]
         if unknown:
-            raise ValueError(
-                f"categorical_features names {unknown[0]!r}, which is not a column of X."
-            )
+            raise ValueError(f"{parameter} names {unknown[0]!r}, which is not a column of X.")
         return {position[n] for n in given}
     raise ValueError(
-        "categorical_features must hold column names, indices or booleans; got values of "
+        f"{parameter} must hold column names, indices or booleans; got values of "
         f"dtype {given.dtype}."
     )
 

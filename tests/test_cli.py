@@ -570,6 +570,32 @@ def test_categorical_learns_numeric_columns_as_categories(small, tmp_path):
     assert args.categorical == ["b", "c", "e"]
 
 
+def test_text_reads_columns_by_character_ngrams(small, tmp_path):
+    model = tmp_path / "m.skdml"
+    code, out, err = call("fit", small / "small.csv", "--target", "label", "--text", "c,b",
+                          *TINY, "-o", model)  # fmt: skip
+    assert code == 0, err
+    assert "(1 numeric and 0 categorical columns, 2 text columns: 'b', 'c')" in out
+    frame = pd.read_csv(small / "small.csv")
+    loaded = sk_dml.load(model)
+    assert categorical_columns(loaded) == []  # c, text to pandas, is read by n-grams
+    assert [loaded.schema_.feature_names[p] for p in loaded.schema_.text] == ["b", "c"]
+    expected = fitted_by_python(
+        frame, ["a", "b", "c"], categorical_features=[], text_features=["b", "c"]
+    )
+    assert loaded.schema_ == expected.schema_
+    np.testing.assert_allclose(
+        loaded.transform(frame[["a", "b", "c"]]),
+        expected.transform(frame[["a", "b", "c"]]),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    args = cli.build_parser().parse_args(
+        ["fit", "d.csv", "--target", "t", "-o", "m", "--text", "b,c", "--text", "e"]
+    )
+    assert args.text == ["b", "c", "e"]
+
+
 def test_exclude_leaves_columns_out_of_the_features(small, tmp_path):
     model = tmp_path / "m.skdml"
     code, _, err = call("fit", small / "small.csv", "--target", "label", "--exclude", "a",
@@ -1086,6 +1112,18 @@ BAD_INPUT = {
     "target named categorical": (
         "fit {dir}/small.csv --target label --categorical label -o {out}/m.skdml",
         "--categorical 'label': the target column",
+    ),
+    "unknown text column": (
+        "fit {dir}/small.csv --target label --text nope -o {out}/m.skdml",
+        "--text names 'nope', not a column",
+    ),
+    "text column also categorical": (
+        "fit {dir}/small.csv --target label --text c --categorical c -o {out}/m.skdml",
+        "--text 'c' is also named by --categorical",
+    ),
+    "target named text": (
+        "fit {dir}/small.csv --target label --text label -o {out}/m.skdml",
+        "--text 'label': the target column",
     ),
     "excluded column named categorical": (
         "fit {dir}/small.csv --target label --exclude b --categorical b -o {out}/m.skdml",

@@ -1,5 +1,5 @@
 """Which column is what: the class labels or continuous values of the target, and the
-feature, key, excluded and categorical columns that ``fit``'s options name.
+feature, key, excluded, categorical and text columns that ``fit``'s options name.
 
 The CLI encodes nothing itself: ``fit`` hands the feature columns, as pandas read them, to the
 embedder, which learns their encoding (:mod:`sk_dml.tabular`). Here the names given on the
@@ -37,35 +37,48 @@ def check_named(frame: pd.DataFrame, flag: str, columns, source) -> None:
         )
 
 
-def feature_columns(frame: pd.DataFrame, args, source) -> tuple[pd.DataFrame, list[str]]:
-    """The feature columns of ``frame`` under ``fit``'s options, and which are categorical.
+def feature_columns(frame: pd.DataFrame, args, source) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """The feature columns of ``frame`` under ``fit``'s options, which are categorical and
+    which are text.
 
     The features are all columns but the target (``args.target``; None when the fit learns
     from a pairs file), the key (``args.key``) and the excluded ones (``args.exclude``). The
     categorical ones are those pandas read as text, true/false or category (the embedder's
-    ``categorical_features="from_dtype"``) and those named by ``args.categorical``.
+    ``categorical_features="from_dtype"``) and those named by ``args.categorical``, except
+    the text ones, named by ``args.text`` (read by character n-grams; never categorical).
     """
     key = [] if args.key is None else [args.key]
     check_named(frame, "--key", key, source)
     check_named(frame, "--exclude", args.exclude, source)
     check_named(frame, "--categorical", args.categorical, source)
+    check_named(frame, "--text", args.text, source)
+    both = [c for c in args.text if c in set(args.categorical)]
+    if both:
+        raise CLIError(
+            f"--text {both[0]!r} is also named by --categorical; a column is read one way"
+        )
     left_out = dict.fromkeys(args.exclude, "excluded")
     if args.target is not None:
         left_out[args.target] = "the target column"
     left_out.update(dict.fromkeys(key, "the key column"))
-    for name in args.categorical:
-        if name in left_out:
-            raise CLIError(f"--categorical {name!r}: {left_out[name]}, not a feature")
+    for flag, named in (("--categorical", args.categorical), ("--text", args.text)):
+        for name in named:
+            if name in left_out:
+                raise CLIError(f"{flag} {name!r}: {left_out[name]}, not a feature")
     features = frame[[c for c in frame.columns if c not in left_out]]
     if features.shape[1] == 0:
         raise CLIError(
             f"{source}: no feature columns left besides the target, key and excluded columns"
         )
     columns = [features[c] for c in features.columns]
-    from_dtype = _categorical_positions(columns, list(features.columns), "from_dtype")
+    text = [c for c in features.columns if c in set(args.text)]
+    skipped = {p for p, c in enumerate(features.columns) if c in set(text)}
+    from_dtype = _categorical_positions(
+        columns, list(features.columns), "from_dtype", exclude=skipped
+    )
     chosen = set(args.categorical)
     categorical = [c for p, c in enumerate(features.columns) if p in from_dtype or c in chosen]
-    return features, categorical
+    return features, categorical, text
 
 
 def target_column(frame: pd.DataFrame, column: str, source) -> pd.Series:

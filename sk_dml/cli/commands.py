@@ -284,9 +284,11 @@ def run_fit(args) -> None:
     elif supervision == "target":
         values = target_column(frame, args.target, args.data).to_numpy()
         y = check_target(estimator, values, f"{args.data}: the target column {args.target!r}")
-    features, categorical = feature_columns(frame, args, args.data)
-    if args.categorical:
+    features, categorical, text = feature_columns(frame, args, args.data)
+    if args.categorical or text:
         estimator.set_params(categorical_features=categorical)
+    if text:
+        estimator.set_params(text_features=text)
     X = features
     if supervision == "pairs":
         X, y = read_pairs(args.pairs, frame, args.key, args.data)
@@ -301,14 +303,15 @@ def run_fit(args) -> None:
     with atomic_output(args.output) as tmp:
         save(estimator, tmp, extra=extra)  # a PairEmbedder's table is not saved
     losses = estimator.loss_curve_  # empty when the first epoch diverged (a warning says so)
-    n_numeric = features.shape[1] - len(categorical)
+    n_numeric = features.shape[1] - len(categorical) - len(text)
     listed = f": {names(categorical)}" if categorical else ""
+    texts = f", {len(text)} text columns: {names(text)}" if text else ""
     rows = f"{len(features)} rows"
     if supervision == "pairs":
         rows = f"{len(X)} pairs ({int(alike.sum())} alike) of {rows}"
     print(
         f"{model_name(estimator)} trained on {rows} ({n_numeric} numeric and "
-        f"{len(categorical)} categorical columns{listed}) in {estimator.n_iter_} epochs, "
+        f"{len(categorical)} categorical columns{listed}{texts}) in {estimator.n_iter_} epochs, "
         f"{fit_time:.1f} s" + (f"; final loss {losses[-1]:.4g}" if losses else "")
     )
     print(f"saved {args.output}")

@@ -40,7 +40,8 @@ def encode(estimator, features: pd.DataFrame, source, *, fitting: bool) -> np.nd
         return estimator._encode(features, reset=fitting)[0]
     except ValueError as error:
         hint = (
-            " (fit: --exclude COL leaves a column out, --categorical COL learns it as categories)"
+            " (fit: --exclude COL leaves a column out, --categorical COL learns it as categories,"
+            " --text COL reads it as text)"
             if fitting
             else ""
         )
@@ -190,7 +191,8 @@ class Model:
         """``frame``'s rows as plain features, for a baseline: the numbers as the network's
         input layer presents them (standardised with the training rows' statistics, a missing
         value as the mean and, where fit saw some, a missing indicator), and each categorical
-        column one-hot over its levels (missing, and rare or unseen, are levels too)."""
+        column one-hot over its levels (missing, and rare or unseen, are levels too), and each
+        text column's counts of hashed character n-grams."""
         encoded = self.encoded(frame, source)
         inputs = self.estimator.module_.inputs
         schema = self.estimator.schema_
@@ -207,6 +209,17 @@ class Model:
             )
             for j, size in enumerate(schema.table_sizes)
         ]
+        start = len(schema.numeric) + len(schema.categorical)
+        for width in schema.max_ngrams:
+            ids = encoded[:, start : start + width].astype(np.int64)
+            start += width
+            used = ids > 0
+            one_hot.append(
+                sparse.csr_matrix(
+                    (np.ones(used.sum(), np.float32), (np.nonzero(used)[0], ids[used] - 1)),
+                    shape=(len(rows), schema.text_n_buckets),
+                )
+            )
         return sparse.hstack([sparse.csr_matrix(numbers), *one_hot], format="csr")
 
     def describe(self) -> str:

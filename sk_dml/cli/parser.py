@@ -172,7 +172,8 @@ def _add_fit(commands_, table: str, loss: str) -> None:
         "labelled pairs of DATA's rows (--pairs). The embedder standardises numeric columns "
         "and learns an "
         "embedding of each categorical column's values (text and true/false columns, and those "
-        "named by --categorical); cells may be empty (missing). The model file is an sk_dml "
+        "named by --categorical), and of each --text column's character n-grams; cells may be "
+        "empty (missing). The model file is an sk_dml "
         "model (sk_dml.load reads it; no pickle). The defaults shown are the estimator's for "
         f"--loss {loss}; 'sk-dml fit --loss NAME --help' shows another loss's.",
     )
@@ -208,6 +209,16 @@ def _add_fit(commands_, table: str, loss: str) -> None:
         default=[],
         metavar="COL[,COL...]",
         help="columns to leave out of the features (IDs, keys, leaks of the target); repeatable",
+    )
+    fit.add_argument(
+        "--text",
+        type=column_list,
+        action="extend",
+        default=[],
+        metavar="COL[,COL...]",
+        help="columns of free text to read by character n-grams rather than as categories, so "
+        "that similar strings (typos) get similar embeddings: names, streets, phone numbers; "
+        "repeatable",
     )
     fit.add_argument(
         "--key",
