@@ -35,6 +35,11 @@ DISTANCES = ("euclidean", "sqeuclidean", "manhattan", "chebyshev", "cosine")
 # tests that each of them must pass: a new loss is picked up with no edit here.
 LOSSES = tuple(sk_dml.criteria.loss_names())
 EMBEDDERS = tuple(functools.partial(sk_dml.embedders.make_embedder, name) for name in LOSSES)
+# The losses that learn from class labels, for the tests of what class labels teach.
+CLASS_LOSSES = tuple(sk_dml.criteria.loss_names("classes"))
+CLASS_EMBEDDERS = tuple(
+    functools.partial(sk_dml.embedders.make_embedder, name) for name in CLASS_LOSSES
+)
 WINDOW_MINING = ("all", "semihard", "hard")
 MINING = (*WINDOW_MINING, "batch_hard")
 

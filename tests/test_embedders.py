@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import EMBEDDERS, LOSSES
+from conftest import CLASS_EMBEDDERS, CLASS_LOSSES, EMBEDDERS
 from scipy.spatial.distance import cdist
 from sklearn.base import clone
 from sklearn.datasets import load_digits, load_iris, load_wine
@@ -65,7 +65,7 @@ def test_sklearn_estimator_checks(estimator, check):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cls", EMBEDDERS, ids=LOSSES)
+@pytest.mark.parametrize("cls", CLASS_EMBEDDERS, ids=CLASS_LOSSES)
 def test_learns_a_better_space_than_raw_features(cls, digits_split):
     X_train, X_test, y_train, y_test = digits_split
     emb = cls(random_state=0, max_epochs=30)
