@@ -201,7 +201,8 @@ default="from_dtype"
         Mean training loss per epoch.
     validation_scores_ : list of float or None
         Validation score per epoch (``early_stopping=True`` only): precision@1, or MAP@R with
-        ``validation_split="classes"``.
+        ``validation_split="classes"``; for a continuous target, leave-one-out 5-NN regression
+        R^2; for pairs, their ROC AUC; for triplets, the fraction whose constraint holds.
     best_loss_ : float
         Lowest epoch loss.
     best_score_ : float or None
