@@ -520,15 +520,7 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     def _new_module(self, schema: TableSchema) -> TableEmbedding:
         """The network for tables of ``schema``: its input layer, then the body."""
-        inputs = TableInput(
-            len(schema.numeric),
-            schema.missing_indicators,
-            schema.table_sizes,
-            schema.embedding_dims,
-            schema.max_ngrams,
-            schema.text_embedding_dims,
-            schema.text_n_buckets,
-        )
+        inputs = TableInput.for_schema(schema)
         return TableEmbedding(inputs, self._new_body(inputs.out_features))
 
     def _new_body(self, n_features: int) -> torch.nn.Module:

@@ -204,6 +204,19 @@ class TableInput(nn.Module):
             n_numeric + len(missing_indicators) + sum(embedding_dims) + sum(text_embedding_dims)
         )
 
+    @classmethod
+    def for_schema(cls, schema) -> TableInput:
+        """The input layer for tables of ``schema`` (a :class:`sk_dml.tabular.TableSchema`)."""
+        return cls(
+            len(schema.numeric),
+            schema.missing_indicators,
+            schema.table_sizes,
+            schema.embedding_dims,
+            schema.max_ngrams,
+            schema.text_embedding_dims,
+            schema.text_n_buckets,
+        )
+
     @torch.no_grad()
     def fit_statistics(self, X) -> TableInput:
         """Set ``mean`` and ``scale`` from the numeric columns of the encoded rows ``X``,

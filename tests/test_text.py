@@ -145,15 +145,7 @@ def test_the_input_layer_averages_the_bucket_vectors():
     frame.loc[5, "x"] = np.nan
     schema, encoded = _learn(frame, ["name"])
     torch.manual_seed(0)
-    layer = TableInput(
-        len(schema.numeric),
-        schema.missing_indicators,
-        schema.table_sizes,
-        schema.embedding_dims,
-        schema.max_ngrams,
-        schema.text_embedding_dims,
-        schema.text_n_buckets,
-    )
+    layer = TableInput.for_schema(schema)
     assert schema.text_embedding_dims == [32]  # "auto"
     with torch.no_grad():
         out = layer(torch.as_tensor(encoded)).numpy()
