@@ -130,8 +130,7 @@ class Trainer:
     A trainer lives as long as the fitted model: ``warm_start`` and ``partial_fit`` continue
     with the same one. ``loss_name`` names the loss that built ``objective.criterion`` and
     ``supervision`` what it learns from (the :mod:`sk_dml.supervision` kind, and the kind its
-    loss sees); ``rng`` draws the
-    batches.
+    loss sees); ``rng`` draws the batches.
     """
 
     def __init__(
