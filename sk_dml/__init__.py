@@ -3,10 +3,13 @@
 from . import criteria, datasets, distances, losses, metrics, miners, nets, sampling, supervision
 from ._learned_metric import LearnedMetric
 from .embedders import (
+    ArcFaceEmbedder,
     ContrastiveEmbedder,
+    CosFaceEmbedder,
     LiftedStructEmbedder,
     LogRatioEmbedder,
     MetricEmbedder,
+    NormalizedSoftmaxEmbedder,
     NPairEmbedder,
     ProxyAnchorEmbedder,
     TripletEmbedder,
@@ -19,12 +22,15 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ApproximateKNeighborsTransformer",
+    "ArcFaceEmbedder",
     "ContrastiveEmbedder",
+    "CosFaceEmbedder",
     "LearnedMetric",
     "LiftedStructEmbedder",
     "LogRatioEmbedder",
     "MetricEmbedder",
     "NPairEmbedder",
+    "NormalizedSoftmaxEmbedder",
     "PairEmbedder",
     "ProxyAnchorEmbedder",
     "TripletConstraintEmbedder",

@@ -142,7 +142,17 @@ class Trainer:
         self.supervision = supervision
         sparse = _sparse_parameters(objective)
         dense = [p for p in objective.parameters() if all(p is not q for q in sparse)]
-        self.optimizer = torch.optim.AdamW(dense, lr=learning_rate, weight_decay=weight_decay)
+        # The loss's own parameters (proxies, class weights) in a group of their own, with
+        # the settings the loss declares (e.g. a 100x learning rate, no weight decay).
+        own = list(objective.criterion.parameters())
+        network = [p for p in dense if all(p is not q for q in own)]
+        param_groups = [{"params": network}]
+        if own:
+            settings = getattr(objective.criterion, "optimizer_settings", {})
+            param_groups.append({"params": own, "lr_multiplier": 1.0, **settings})
+        self.optimizer = torch.optim.AdamW(
+            param_groups, lr=learning_rate, weight_decay=weight_decay
+        )
         # Embedding tables with sparse gradients (sk_dml.nets.TableInput): Adam's lazy
         # variant, which moves only the rows a batch used (no weight decay).
         self.sparse_optimizer = torch.optim.SparseAdam(sparse, lr=learning_rate) if sparse else None
@@ -241,7 +251,8 @@ class Trainer:
         self.run_epoch, self.stop = 0, False
         for optimizer in self.optimizers:  # each run starts from the base rate
             for param_group in optimizer.param_groups:
-                param_group["lr"] = settings.learning_rate
+                multiplier = param_group.get("lr_multiplier", 1.0)
+                param_group["lr"] = settings.learning_rate * multiplier
                 param_group.pop("initial_lr", None)
         self.scheduler = self.sparse_scheduler = None
         if settings.schedule == "cosine":
@@ -363,10 +374,9 @@ class EarlyStopping(Hook):
 
     Parameters
     ----------
-    validation : (X_val tensor, y_val array) scored after each epoch by ``score_fn`` on the
-        embeddings; the best-scoring weights are restored at the end
-    score_start : also score the network before training, as a candidate for the best weights
-        (with held-out classes, training can make retrieval worse than its start)
+    validation : (X_val tensor, y_val array) scored before training and after each epoch by
+        ``score_fn`` on the embeddings; the best-scoring weights (perhaps the start's) are
+        restored at the end
     patience : whether to stop at a plateau; False (``partial_fit``) only tracks the best
     warn : warn (ConvergenceWarning) when max_epochs ends training before a plateau
     """
@@ -378,12 +388,11 @@ class EarlyStopping(Hook):
         *,
         validation: tuple[torch.Tensor, np.ndarray] | None = None,
         score_fn: Callable[[np.ndarray, np.ndarray], float] | None = None,
-        score_start: bool = False,
         patience: bool = True,
         warn: bool = False,
     ):
         self.tol, self.n_iter_no_change = tol, n_iter_no_change
-        self.validation, self.score_fn, self.score_start = validation, score_fn, score_start
+        self.validation, self.score_fn = validation, score_fn
         self.patience, self.warn = patience, warn
 
     def _score(self, trainer: Trainer) -> float:
@@ -397,7 +406,9 @@ class EarlyStopping(Hook):
 
     def on_start(self, trainer: Trainer) -> None:
         fresh = trainer.run_epoch == 0 and trainer.n_iter == 0  # not resumed, not warm
-        if self.score_start and self.validation is not None and fresh:
+        # The network before training is a candidate too: training can make held-out
+        # retrieval worse than its start, and then the start is what the fit returns.
+        if self.validation is not None and fresh:
             trainer.history.best_score = self._score(trainer)
 
     def after_epoch(self, trainer: Trainer) -> None:

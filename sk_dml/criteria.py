@@ -31,12 +31,15 @@ from .distances import METRICS
 from .miners import TRIPLET_MINING
 
 __all__ = [
+    "ArcFaceLoss",
     "ContrastiveLoss",
+    "CosFaceLoss",
     "LiftedStructLoss",
     "LogRatioLoss",
     "Loss",
     "MultiSimilarityLoss",
     "NPairLoss",
+    "NormalizedSoftmaxLoss",
     "ProxyAnchorLoss",
     "TripletLoss",
     "get_loss_class",
@@ -57,6 +60,10 @@ class Criterion(nn.Module):
     A loss without parameters codes each call's classes afresh (only which rows share a label
     matters); a proxy loss maps them onto the proxies of the classes it was built for.
     """
+
+    #: How the optimizer treats this module's own parameters: a multiple of the network's
+    #: learning rate ("lr_multiplier") and, if set, their own "weight_decay".
+    optimizer_settings: dict = {}
 
     def __init__(self, function):
         super().__init__()
@@ -97,15 +104,18 @@ class InBatchPairCriterion(Criterion):
 
 
 class ProxyCriterion(Criterion):
-    """A loss with one learnable proxy per class of ``classes`` (the sorted training labels).
+    """A loss with one learnable vector per class of ``classes`` (the sorted training labels):
+    a proxy-anchor loss's proxies, a normalised softmax's class weights.
 
-    The proxies are this module's parameters, so they are trained, checkpointed and averaged
-    across ranks with the network. They start as in Kim et al. (2020): Kaiming-normal
-    (fan-out) draws from torch's generator, which the fit seeds from ``random_state``.
+    The vectors are this module's parameters, so they are trained, checkpointed and averaged
+    across ranks with the network, with the loss's ``optimizer_settings``. They start as in
+    Kim et al. (2020): Kaiming-normal (fan-out) draws from torch's generator, which the fit
+    seeds from ``random_state`` (only their directions matter to these losses).
     """
 
-    def __init__(self, function, classes, dim: int):
+    def __init__(self, function, classes, dim: int, optimizer_settings: dict | None = None):
         super().__init__(function)
+        self.optimizer_settings = dict(optimizer_settings or {})
         self.classes = np.asarray(classes)
         self.proxies = nn.Parameter(torch.empty(len(self.classes), dim))
         nn.init.kaiming_normal_(self.proxies, mode="fan_out")
@@ -122,9 +132,9 @@ class ProxyCriterion(Criterion):
         )
         if not known.all():
             raise ValueError(
-                f"y has classes without a proxy: {classes[~known].tolist()[:10]}. A proxy loss "
-                f"learns one proxy per class of the first fit ({len(self.classes)} classes); "
-                "to add classes, fit again without warm_start."
+                f"y has classes without a proxy: {classes[~known].tolist()[:10]}. This loss "
+                f"learns one vector (proxy or class weight) per class of the first fit "
+                f"({len(self.classes)} classes); to add classes, fit again without warm_start."
             )
         return index
 
@@ -146,12 +156,18 @@ class Loss(BaseEstimator):
     supervisions: ClassVar[tuple[str, ...]] = ("classes",)
     #: The pure loss of each tuple kind this loss learns from, e.g. ``{"pairs": f}``.
     tuple_functions: ClassVar[dict] = {}
-    #: What the embedder's ``"auto"`` parameters become with this loss.
+    #: What the embedder's ``"auto"`` parameters become with this loss. Every loss starts
+    #: from the residual network (the PCA rotation of the standardised input: the classical
+    #: representation) and trains with a low learning rate, so that training refines that
+    #: start rather than replacing it (``benchmarks/results/unseen_classes.md``).
     embedder_defaults: ClassVar[dict] = {
         "normalize": True,
-        "residual": False,
-        "learning_rate": 3e-3,
+        "residual": True,
+        "learning_rate": 3e-4,
     }
+    #: Optimizer settings for the loss's own parameters (proxies, class weights), see
+    #: :attr:`Criterion.optimizer_settings`.
+    parameter_settings: ClassVar[dict] = {}
     _parameter_constraints: ClassVar[dict] = {}
 
     def __init_subclass__(cls, **kwargs):
@@ -308,7 +324,27 @@ class LiftedStructLoss(Loss):
         self.distance = distance
 
 
-class ProxyAnchorLoss(Loss):
+class _ClassVectorLoss(Loss):
+    """A loss with one learnable vector per training class (:class:`ProxyCriterion`),
+    compared with the rows by cosine."""
+
+    #: What the loss calls its vectors, in messages.
+    vector_name: ClassVar[str] = "proxy"
+
+    def embedding_metric(self, normalized: bool) -> str:
+        return _cosine_unless_normalized(normalized)
+
+    def build(self, classes: np.ndarray | None, dim: int, supervision: str = "classes"):
+        self._validate_params()
+        if classes is None:
+            raise ValueError(
+                f"The {self.name} loss learns one {self.vector_name} per class, so it needs "
+                "class labels."
+            )
+        return ProxyCriterion(self.bound_function(), classes, dim, self.parameter_settings)
+
+
+class ProxyAnchorLoss(_ClassVectorLoss):
     """Proxy-Anchor loss (Kim et al., CVPR 2020): :func:`sk_dml.losses.proxy_anchor_loss`.
 
     One learnable proxy per training class, created at fit time from the number of classes
@@ -328,23 +364,11 @@ class ProxyAnchorLoss(Loss):
 
     name = "proxy_anchor"
     function = staticmethod(losses.proxy_anchor_loss)
-    embedder_defaults = {"normalize": True, "residual": True, "learning_rate": 3e-4}
     _parameter_constraints = {"margin": _NON_NEGATIVE, "alpha": _POSITIVE}
 
     def __init__(self, margin=0.1, alpha=32.0):
         self.margin = margin
         self.alpha = alpha
-
-    def embedding_metric(self, normalized: bool) -> str:
-        return _cosine_unless_normalized(normalized)
-
-    def build(self, classes: np.ndarray | None, dim: int, supervision: str = "classes"):
-        self._validate_params()
-        if classes is None:
-            raise ValueError(
-                "The proxy_anchor loss learns one proxy per class, so it needs class labels."
-            )
-        return ProxyCriterion(self.bound_function(), classes, dim)
 
 
 class MultiSimilarityLoss(Loss):
@@ -370,7 +394,6 @@ class MultiSimilarityLoss(Loss):
 
     name = "multi_similarity"
     function = staticmethod(losses.multi_similarity_loss)
-    embedder_defaults = {"normalize": True, "residual": True, "learning_rate": 3e-4}
     _parameter_constraints = {
         "alpha": _POSITIVE,
         "beta": _POSITIVE,
@@ -386,6 +409,87 @@ class MultiSimilarityLoss(Loss):
 
     def embedding_metric(self, normalized: bool) -> str:
         return _cosine_unless_normalized(normalized)
+
+
+class NormalizedSoftmaxLoss(_ClassVectorLoss):
+    """Normalised softmax loss (Zhai & Wu, BMVC 2019):
+    :func:`sk_dml.losses.normalized_softmax_loss`.
+
+    A softmax classifier over cosines to one learnable weight per training class. Trained
+    this way, an embedding transfers to classes never seen in training at least as well as
+    the pair losses do ("A Metric Learning Reality Check", Musgrave et al. 2020). The class
+    weights train at 100 times the network's learning rate, without weight decay, as in
+    the literature.
+
+    Parameters
+    ----------
+    temperature : float, default=0.05
+        Divides the cosines before the softmax (> 0); lower is sharper.
+    """
+
+    name = "normalized_softmax"
+    vector_name = "class weight"
+    function = staticmethod(losses.normalized_softmax_loss)
+    parameter_settings = {"lr_multiplier": 100.0, "weight_decay": 0.0}
+    _parameter_constraints = {"temperature": _POSITIVE}
+
+    def __init__(self, temperature=0.05):
+        self.temperature = temperature
+
+
+class CosFaceLoss(NormalizedSoftmaxLoss):
+    """CosFace, the large margin cosine loss (Wang et al., CVPR 2018):
+    :func:`sk_dml.losses.cosface_loss`.
+
+    The normalised softmax with ``margin`` subtracted from the cosine of each row's own
+    class, so rows must beat the other classes by that much.
+
+    Parameters
+    ----------
+    margin : float, default=0.35
+        Subtracted from the own class's cosine, in [0, 2].
+    scale : float, default=64.0
+        Multiplies the logits (> 0): an inverse temperature.
+    """
+
+    name = "cosface"
+    function = staticmethod(losses.cosface_loss)
+    _parameter_constraints = {
+        "margin": [Interval(Real, 0, 2, closed="both")],
+        "scale": _POSITIVE,
+    }
+
+    def __init__(self, margin=0.35, scale=64.0):
+        self.margin = margin
+        self.scale = scale
+
+
+class ArcFaceLoss(NormalizedSoftmaxLoss):
+    """ArcFace, the additive angular margin loss (Deng et al., CVPR 2019):
+    :func:`sk_dml.losses.arcface_loss`.
+
+    The normalised softmax with ``margin`` (radians) added to the angle between each row and
+    its own class's weight. pytorch-metric-learning's ``ArcFaceLoss`` takes the margin in
+    degrees (its 28.6 is this 0.5).
+
+    Parameters
+    ----------
+    margin : float, default=0.5
+        Angle added to the own class's angle, in radians, in [0, pi/2].
+    scale : float, default=64.0
+        Multiplies the logits (> 0): an inverse temperature.
+    """
+
+    name = "arcface"
+    function = staticmethod(losses.arcface_loss)
+    _parameter_constraints = {
+        "margin": [Interval(Real, 0, np.pi / 2, closed="both")],
+        "scale": _POSITIVE,
+    }
+
+    def __init__(self, margin=0.5, scale=64.0):
+        self.margin = margin
+        self.scale = scale
 
 
 class LogRatioLoss(Loss):
@@ -409,7 +513,7 @@ class LogRatioLoss(Loss):
     name = "log_ratio"
     function = staticmethod(losses.log_ratio_loss)
     supervisions = ("target",)
-    embedder_defaults = {"normalize": False, "residual": True, "learning_rate": 3e-4}
+    embedder_defaults = {**Loss.embedder_defaults, "normalize": False}
     _parameter_constraints = {"epsilon": _POSITIVE}
 
     def __init__(self, epsilon=1e-3):

@@ -50,11 +50,14 @@ from ._training import (
     embed,
 )
 from .criteria import (
+    ArcFaceLoss,
     ContrastiveLoss,
+    CosFaceLoss,
     InBatchPairCriterion,
     LiftedStructLoss,
     LogRatioLoss,
     Loss,
+    NormalizedSoftmaxLoss,
     NPairLoss,
     ProxyAnchorLoss,
     TripletLoss,
@@ -68,11 +71,14 @@ from .supervision import ClassLabels, ContinuousTarget, Supervision, neighbors_r
 from .tabular import TableSchema, learn_schema
 
 __all__ = [
+    "ArcFaceEmbedder",
     "ContrastiveEmbedder",
+    "CosFaceEmbedder",
     "LiftedStructEmbedder",
     "LogRatioEmbedder",
     "MetricEmbedder",
     "NPairEmbedder",
+    "NormalizedSoftmaxEmbedder",
     "ProxyAnchorEmbedder",
     "TripletEmbedder",
     "make_embedder",
@@ -88,17 +94,19 @@ _COMMON_PARAMS_DOC = """
         Dropout after each hidden layer.
     residual : bool or "auto"
         Embed with ``linear(x) + mlp(x)`` (:class:`sk_dml.nets.ResidualEmbedding`), started as
-        the PCA rotation of the training rows, instead of a plain MLP: training starts from
-        the input's own distances and keeps what distinguishes classes it never saw. "auto"
-        takes the loss's choice (``loss.embedder_defaults``): True for the proxy-anchor,
-        multi-similarity and log-ratio losses, False for the others (see the user guide,
-        "Evaluating an embedding, and classes never seen in training").
+        the PCA rotation of the training rows, instead of a plain MLP: the untrained network is
+        the classical representation (standardised numbers, seen through PCA), training starts
+        from the input's own distances and keeps what distinguishes classes it never saw.
+        "auto" takes the loss's choice (``loss.embedder_defaults``): True for every built-in
+        loss (see the user guide, "Evaluating an embedding, and classes never seen in
+        training").
     normalize : bool or "auto"
         L2-normalise the output, so embeddings lie on the unit sphere. "auto" takes the
         loss's choice: True for the margin losses (triplet, contrastive), whose margins then
-        have a fixed scale, and for the similarity losses (proxy-anchor, multi-similarity);
-        False for N-pair and lifted structure, whose log-sum-exp needs unbounded distances,
-        and for log-ratio, whose distance ratios do.
+        have a fixed scale, and for the similarity and softmax losses (proxy-anchor,
+        multi-similarity, normalised softmax, CosFace, ArcFace); False for N-pair and lifted
+        structure, whose log-sum-exp needs unbounded distances, and for log-ratio, whose
+        distance ratios do.
     module : torch.nn.Module or callable, default=None
         Your own network instead of the MLP: a module (deep-copied at each fresh fit) or a
         callable ``n_inputs -> nn.Module``. It comes after the input layer, so it must map
@@ -140,8 +148,9 @@ default="from_dtype"
         Upper bound on the passes over the training data.
     learning_rate : float or "auto"
         AdamW learning rate (the starting one, with the cosine schedule). "auto" takes the
-        loss's choice: 3e-4 for the proxy-anchor, multi-similarity and log-ratio losses, 3e-3
-        for the others.
+        loss's choice: 3e-4 for every built-in loss, low enough to refine the residual start
+        rather than replace it. A loss's own parameters (proxies, class weights) may train at
+        a multiple of it (``loss.parameter_settings``).
     learning_rate_schedule : {"cosine", "constant"}, default="cosine"
         "cosine" anneals the learning rate to 0 over the ``max_epochs`` of a ``fit`` (each
         warm-started fit anneals anew); training still stops early on a plateau, and reaching
@@ -150,17 +159,23 @@ default="from_dtype"
         ``partial_fit`` always uses the constant rate.
     weight_decay : float, default=0.0
         AdamW weight decay.
-    early_stopping : bool, default=False
-        Hold out part of the training data (``validation_split``), score it after each epoch,
-        stop when the score stops improving and keep the best weights. Otherwise stop when the
-        training loss stops improving.
-    validation_split : {"rows", "classes"}, default="rows"
-        What ``early_stopping`` holds out. "rows": ``validation_fraction`` of the rows
-        (stratified), scored by leave-one-out precision@1, which selects for the classes seen
-        in training. "classes": ``validation_fraction`` of the classes (at least 2) with all
-        their rows, scored by leave-one-out MAP@R among them, and the network before training
-        is a candidate too: this selects for classes never seen in training (Musgrave et al.
-        2020), the setting to use when new classes will come.
+    early_stopping : bool or "auto", default="auto"
+        Hold out part of the training data (``validation_split``), score it before training
+        and after each epoch, stop when the score stops improving and keep the best weights:
+        the untrained network is a candidate too, so the fitted model is never worse on the
+        held-out data than its own start. "auto": do so unless the data are too small to hold
+        anything out (then train on all of it, as with False). False: train on all the data
+        and stop when the training loss stops improving.
+    validation_split : {"auto", "rows", "classes"}, default="auto"
+        What ``early_stopping`` holds out. "classes": ``validation_fraction`` of the classes
+        (at least 2) with all their rows, scored by leave-one-out MAP@R among them: this
+        selects for classes never seen in training (Musgrave et al. 2020). "rows":
+        ``validation_fraction`` of the rows (stratified), scored by leave-one-out
+        precision@1, which selects for the classes seen in training. "auto": "classes" when
+        ``y`` has at least 10 classes of 2 or more rows (2 of 10 held out still leave 8 to
+        train on, and with that many classes, new ones are what retrieval meets next), else
+        "rows" (each held-out class would cost training too much). Other kinds of
+        supervision hold out their rows or tuples.
     validation_fraction : float in (0, 1), default=0.1
     n_iter_no_change : int, default=10
         Epochs without an improvement larger than ``tol`` before stopping.
@@ -200,14 +215,15 @@ default="from_dtype"
     loss_curve_ : list of float
         Mean training loss per epoch.
     validation_scores_ : list of float or None
-        Validation score per epoch (``early_stopping=True`` only): precision@1, or MAP@R with
-        ``validation_split="classes"``; for a continuous target, leave-one-out 5-NN regression
-        R^2; for pairs, their ROC AUC; for triplets, the fraction whose constraint holds.
+        Validation score per epoch when part of the data was held out (None otherwise):
+        precision@1 of held-out rows, or MAP@R of held-out classes; for a continuous target,
+        leave-one-out 5-NN regression R^2; for pairs, their ROC AUC; for triplets, the
+        fraction whose constraint holds.
     best_loss_ : float
         Lowest epoch loss.
     best_score_ : float or None
-        Best validation score (``early_stopping=True`` only); with
-        ``validation_split="classes"`` the untrained network's score counts too.
+        Best validation score, the untrained network's included (None without held-out
+        data).
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Defined when X has string column names; ``transform`` then matches columns by name.
@@ -241,8 +257,8 @@ _COMMON_CONSTRAINTS = {
     "learning_rate": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
     "learning_rate_schedule": [StrOptions({"cosine", "constant"})],
     "weight_decay": [Interval(Real, 0, None, closed="left")],
-    "early_stopping": ["boolean"],
-    "validation_split": [StrOptions({"rows", "classes"})],
+    "early_stopping": ["boolean", StrOptions({"auto"})],
+    "validation_split": [StrOptions({"auto", "rows", "classes"})],
     "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
     "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
     "tol": [Interval(Real, 0, None, closed="left")],
@@ -315,7 +331,7 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         text_features=None, min_frequency=5, category_embedding_dim="auto", batch_size=256,
         samples_per_class=4, max_epochs=60, learning_rate="auto",
         learning_rate_schedule="cosine", weight_decay=0.0,
-        early_stopping=False, validation_split="rows", validation_fraction=0.1,
+        early_stopping="auto", validation_split="auto", validation_fraction=0.1,
         n_iter_no_change=10, tol=1e-4,
         warm_start=False, random_state=None, verbose=0, device="auto", checkpoint_dir=None,
     ):  # fmt: skip
@@ -603,14 +619,14 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                     module = self._new_module(schema)
                     set_sparse_gradients(module, group is None)  # NCCL takes no sparse ones
                     module.to(device)
-                validation = None
+                validation, table = None, task.rows
                 if self.early_stopping and stop_early:
-                    task, X_val, y_val = task.split(
-                        self.validation_fraction, self.validation_split, rng
-                    )
-                    validation = (torch.tensor(X_val, dtype=torch.float32, device=device), y_val)
+                    task, validation = self._hold_out(task, rng, device)
                 if not continuing:
-                    module.inputs.fit_statistics(task.rows)  # of the training rows only
+                    # The input layer's statistics come from the whole table, as a scaler's
+                    # before a model that holds out part of its input; the PCA start from the
+                    # training part alone.
+                    module.inputs.fit_statistics(table)
                     module.init_from_data(_pca_sample(task.rows))
                     trainer = self._new_trainer(module, loss, task, rng, device)
                 elif trainer is None or (trainer.loss_name, trainer.supervision) != (
@@ -639,7 +655,6 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                     self.n_iter_no_change,
                     validation=validation,
                     score_fn=task.score_function(metric),
-                    score_start=task.score_start,
                     patience=stop_early,
                     warn=stop_early and schedule == "constant",
                 ),
@@ -685,6 +700,22 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         unfinished = checkpoint is not None and checkpoint.path.exists()
         self._unfinished_run_start = start if unfinished and continuing else None
         return self
+
+    def _hold_out(self, task: Supervision, rng, device):
+        """The training part of ``task`` and the held-out (rows tensor, targets) that select
+        the model: whole classes or rows as ``validation_split`` says ("auto": the task's
+        choice). With ``early_stopping="auto"``, data too small to hold anything out train
+        whole, with no validation (None)."""
+        by = self.validation_split
+        if by == "auto":
+            by = task.default_split()
+        try:
+            task, X_val, y_val = task.split(self.validation_fraction, by, rng)
+        except ValueError:
+            if self.early_stopping != "auto":
+                raise
+            return task, None
+        return task, (torch.tensor(X_val, dtype=torch.float32, device=device), y_val)
 
     def _new_trainer(self, module, loss: Loss, task: Supervision, rng, device) -> Trainer:
         """A trainer with a new loss module (new parameters, if the loss has any) and a new
@@ -1088,6 +1119,49 @@ class ProxyAnchorEmbedder(MetricEmbedder, loss=ProxyAnchorLoss):
     saved, pickled or loaded keeps its network but starts new proxies when trained further.
     ``embedding_metric_`` is "euclidean" on the unit sphere (``normalize=True``, which ranks
     like the cosine the loss uses), else "cosine".
+
+    Parameters
+    ----------
+    """
+
+
+class NormalizedSoftmaxEmbedder(MetricEmbedder, loss=NormalizedSoftmaxLoss):
+    """Embedding trained as a softmax classifier over cosines (Zhai & Wu, "Classification is
+    a Strong Baseline for Deep Metric Learning", BMVC 2019).
+
+    Each training class gets a learnable weight vector; a row's logits are its cosines to
+    them over ``temperature``. See :func:`sk_dml.losses.normalized_softmax_loss`. The class
+    weights belong to the training state, as a proxy loss's proxies do: ``warm_start`` and
+    ``partial_fit`` keep them and accept only the classes of the first fit (another class is a
+    ValueError); a saved, pickled or loaded model starts new ones when trained further.
+    ``embedding_metric_`` is "euclidean" on the unit sphere (``normalize=True``), else
+    "cosine".
+
+    Parameters
+    ----------
+    """
+
+
+class CosFaceEmbedder(MetricEmbedder, loss=CosFaceLoss):
+    """Embedding trained with CosFace, the large margin cosine loss (Wang et al., CVPR 2018).
+
+    The normalised softmax (:class:`NormalizedSoftmaxEmbedder`) with an additive margin on the
+    cosine of each row's own class. See :func:`sk_dml.losses.cosface_loss`. Its class weights
+    follow the labels as :class:`NormalizedSoftmaxEmbedder`'s do.
+
+    Parameters
+    ----------
+    """
+
+
+class ArcFaceEmbedder(MetricEmbedder, loss=ArcFaceLoss):
+    """Embedding trained with ArcFace, the additive angular margin loss (Deng et al., CVPR
+    2019).
+
+    The normalised softmax (:class:`NormalizedSoftmaxEmbedder`) with an angular margin added
+    to the angle between each row and its own class's weight. See
+    :func:`sk_dml.losses.arcface_loss`. Its class weights follow the labels as
+    :class:`NormalizedSoftmaxEmbedder`'s do.
 
     Parameters
     ----------

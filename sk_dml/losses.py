@@ -30,10 +30,13 @@ from .miners import (
 
 __all__ = [
     "contrastive_loss",
+    "arcface_loss",
     "contrastive_pair_loss",
+    "cosface_loss",
     "lifted_struct_loss",
     "log_ratio_loss",
     "multi_similarity_loss",
+    "normalized_softmax_loss",
     "npair_loss",
     "proxy_anchor_loss",
     "triplet_constraint_loss",
@@ -428,6 +431,148 @@ def multi_similarity_loss(
         + torch.where(has_neg, F.softplus(lse_neg), 0.0) / beta
     )
     return per_anchor.mean()
+
+
+# ------------------------------------------------------------ normalised-softmax family
+def _check_class_weights(embeddings: torch.Tensor, labels, weights) -> torch.Tensor:
+    """Validate a batch against one weight vector per class; returns the labels."""
+    labels = _check_batch(embeddings, labels)
+    if not isinstance(weights, torch.Tensor) or weights.ndim != 2:
+        raise ValueError("weights must be a 2-D torch.Tensor (n_classes, dim).")
+    if weights.shape[1] != embeddings.shape[1]:
+        raise ValueError(
+            f"weights have dimension {weights.shape[1]} but the embeddings {embeddings.shape[1]}."
+        )
+    return labels
+
+
+def _check_positive(**values: float) -> None:
+    for name, value in values.items():
+        if not (value > 0 and math.isfinite(value)):  # also refuses NaN
+            raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
+
+
+def _class_cosines(embeddings: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """cos(x_i, w_c) for every row and class: (B, C)."""
+    return F.normalize(embeddings, dim=1) @ F.normalize(weights, dim=1).T
+
+
+def normalized_softmax_loss(
+    embeddings: torch.Tensor, labels, weights: torch.Tensor, *, temperature: float = 0.05
+) -> torch.Tensor:
+    """Normalised softmax loss (Zhai & Wu, "Classification is a Strong Baseline for Deep
+    Metric Learning", BMVC 2019).
+
+    A softmax classifier whose rows and class weights are both L2-normalised, so its logits
+    are cosines; with ``w_c`` the weight of class c (a row of ``weights``)::
+
+        1/B sum_i -log softmax_c(cos(x_i, w_c) / temperature)[y_i]
+
+    ``labels`` are class indices in ``[0, C)``. Equal to pytorch-metric-learning's
+    ``NormalizedSoftmaxLoss`` with ``W = weights.T``. O(B x C).
+
+    Parameters
+    ----------
+    embeddings : torch.Tensor of shape (B, dim)
+    labels : array-like of shape (B,)
+    weights : torch.Tensor of shape (C, dim)
+        One learnable vector per class.
+    temperature : float, default=0.05
+        Divides the cosines (> 0): lower is a sharper softmax.
+    """
+    labels = _check_class_weights(embeddings, labels, weights)
+    _check_positive(temperature=temperature)
+    return F.cross_entropy(_class_cosines(embeddings, weights) / temperature, labels)
+
+
+def _margin_softmax(cosines, labels, target_logit, scale: float) -> torch.Tensor:
+    """Cross-entropy of ``scale * cosines`` with each row's own class's cosine replaced by
+    ``target_logit(that cosine)``."""
+    own = cosines.gather(1, labels.unsqueeze(1))
+    logits = cosines.scatter(1, labels.unsqueeze(1), target_logit(own))
+    return F.cross_entropy(scale * logits, labels)
+
+
+def cosface_loss(
+    embeddings: torch.Tensor,
+    labels,
+    weights: torch.Tensor,
+    *,
+    margin: float = 0.35,
+    scale: float = 64.0,
+) -> torch.Tensor:
+    """CosFace, the large margin cosine loss (Wang et al., CVPR 2018).
+
+    The normalised softmax with an additive margin on the cosine of each row's own class::
+
+        1/B sum_i -log [ exp(s (cos_iy - m)) / (exp(s (cos_iy - m)) + sum_{c != y} exp(s cos_ic)) ]
+
+    with ``cos_ic = cos(x_i, w_c)``, s = ``scale`` and m = ``margin``. Equal to
+    pytorch-metric-learning's ``CosFaceLoss`` with ``W = weights.T``. O(B x C).
+
+    Parameters
+    ----------
+    embeddings : torch.Tensor of shape (B, dim)
+    labels : array-like of shape (B,)
+    weights : torch.Tensor of shape (C, dim)
+    margin : float, default=0.35
+        Subtracted from the own class's cosine, in [0, 2].
+    scale : float, default=64.0
+        Multiplies the logits (> 0).
+    """
+    labels = _check_class_weights(embeddings, labels, weights)
+    _check_positive(scale=scale)
+    if not 0 <= margin <= 2:
+        raise ValueError(f"margin must be in [0, 2] (a difference of cosines), got {margin!r}.")
+    return _margin_softmax(
+        _class_cosines(embeddings, weights), labels, lambda cos: cos - margin, scale
+    )
+
+
+def arcface_loss(
+    embeddings: torch.Tensor,
+    labels,
+    weights: torch.Tensor,
+    *,
+    margin: float = 0.5,
+    scale: float = 64.0,
+) -> torch.Tensor:
+    """ArcFace, the additive angular margin loss (Deng et al., CVPR 2019).
+
+    The normalised softmax with an angle ``margin`` (radians) added to the angle between each
+    row and its own class's weight: its logit is ``s cos(theta + m)``. Where ``theta + m``
+    would pass pi (and the logit would rise again) it is ``s (cos theta - m sin m)`` instead,
+    which keeps the loss decreasing in theta (the authors' code does the same).
+    ``cos(theta + m)`` is computed as ``cos theta cos m - sin theta sin m`` (with sin theta at
+    least the square root of the dtype's epsilon), so the gradient stays finite at
+    cos theta = +-1. Equal to pytorch-metric-learning's ``ArcFaceLoss`` with
+    ``W = weights.T`` and its ``margin`` in degrees (``np.degrees(margin)``; its default 28.6
+    is this default 0.5). O(B x C).
+
+    Parameters
+    ----------
+    embeddings : torch.Tensor of shape (B, dim)
+    labels : array-like of shape (B,)
+    weights : torch.Tensor of shape (C, dim)
+    margin : float, default=0.5
+        Angle added to the own class's angle, in radians, in [0, pi/2].
+    scale : float, default=64.0
+        Multiplies the logits (> 0).
+    """
+    labels = _check_class_weights(embeddings, labels, weights)
+    _check_positive(scale=scale)
+    if not 0 <= margin <= math.pi / 2:
+        raise ValueError(f"margin must be an angle in [0, pi/2] radians, got {margin!r}.")
+    cos_m, sin_m = math.cos(margin), math.sin(margin)
+
+    def target_logit(cos: torch.Tensor) -> torch.Tensor:
+        # sin theta at least sqrt(eps) of the dtype: a finite gradient at |cos theta| = 1, and
+        # an error no larger than the rounding of cos theta itself.
+        sin = (1.0 - cos.square()).clamp_min(torch.finfo(cos.dtype).eps).sqrt()
+        # theta <= pi - m  <=>  cos theta >= cos(pi - m) = -cos m
+        return torch.where(cos >= -cos_m, cos * cos_m - sin * sin_m, cos - margin * sin_m)
+
+    return _margin_softmax(_class_cosines(embeddings, weights), labels, target_logit, scale)
 
 
 # ------------------------------------------------------------------ beyond class labels

@@ -49,8 +49,6 @@ class Supervision:
     kind: ClassVar[str]
     rows: np.ndarray
     targets: np.ndarray
-    #: Whether the network before training competes with the trained one's epochs.
-    score_start: ClassVar[bool] = False
 
     @property
     def items(self) -> np.ndarray:
@@ -81,6 +79,10 @@ class Supervision:
         """What the built loss ``criterion`` receives for each item."""
         return self.targets
 
+    def default_split(self) -> str:
+        """What ``validation_split="auto"`` holds out: "rows" (or tuples)."""
+        return "rows"
+
     def split(self, fraction: float, by: str, rng) -> tuple[Supervision, np.ndarray, np.ndarray]:
         """Hold out ``fraction`` of the items: the training part, then the rows to embed for
         validation and what :meth:`score_function` scores their embeddings against."""
@@ -100,6 +102,13 @@ def _refuse_class_split(by: str, kind: str) -> None:
 
 
 # ---------------------------------------------------------------------------- class labels
+#: The fewest classes (of 2 or more rows) at which ``validation_split="auto"`` holds out
+#: whole classes: 2 of 10 held out still leave 8 to train on, and a model chosen on classes
+#: it never saw is chosen for the classes a retrieval system meets next. With fewer classes,
+#: each held-out class would cost training too much, and rows are held out instead.
+MIN_CLASSES_TO_HOLD_OUT = 10
+
+
 @dataclass
 class ClassLabels(Supervision):
     """Class labels: ``targets`` are codes into the sorted ``labels``."""
@@ -112,12 +121,14 @@ class ClassLabels(Supervision):
     def classes(self) -> np.ndarray:
         return self.labels
 
-    @property
-    def score_start(self) -> bool:  # held-out classes: training can make retrieval worse
-        return self.held_out_classes
-
     def groups(self) -> np.ndarray:
         return self.targets
+
+    def default_split(self) -> str:
+        """Whole classes when y has at least :data:`MIN_CLASSES_TO_HOLD_OUT` classes of 2+
+        rows, else rows."""
+        enough = np.count_nonzero(np.bincount(self.targets) >= 2) >= MIN_CLASSES_TO_HOLD_OUT
+        return "classes" if enough else "rows"
 
     def targets_for(self, criterion) -> np.ndarray:
         return criterion.codes_for(self.labels)[self.targets]

@@ -298,6 +298,29 @@ def test_fit_with_the_proxy_anchor_loss(small, tmp_path):
     assert isinstance(estimator, sk_dml.ProxyAnchorEmbedder) and estimator.margin == 0.2
 
 
+@pytest.mark.parametrize(
+    "loss,options,expected",
+    [
+        ("arcface", ["--margin", "0.3", "--scale", "30"], {"margin": 0.3, "scale": 30.0}),
+        ("cosface", ["--scale", "16"], {"margin": 0.35, "scale": 16.0}),
+        ("normalized_softmax", ["--temperature", "0.1"], {"temperature": 0.1}),
+    ],
+)
+def test_fit_with_a_normalised_softmax_loss(small, tmp_path, loss, options, expected):
+    code, out, err = call("fit", small / "small.csv", "--target", "label", "--loss", loss,
+                          *options, *TINY, "-o", tmp_path / "s.skdml")  # fmt: skip
+    assert code == 0, err
+    estimator = cli.Model.load(tmp_path / "s.skdml").estimator
+    assert type(estimator) is type(sk_dml.embedders.make_embedder(loss))
+    assert {k: estimator.get_params()[k] for k in expected} == expected
+
+
+def test_a_loss_option_the_loss_does_not_take_is_refused(small, tmp_path):
+    code, _, err = call("fit", small / "small.csv", "--target", "label", "--loss", "triplet",
+                        "--temperature", "0.1", *TINY, "-o", tmp_path / "t.skdml")  # fmt: skip
+    assert code == 2 and "--temperature" in err
+
+
 def test_fit_with_a_loss_that_has_no_named_embedder(small, tmp_path):
     code, out, err = call("fit", small / "small.csv", "--target", "label", "--loss",
                           "multi_similarity", *TINY, "-o", tmp_path / "m.skdml")  # fmt: skip

@@ -62,6 +62,16 @@ _assignment.__name__ = "NAME=VALUE"
 EMBEDDER_OPTIONS = {
     "--margin": ("margin", {"type": float, "metavar": "M"}, "margin of the loss"),
     "--mining": ("mining", {"choices": TRIPLET_MINING}, "triplet mining"),
+    "--temperature": (
+        "temperature",
+        {"type": _positive_float, "metavar": "T"},
+        "softmax temperature of the normalised softmax loss",
+    ),
+    "--scale": (
+        "scale",
+        {"type": _positive_float, "metavar": "S"},
+        "scale of the logits of CosFace and ArcFace",
+    ),
     "--epochs": ("max_epochs", {"type": _positive_int, "metavar": "N"}, "maximum epochs"),
     "--n-components": (
         "n_components",
