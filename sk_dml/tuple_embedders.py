@@ -118,7 +118,7 @@ class _TupleEmbedder(MetricEmbedder):
         if index.shape[1] != size or not (read or np.issubdtype(index.dtype, np.integer)):
             what = "indicators" if read else "integer row indices"
             raise ValueError(
-                f"With a preprocessor, {name} are {what} of shape (n_{name}, {size}) or "
+                f"With a preprocessor, {name} are {what} of shape (n_{name}, {size}) or rows, "
                 f"{_formed(name, size)}; got an array of dtype {index.dtype} and shape "
                 f"{index.shape}."
             )
@@ -147,12 +147,12 @@ class _TupleEmbedder(MetricEmbedder):
         if tuples.ndim != 3 or tuples.shape[1] != size:
             if self.preprocessor is None:
                 raise ValueError(
-                    f"Without a preprocessor, {name} are {_formed(name, size)}; got shape "
+                    f"Without a preprocessor, {name} are rows: {_formed(name, size)}; got shape "
                     f"{tuples.shape}. To give row indices, set preprocessor to the table they "
                     "index."
                 )
             raise ValueError(
-                f"{name.capitalize()} given as rows are {_formed(name, size)}; got shape "
+                f"{name.capitalize()} given as rows must be {_formed(name, size)}; got shape "
                 f"{tuples.shape}."
             )
         n, _, width = tuples.shape
@@ -568,7 +568,7 @@ def _best_threshold(scores, alike, *, strategy, min_rate, beta, min_precision) -
 
 
 def _formed(name: str, size: int) -> str:
-    return f"rows, an array of shape (n_{name}, {size}, n_features)"
+    return f"an array of shape (n_{name}, {size}, n_features)"
 
 
 def _distinct_rows(rows: np.ndarray):
