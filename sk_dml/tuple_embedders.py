@@ -28,6 +28,7 @@ from typing import ClassVar
 
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.utils import metadata_routing
 from sklearn.utils.validation import (
     check_array,
     check_consistent_length,
@@ -286,6 +287,10 @@ class PairEmbedder(_TupleEmbedder):
     }
     __init__ = _tuples_init(negatives="in_batch")
     _FITTED_ATTRIBUTES = (*MetricEmbedder._FITTED_ATTRIBUTES, "threshold_")
+    # calibration_params is a setting of the fit, not metadata for scikit-learn's routing (so
+    # no set_fit_request method is made for it).
+    __metadata_request__fit = {"calibration_params": metadata_routing.UNUSED}
+    __metadata_request__partial_fit = {"calibration_params": metadata_routing.UNUSED}
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, calibration_params=None):
