@@ -522,6 +522,8 @@ def test_a_callable_preprocessor_maps_indicators_to_rows(table):
         np.testing.assert_allclose(emb.decision_function(indicators), expected, atol=1e-6)
         np.testing.assert_allclose(emb.pair_distance(indicators), -expected, atol=1e-6)
     assert clone(emb).get_params()["preprocessor"] is emb.preprocessor
+    metric = pickle.loads(pickle.dumps(emb.get_metric()))  # the lambda stays behind
+    assert metric(X[0], X[1]) == pytest.approx(-emb.decision_function([[0, 1]])[0], abs=1e-6)
     triplets = _triplets_of(y, 100)  # not every row: both read the rows they name, in order
     by_index = TripletConstraintEmbedder(preprocessor=lambda index: X[index], **TINY)
     by_name = TripletConstraintEmbedder(preprocessor=_RecordStore(X), **TINY)
