@@ -826,15 +826,17 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             return neighbors_r2(self.transform(X), y, metric=self.embedding_metric_)
         return precision_at_k(self.transform(X), np.asarray(y), k=1, metric=self.embedding_metric_)
 
-    def get_metric(self) -> LearnedMetric:
+    def get_metric(self, squared=False) -> LearnedMetric:
         """The learned distance on raw feature rows, as a picklable ``d(u, v) -> float``.
 
         ``KNeighborsClassifier(metric=emb.get_metric())`` works on raw features; the faster
         route to the same predictions is
-        ``make_pipeline(emb, KNeighborsClassifier(metric=emb.embedding_metric_))``.
+        ``make_pipeline(emb, KNeighborsClassifier(metric=emb.embedding_metric_))``. It is a
+        snapshot: a later refit of this estimator does not change it. ``squared=True`` gives
+        the squared Euclidean distance (a Euclidean ``embedding_metric_`` only).
         """
         check_is_fitted(self)
-        return LearnedMetric(self)
+        return LearnedMetric(self, squared=squared)
 
     def pairwise_distances(self, X, Y=None) -> np.ndarray:
         """Learned distances between the rows of X and of Y (or X itself), vectorised.

@@ -4,8 +4,9 @@ Entity resolution and deduplication come with pairs of records marked match / no
 analysts and click logs give relative judgements, "a is more like p than like n". These
 embedders take such tuples the way metric-learn's pair and triplet learners do: ``X`` is an
 integer array of row indices, one tuple per row, into a ``preprocessor`` table (a numeric
-array or a DataFrame with categorical, text and missing values), or, without a
-preprocessor, a 3-D array holding the rows themselves. Keeping the table in a constructor
+array or a DataFrame with categorical, text and missing values), or indicators of any kind
+that a callable ``preprocessor`` maps to rows; or ``X`` is a 3-D array holding the rows
+themselves (with or without a preprocessor). Keeping the table in a constructor
 parameter and the tuples in ``X`` is what lets scikit-learn's tools work unchanged:
 ``GridSearchCV`` and ``cross_val_score`` split the tuples, ``clone`` copies the table, and
 stratified splits and the ``"roc_auc"`` scorer see a binary classifier of pairs.
@@ -13,16 +14,21 @@ stratified splits and the ``"roc_auc"`` scorer see a binary classifier of pairs.
 split like the tuples, so the indices would no longer point at the right rows.)
 
 Once fitted, they are embedders like the others: ``transform`` embeds table rows, and
-``get_metric``, ``pairwise_distances`` and a Pipeline work as with class labels.
+``get_metric``, ``pairwise_distances`` and a Pipeline work as with class labels;
+``pair_distance`` and ``pair_score`` also take pairs of indices into the preprocessor.
 """
 
 from __future__ import annotations
 
 import inspect
+import math
+import warnings
+from numbers import Real
 from typing import ClassVar
 
 import numpy as np
-from sklearn.metrics import precision_recall_curve, roc_auc_score, roc_curve
+from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.utils import metadata_routing
 from sklearn.utils.validation import (
     check_array,
     check_consistent_length,
@@ -40,12 +46,17 @@ from .supervision import LabelledPairs, TripletConstraints
 __all__ = ["PairEmbedder", "TripletConstraintEmbedder"]
 
 _TUPLES_DOC = """
-    preprocessor : array-like, DataFrame or None, default=None
+    preprocessor : array-like, DataFrame, callable or None, default=None
         The table the tuples' indices point into (metric-learn's convention): ``X`` then
-        holds integer row indices, shape ``(n_tuples, {size})``. None: ``X`` holds the rows
-        themselves, a numeric array of shape ``(n_tuples, {size}, n_features)``. It is not
-        saved by ``sk_dml.save`` (a loaded model has ``preprocessor=None``: give it rows, or
-        ``set_params(preprocessor=table)``).
+        holds integer row indices, shape ``(n_tuples, {size})``. A callable maps a 1-D array
+        of indicators (integers, strings, ...) to their rows, an array of shape
+        ``(n_indicators, n_features)`` or a DataFrame: ``X`` then holds indicators; it is
+        called on the distinct ones, so a fit learns the columns' statistics from the rows the
+        tuples name. ``X`` may also hold the rows themselves, a numeric array of shape
+        ``(n_tuples, {size}, n_features)``, with or without a preprocessor (without, it must).
+        Identical rows of such an ``X`` are one row for training, as one index would be. The
+        preprocessor is not saved by ``sk_dml.save`` (a loaded model has
+        ``preprocessor=None``: give it rows, or ``set_params(preprocessor=table)``).
     loss : loss object, default=None
         What training minimises (``{default}`` when None): a loss that learns from {what}
         (see :attr:`sk_dml.criteria.Loss.supervisions`).
@@ -87,7 +98,7 @@ class _TupleEmbedder(MetricEmbedder):
     _tuple_name: ClassVar[str]  # "pairs", "triplets": the kind of supervision too
     _default_loss: ClassVar[type[Loss]]
     _parameter_constraints: dict = {
-        "preprocessor": [None, "array-like"],
+        "preprocessor": [None, "array-like", callable],
         **MetricEmbedder._parameter_constraints,
     }
     __init__ = _tuples_init()
@@ -95,37 +106,75 @@ class _TupleEmbedder(MetricEmbedder):
     def _get_loss(self) -> Loss:
         return self._default_loss() if self.loss is None else self.loss
 
-    def _check_tuples(self, X, *, fitting: bool):
-        """The tuples as int64 row indices (n, t) and the table they index."""
-        t, name = self._tuple_size, self._tuple_name
-        if self.preprocessor is None:
-            tuples = check_array(X, allow_nd=True, ensure_all_finite="allow-nan", input_name="X")
-            if tuples.ndim != 3 or tuples.shape[1] != t:
-                raise ValueError(
-                    f"Without a preprocessor, {name} are rows: an array of shape (n_{name}, {t}, "
-                    f"n_features); got shape {tuples.shape}. To give row indices, set "
-                    f"preprocessor to the table they index."
-                )
-            n, _, d = tuples.shape
-            return np.arange(n * t).reshape(n, t), tuples.reshape(n * t, d)
-        table = self.preprocessor
+    def _check_tuples(self, X, *, fitting: bool, size: int | None = None):
+        """The tuples (of ``size`` members, the embedder's own by default) as int64 indices of
+        shape (n, size) into a table, and that table: the preprocessor's rows, or the rows
+        ``X`` holds (3-D)."""
+        size = size or self._tuple_size
+        name = self._tuple_name if size == self._tuple_size else "pairs"
+        if self.preprocessor is None or np.ndim(X) == 3:
+            return self._formed_tuples(X, size, name, merge=fitting)
         index = check_array(X, dtype=None, input_name="X")
-        if not np.issubdtype(index.dtype, np.integer) or index.shape[1] != t:
+        read = callable(self.preprocessor)
+        if index.shape[1] != size or not (read or np.issubdtype(index.dtype, np.integer)):
+            what = "indicators" if read else "integer row indices"
             raise ValueError(
-                f"With a preprocessor, {name} are integer row indices of shape (n_{name}, {t}); "
-                f"got an array of dtype {index.dtype} and shape {index.shape}."
+                f"With a preprocessor, {name} are {what} of shape (n_{name}, {size}) or rows, "
+                f"{_formed(name, size)}; got an array of dtype {index.dtype} and shape "
+                f"{index.shape}."
             )
-        n_rows = len(table)
-        outside = (index < 0) | (index >= n_rows)
-        if outside.any():
-            raise ValueError(
-                f"{np.count_nonzero(outside.any(axis=1))} of the {name} index rows outside the "
-                f"preprocessor, which has {n_rows} rows (indices 0 to {n_rows - 1}); e.g. "
-                f"{index[outside][0]}."
-            )
+        if read:  # each distinct indicator read once: one row per record
+            indicators, index = np.unique(index, return_inverse=True)
+            table = self._read_rows(indicators)
+            index = index.reshape(-1, size)
+        else:
+            table = self.preprocessor
+            n_rows = len(table)
+            outside = (index < 0) | (index >= n_rows)
+            if outside.any():
+                raise ValueError(
+                    f"{np.count_nonzero(outside.any(axis=1))} of the {name} index rows outside "
+                    f"the preprocessor, which has {n_rows} rows (indices 0 to {n_rows - 1}); "
+                    f"e.g. {index[outside][0]}."
+                )
         if fitting:
             self._check_distinct_members(index)
         return index.astype(np.int64), table
+
+    def _formed_tuples(self, X, size: int, name: str, *, merge: bool):
+        """Tuples that hold their rows (n, size, n_features): indices into those rows, with
+        identical rows merged into one when ``merge``."""
+        tuples = check_array(X, allow_nd=True, ensure_all_finite="allow-nan", input_name="X")
+        if tuples.ndim != 3 or tuples.shape[1] != size:
+            if self.preprocessor is None:
+                raise ValueError(
+                    f"Without a preprocessor, {name} are rows: {_formed(name, size)}; got shape "
+                    f"{tuples.shape}. To give row indices, set preprocessor to the table they "
+                    "index."
+                )
+            raise ValueError(
+                f"{name.capitalize()} given as rows must be {_formed(name, size)}; got shape "
+                f"{tuples.shape}."
+            )
+        n, _, width = tuples.shape
+        rows = tuples.reshape(n * size, width)
+        if not (merge and width):
+            return np.arange(n * size).reshape(n, size), rows
+        rows, index = _distinct_rows(rows)
+        return index.reshape(n, size), rows
+
+    def _read_rows(self, indicators: np.ndarray):
+        """The rows the callable preprocessor gives for ``indicators``, checked."""
+        rows = self.preprocessor(indicators)
+        if not _is_dataframe(rows):
+            rows = np.asarray(rows)
+        if rows.ndim != 2 or len(rows) != len(indicators):
+            raise ValueError(
+                f"The preprocessor must map an array of {len(indicators)} indicators to as many "
+                f"rows, an array of shape ({len(indicators)}, n_features) or a DataFrame; it "
+                f"returned {type(rows).__name__} of shape {rows.shape}."
+            )
+        return rows
 
     def _check_distinct_members(self, index: np.ndarray) -> None:
         """A tuple that names one row twice says nothing (a pair of a row with itself)."""
@@ -147,18 +196,33 @@ class _TupleEmbedder(MetricEmbedder):
             validate_data(self, table, reset=True, skip_check_array=True)
         return self._encode(table, reset=not continuing)
 
-    def _tuple_embeddings(self, X) -> np.ndarray:
-        """Embeddings of the tuples' rows, shape (n, t, dim)."""
+    def _tuple_embeddings(self, X, size: int | None = None) -> np.ndarray:
+        """Embeddings of the tuples' rows, shape (n, size, dim)."""
         check_is_fitted(self)
-        index, table = self._check_tuples(X, fitting=False)
+        index, table = self._check_tuples(X, fitting=False, size=size)
         used, position = np.unique(index, return_inverse=True)
         rows = table.iloc[used] if _is_dataframe(table) else np.asarray(table)[used]
         Z = self.transform(rows)
         return Z[position.reshape(index.shape)]
 
+    def pair_distance(self, pairs) -> np.ndarray:
+        """Learned distance of each pair: ``pairs`` holds row indices of shape (n_pairs, 2)
+        into the preprocessor (indicators for a callable one), or the rows themselves, shape
+        (n_pairs, 2, n_features); or it is two DataFrames ``(left, right)`` whose rows are
+        paired in order."""
+        if isinstance(pairs, tuple | list) and len(pairs) == 2 and all(map(_is_dataframe, pairs)):
+            return super().pair_distance(pairs)
+        Z = self._tuple_embeddings(pairs, size=2)
+        return paired_distance(Z[:, 0], Z[:, 1], self.embedding_metric_)
+
+    def pair_score(self, pairs) -> np.ndarray:
+        """Similarity of each pair, higher for more alike: ``-pair_distance(pairs)`` (what
+        metric-learn's ``pair_score`` is for a learned distance)."""
+        return -self.pair_distance(pairs)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.three_d_array = self.preprocessor is None
+        tags.input_tags.three_d_array = True  # rows; indices too with a preprocessor
         return tags
 
 
@@ -173,10 +237,14 @@ class PairEmbedder(_TupleEmbedder):
     together, the others pushed ``margin`` apart. Which pairs count is ``negatives``'s choice.
 
     It is also a binary classifier of pairs: :meth:`decision_function` is the negative learned
-    distance, :meth:`predict` compares it with ``threshold_`` (set at fit for the best accuracy
-    on the training pairs; :meth:`calibrate_threshold` sets it on validation pairs, for the
-    best accuracy or a target precision), and :meth:`score` is the ROC AUC, so ``"roc_auc"``,
-    ``GridSearchCV`` and scikit-learn's ``TunedThresholdClassifierCV`` apply.
+    distance (:meth:`pair_score`), :meth:`predict` compares it with ``threshold_`` (set at fit
+    for the best accuracy on the training pairs, or by ``calibration_params``;
+    :meth:`calibrate_threshold` sets it on validation pairs, for the best accuracy, F-beta,
+    true positive or true negative rate, or a target precision; :meth:`set_threshold` to a
+    value), and :meth:`score` is the ROC AUC, so ``"roc_auc"``, ``GridSearchCV`` and
+    scikit-learn's ``TunedThresholdClassifierCV`` apply. Unlike metric-learn's, the threshold
+    is on the decision function, the negative distance: metric-learn's threshold ``d`` is
+    ``-d`` here.
 
     Parameters
     ----------
@@ -196,7 +264,8 @@ class PairEmbedder(_TupleEmbedder):
     classes_ : ndarray of shape (2,)
         The pair labels: ``classes_[1]`` marks alike pairs.
     threshold_ : float
-        Pairs whose :meth:`decision_function` is at least this are predicted alike.
+        Pairs whose :meth:`decision_function` (the negative distance) is at least this are
+        predicted alike.
 """
         + _TUPLES_NOTE
         + """
@@ -218,22 +287,36 @@ class PairEmbedder(_TupleEmbedder):
     }
     __init__ = _tuples_init(negatives="in_batch")
     _FITTED_ATTRIBUTES = (*MetricEmbedder._FITTED_ATTRIBUTES, "threshold_")
+    # calibration_params is a setting of the fit, not metadata for scikit-learn's routing (so
+    # no set_fit_request method is made for it).
+    __metadata_request__fit = {"calibration_params": metadata_routing.UNUSED}
+    __metadata_request__partial_fit = {"calibration_params": metadata_routing.UNUSED}
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
-        """Train on the pairs ``X`` labelled ``y``, then set ``threshold_`` for the best
-        accuracy on them. Returns the fitted estimator."""
+    def fit(self, X, y, calibration_params=None):
+        """Train on the pairs ``X`` labelled ``y``, then set ``threshold_`` on them with
+        :meth:`calibrate_threshold`'s ``calibration_params`` (a dict of its keyword arguments;
+        None: the best accuracy), which are checked before training. Returns the fitted
+        estimator."""
+        calibration = _check_calibration_params(calibration_params)
         super().fit(X, y)
-        self.classes_ = _pair_labels(column_or_1d(y))[0]
-        return self.calibrate_threshold(X, y)
+        return self._calibrate_on_training_pairs(X, y, calibration)
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y):
+    def partial_fit(self, X, y, calibration_params=None):
         """One epoch over the pairs ``X`` labelled ``y`` (with the labels of the first call),
-        then ``threshold_`` for the best accuracy on them. Returns the estimator."""
+        then ``threshold_`` on them as in :meth:`fit`. Returns the estimator."""
+        calibration = _check_calibration_params(calibration_params)
         super().partial_fit(X, y)
+        return self._calibrate_on_training_pairs(X, y, calibration)
+
+    def _calibrate_on_training_pairs(self, X, y, calibration: dict):
         self.classes_ = _pair_labels(column_or_1d(y))[0]
-        return self.calibrate_threshold(X, y)
+        try:
+            return self.calibrate_threshold(X, y, **calibration)
+        except ValueError:  # no threshold rather than one of the previous network
+            vars(self).pop("threshold_", None)
+            raise
 
     def _check_training_data(self, X, y, continuing: bool):
         index, table = self._check_tuples(X, fitting=True)
@@ -248,13 +331,14 @@ class PairEmbedder(_TupleEmbedder):
         return LabelledPairs(rows, alike.astype(np.int64), tuples=index, in_batch=in_batch), schema
 
     def decision_function(self, X) -> np.ndarray:
-        """The negative learned distance of each pair: higher means more alike."""
-        Z = self._tuple_embeddings(X)
-        return -paired_distance(Z[:, 0], Z[:, 1], self.embedding_metric_)
+        """The negative learned distance of each pair (:meth:`pair_score`): higher means more
+        alike."""
+        return self.pair_score(X)
 
     def predict(self, X) -> np.ndarray:
         """``classes_[1]`` (alike) for the pairs whose decision is at least ``threshold_``,
         else ``classes_[0]``."""
+        check_is_fitted(self, "threshold_", msg=_NO_THRESHOLD)
         alike = self.decision_function(X) >= self.threshold_
         return self.classes_[alike.astype(int)]
 
@@ -263,41 +347,65 @@ class PairEmbedder(_TupleEmbedder):
         _, alike = _pair_labels(column_or_1d(y), known=self.classes_)
         return float(roc_auc_score(alike, self.decision_function(X)))
 
-    def calibrate_threshold(self, X, y, *, strategy="accuracy", min_precision=None):
+    def set_threshold(self, threshold):
+        """Set ``threshold_``: pairs whose :meth:`decision_function` (the negative distance) is
+        at least ``threshold`` are predicted alike. metric-learn's threshold is on the distance:
+        its ``set_threshold(d)`` is ``set_threshold(-d)`` here, and a positive threshold (no
+        pair alike) warns. Returns the estimator."""
+        check_is_fitted(self)
+        if not isinstance(threshold, Real) or math.isnan(threshold):
+            raise ValueError(
+                f"threshold must be a real number, got {threshold!r} ({type(threshold).__name__})."
+            )
+        if threshold > 0:
+            warnings.warn(
+                f"threshold={threshold!r} is positive, but decision_function, the negative learned "
+                "distance, never is: every pair will be predicted not alike. For the pairs "
+                "within distance d (metric-learn's threshold), use set_threshold(-d).",
+                UserWarning,
+                stacklevel=2,
+            )
+        self.threshold_ = float(threshold)
+        return self
+
+    def calibrate_threshold(
+        self, X, y, strategy="accuracy", min_rate=None, beta=1.0, min_precision=None
+    ):
         """Set ``threshold_`` from the pairs ``X`` labelled ``y`` (validation pairs, ideally).
+
+        The threshold is one of scikit-learn's ``roc_curve`` thresholds on
+        :meth:`decision_function`: a score of these pairs (all pairs at or above it predicted
+        alike), or infinity (none).
 
         Parameters
         ----------
-        strategy : {"accuracy", "precision"}, default="accuracy"
-            "accuracy": the threshold with the most correct predictions. "precision": the
-            lowest threshold (the most alike pairs found) whose precision on these pairs is at
-            least ``min_precision``.
-        min_precision : float in (0, 1], required with strategy="precision"
+        strategy : {"accuracy", "f_beta", "max_tpr", "max_tnr", "precision"}, \
+default="accuracy"
+            What the threshold maximises on these pairs (metric-learn's strategies, and
+            "precision"). "accuracy": the most correct predictions (the highest threshold
+            among equals). "f_beta": the F-beta score (the lowest threshold among equals).
+            "max_tpr": the true positive rate (recall of alike pairs) among the thresholds
+            whose true negative rate is at least ``min_rate`` (then the highest true negative
+            rate). "max_tnr": the true negative rate among those whose true positive rate is
+            at least ``min_rate`` (then the highest true positive rate). "precision": the
+            lowest threshold (the most alike pairs found) whose precision is at least
+            ``min_precision``. A rate or precision of no pair (0/0) counts as 0.
+        min_rate : float in [0, 1], required with "max_tpr" and "max_tnr"
+        beta : float, default=1.0
+            The F-beta score's beta ("f_beta"); it enters squared, as in metric-learn.
+        min_precision : float in (0, 1], required with "precision"
 
         Returns the estimator.
         """
-        if strategy not in ("accuracy", "precision"):
-            raise ValueError(f"strategy must be 'accuracy' or 'precision', got {strategy!r}.")
-        _, alike = _pair_labels(column_or_1d(y), known=getattr(self, "classes_", None))
-        scores = self.decision_function(X)
-        if strategy == "accuracy":
-            fpr, tpr, thresholds = roc_curve(alike, scores)
-            n_alike = np.count_nonzero(alike)
-            correct = tpr * n_alike + (1 - fpr) * (len(alike) - n_alike)
-            self.threshold_ = float(thresholds[np.argmax(correct)])
-            return self
-        if min_precision is None or not 0 < min_precision <= 1:
+        check_is_fitted(self)
+        calibration = _check_calibration(strategy, min_rate, beta, min_precision)
+        _, alike = _pair_labels(column_or_1d(y), known=self.classes_)
+        if alike.all() or not alike.any():
             raise ValueError(
-                f"strategy='precision' needs min_precision in (0, 1], got {min_precision!r}."
+                "calibrate_threshold needs pairs of both kinds, alike and not alike; y holds "
+                f"{'alike' if alike.any() else 'not-alike'} pairs only."
             )
-        precision, _, thresholds = precision_recall_curve(alike, scores)
-        reached = np.flatnonzero(precision[:-1] >= min_precision)
-        if len(reached) == 0:
-            raise ValueError(
-                f"No threshold reaches precision {min_precision} on these pairs (the highest "
-                f"is {precision[:-1].max():.4f}); lower min_precision."
-            )
-        self.threshold_ = float(thresholds[reached[0]])  # the most recall at that precision
+        self.threshold_ = _best_threshold(self.decision_function(X), alike, **calibration)
         return self
 
     def _get_fitted_state(self):
@@ -375,6 +483,108 @@ class TripletConstraintEmbedder(_TupleEmbedder):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = False
         return tags
+
+
+_NO_THRESHOLD = (
+    "This %(name)s has no threshold_: call 'fit', or set one with set_threshold or "
+    "calibrate_threshold."
+)
+_STRATEGIES = ("accuracy", "f_beta", "max_tpr", "max_tnr", "precision")
+
+
+def _check_calibration(strategy="accuracy", min_rate=None, beta=1.0, min_precision=None) -> dict:
+    """calibrate_threshold's arguments, checked: a ValueError naming a wrong one."""
+    if not isinstance(strategy, str) or strategy not in _STRATEGIES:
+        raise ValueError(
+            f"strategy must be one of {', '.join(map(repr, _STRATEGIES))}; got {strategy!r}."
+        )
+    if strategy in ("max_tpr", "max_tnr") and not (_is_real(min_rate) and 0 <= min_rate <= 1):
+        raise ValueError(f"strategy={strategy!r} needs min_rate in [0, 1], got {min_rate!r}.")
+    if strategy == "f_beta" and not (_is_real(beta) and math.isfinite(beta)):
+        raise ValueError(f"strategy='f_beta' needs beta, a real number; got {beta!r}.")
+    if strategy == "precision" and not (_is_real(min_precision) and 0 < min_precision <= 1):
+        raise ValueError(
+            f"strategy='precision' needs min_precision in (0, 1], got {min_precision!r}."
+        )
+    return {
+        "strategy": strategy,
+        "min_rate": min_rate,
+        "beta": beta,
+        "min_precision": min_precision,
+    }
+
+
+def _check_calibration_params(params) -> dict:
+    """fit's ``calibration_params``: None, or a dict of calibrate_threshold's keyword
+    arguments, checked before training."""
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise ValueError(
+            f"calibration_params must be a dict of calibrate_threshold's keyword arguments or "
+            f"None, got {type(params).__name__}."
+        )
+    unknown = sorted(set(params) - set(inspect.signature(_check_calibration).parameters))
+    if unknown:
+        raise ValueError(
+            f"calibration_params takes strategy, min_rate, beta and min_precision (those of "
+            f"calibrate_threshold); got {', '.join(map(repr, unknown))}."
+        )
+    return _check_calibration(**params)
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _best_threshold(scores, alike, *, strategy, min_rate, beta, min_precision) -> float:
+    """The threshold on ``scores`` that ``strategy`` picks for the labels ``alike``, among
+    scikit-learn's ``roc_curve`` thresholds (infinity first, then each distinct score, in
+    decreasing order), from the counts of pairs each one predicts alike."""
+    fpr, tpr, thresholds = roc_curve(alike, scores, drop_intermediate=False)
+    n_alike = np.count_nonzero(alike)
+    n_unlike = len(alike) - n_alike
+    tp, fp = np.rint(tpr * n_alike), np.rint(fpr * n_unlike)  # the counts, exactly
+    tpr, tnr = tp / n_alike, (n_unlike - fp) / n_unlike
+    if strategy == "accuracy":
+        best = np.argmax(tp + n_unlike - fp)  # the first, highest, threshold among equals
+    elif strategy == "f_beta":
+        beta2 = beta**2
+        with np.errstate(divide="ignore", invalid="ignore"):  # no pair alike, beta 0: 0/0
+            f_beta = np.nan_to_num((1 + beta2) * tp / (beta2 * n_alike + (tp + fp)))
+        best = np.flatnonzero(f_beta == f_beta.max())[-1]
+    elif strategy == "max_tpr":
+        allowed = tnr >= min_rate
+        best = np.flatnonzero(allowed & (tpr == tpr[allowed].max()))[0]
+    elif strategy == "max_tnr":
+        allowed = tpr >= min_rate
+        best = np.flatnonzero(allowed & (tnr == tnr[allowed].max()))[-1]
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            precision = np.nan_to_num(tp / (tp + fp))
+        reached = np.flatnonzero(precision >= min_precision)
+        if len(reached) == 0:
+            raise ValueError(
+                f"No threshold reaches precision {min_precision} on these pairs (the highest "
+                f"is {precision.max():.4f}); lower min_precision."
+            )
+        best = reached[-1]  # the lowest threshold: the most recall at that precision
+    return float(thresholds[best])
+
+
+def _formed(name: str, size: int) -> str:
+    return f"an array of shape (n_{name}, {size}, n_features)"
+
+
+def _distinct_rows(rows: np.ndarray):
+    """The distinct rows of ``rows`` (equal bytes) in order of first appearance, and the
+    position of each row of ``rows`` among them."""
+    keys = np.ascontiguousarray(rows).view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1])))
+    _, first, inverse = np.unique(keys.ravel(), return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    position = np.empty_like(order)
+    position[order] = np.arange(len(order))
+    return rows[first[order]], position[inverse.ravel()]
 
 
 def _pair_labels(y: np.ndarray, known: np.ndarray | None = None):
