@@ -214,8 +214,9 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default="accuracy", help="file stem under benchmarks/results")
     parser.add_argument("--append", action="store_true",
                         help="keep an earlier run's rows of other data sets, methods")  # fmt: skip
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     rows = []
     earlier = RESULTS / f"{args.out}.csv"
     rerun = {method for group in args.methods for method in METHOD_GROUPS[group]}

@@ -436,6 +436,8 @@ def test_console_script():
 FIT_PARAMETERS = {
     "--margin": "margin",
     "--mining": "mining",
+    "--temperature": "temperature",
+    "--scale": "scale",
     "--epochs": "max_epochs",
     "--n-components": "n_components",
     "--hidden-layer-sizes": "hidden_layer_sizes",

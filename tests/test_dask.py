@@ -173,7 +173,14 @@ def test_transform_table_equals_in_memory(client, table, emb_table):
 def test_transform_table_columns_matched_by_name(client, table, emb_table):
     X, _ = table
     reordered = dd.from_pandas(X[list(reversed(X.columns))], npartitions=3)
-    assert np.array_equal(computed(client, emb_table.transform(reordered)), emb_table.transform(X))
+    # Equal to float32 rounding: the workers' BLAS runs 1 thread, this process's 2, and the
+    # residual network's sums may then round differently in the last bit.
+    np.testing.assert_allclose(
+        computed(client, emb_table.transform(reordered)),
+        emb_table.transform(X),
+        rtol=1e-6,
+        atol=1e-7,
+    )
 
 
 @pytest.mark.parametrize("how", ["known", "unknown", "categorize"])
