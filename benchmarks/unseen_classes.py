@@ -262,7 +262,9 @@ def main(argv=None) -> None:
     parser.add_argument("--out", help="file stem under benchmarks/results (default: the name)")
     parser.add_argument("--append", action="store_true",
                         help="keep an earlier run's rows of other data sets, methods")  # fmt: skip
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     available = methods(args.quick)
     chosen = args.methods or list(available)
     stem = args.out or "unseen_classes" + ("_quick" if args.quick else "")
