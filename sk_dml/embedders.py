@@ -711,10 +711,15 @@ class MetricEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             by = task.default_split()
         try:
             task, X_val, y_val = task.split(self.validation_fraction, by, rng)
-        except ValueError:
-            if self.early_stopping != "auto":
+        except ValueError as error:
+            if self.early_stopping == "auto":
+                return task, None
+            if "early_stopping" in str(error):  # our own message says what to do
                 raise
-            return task, None
+            raise ValueError(
+                f"early_stopping=True cannot hold out {by} of this data ({error}); set "
+                "early_stopping='auto' to train on all of it when it is too small."
+            ) from None
         return task, (torch.tensor(X_val, dtype=torch.float32, device=device), y_val)
 
     def _new_trainer(self, module, loss: Loss, task: Supervision, rng, device) -> Trainer:

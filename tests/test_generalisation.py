@@ -111,3 +111,72 @@ def test_too_few_classes_to_hold_out_is_a_clear_error(digits):
     emb = ProxyAnchorEmbedder(early_stopping=True, validation_split="classes", **QUICK)
     with pytest.raises(ValueError, match="validation_split='classes' holds out 2 classes"):
         emb.fit(X[rows], y[rows])
+
+
+# -- the default selection: held-out data, the untrained start a candidate -----------------
+def _held_out_kind(monkeypatch, X, y, **params):
+    """Which part the default fit held out ("classes", "rows") and its held-out labels."""
+    seen = []
+    split = ClassLabels.split
+
+    def recording(self, fraction, by, rng):
+        part, X_val, y_val = split(self, fraction, by, rng)
+        seen.append((by, self.labels[y_val]))
+        return part, X_val, y_val
+
+    monkeypatch.setattr(ClassLabels, "split", recording)
+    emb = TripletEmbedder(random_state=0, **QUICK, **params).fit(X, y)
+    return emb, seen
+
+
+def test_default_holds_out_classes_from_ten_classes_on(digits, monkeypatch):
+    X, y = digits
+    emb, seen = _held_out_kind(monkeypatch, X, y)  # 10 classes
+    ((by, held),) = seen
+    assert by == "classes" and len(np.unique(held)) == 2
+    assert emb.validation_scores_ is not None and len(emb.validation_scores_) == emb.n_iter_
+
+
+def test_default_holds_out_rows_below_ten_classes(digits, monkeypatch):
+    X, y = digits
+    rows = y < 9  # 9 classes
+    emb, seen = _held_out_kind(monkeypatch, X[rows], y[rows])
+    ((by, held),) = seen
+    assert by == "rows" and set(held) == set(range(9))  # stratified: every class is there
+
+
+def test_a_class_of_one_row_does_not_count_towards_ten(digits, monkeypatch):
+    X, y = digits
+    rows = (y < 9) | (np.arange(len(y)) == np.flatnonzero(y == 9)[0])  # class 9: one row
+    _, seen = _held_out_kind(monkeypatch, X[rows], y[rows])
+    assert seen[0][0] == "rows"
+
+
+@pytest.mark.parametrize("split", ["rows", "classes"])
+def test_the_untrained_start_is_kept_whatever_is_held_out(digits, split):
+    """A learning rate that wrecks training: the fit must end at its start, on the held-out
+    data and, here, everywhere (the start is the PCA rotation of the standardised input)."""
+    X, y = digits
+    emb = TripletEmbedder(
+        learning_rate=10.0, random_state=0, validation_split=split, **QUICK
+    ).fit(X, y)  # fmt: skip
+    assert max(emb.validation_scores_) < emb.best_score_
+    scaler = StandardScaler().fit(X)
+    Z = emb.transform(X).astype(np.float64)
+    # normalised, so squared distances / 2 are the cosine distances of the standardised input
+    np.testing.assert_allclose(
+        cdist(Z[:100], Z[:100], "sqeuclidean") / 2,
+        cdist(scaler.transform(X[:100]), scaler.transform(X[:100]), "cosine"),
+        atol=1e-4,
+    )
+
+
+def test_too_little_data_to_hold_out_trains_on_all_of_it(digits):
+    X, y = digits
+    rows = np.concatenate([np.flatnonzero(y == c)[:4] for c in (0, 1)])  # 8 rows, 2 classes
+    emb = TripletEmbedder(random_state=0, **{**QUICK, "batch_size": 8}).fit(X[rows], y[rows])
+    assert emb.n_iter_ == QUICK["max_epochs"]
+    assert emb.validation_scores_ is None and emb.best_score_ is None
+    # With early_stopping=True the same data is a clear error, as before.
+    with pytest.raises(ValueError, match="early_stopping=True cannot hold out rows of this"):
+        TripletEmbedder(early_stopping=True, **{**QUICK, "batch_size": 8}).fit(X[rows], y[rows])
