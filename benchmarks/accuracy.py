@@ -40,7 +40,11 @@ from sk_dml.embedders import make_embedder
 RESULTS = Path(__file__).parent / "results"
 # Every loss, with its defaults (its named embedder, or MetricEmbedder with the loss object).
 EMBEDDERS = {
-    f"sk_dml {name}": functools.partial(make_embedder, name) for name in loss_names("classes")
+    **{f"sk_dml {name}": functools.partial(make_embedder, name) for name in loss_names("classes")},
+    # The setting for classes never seen in training, to show what it costs the seen ones.
+    "sk_dml new-classes-setting": functools.partial(
+        make_embedder, "normalized_softmax", validation_split="classes"
+    ),
 }
 NCA_MAX_ROWS = 5000
 
@@ -208,7 +212,7 @@ def summarise(runs: pd.DataFrame) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=DATASETS, choices=DATASETS)
-    parser.add_argument("--methods", nargs="+", default=list(METHOD_GROUPS),
+    parser.add_argument("--methods", nargs="+", default=["plain", "nca", "pml", "sk_dml"],
                         choices=list(METHOD_GROUPS))  # fmt: skip
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--out", default="accuracy", help="file stem under benchmarks/results")

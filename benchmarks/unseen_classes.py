@@ -42,7 +42,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 
 import sk_dml
-from sk_dml import NormalizedSoftmaxEmbedder, TripletEmbedder
+from sk_dml import NormalizedSoftmaxEmbedder, ProxyAnchorEmbedder, TripletEmbedder
 from sk_dml.criteria import loss_names
 from sk_dml.datasets import load_letter
 from sk_dml.embedders import make_embedder
@@ -60,13 +60,17 @@ EMBEDDERS = {
         f"sk_dml {name}": (functools.partial(make_embedder, name), {})
         for name in loss_names("classes")
     },
+    "for new classes: normalized_softmax, held-out classes": (
+        NormalizedSoftmaxEmbedder,
+        {"validation_split": "classes"},
+    ),
+    "for new classes: proxy_anchor, held-out classes": (
+        ProxyAnchorEmbedder,
+        {"validation_split": "classes"},
+    ),
     "ablation: normalized_softmax, no selection": (
         NormalizedSoftmaxEmbedder,
         {"early_stopping": False},
-    ),
-    "ablation: normalized_softmax, held-out rows": (
-        NormalizedSoftmaxEmbedder,
-        {"validation_split": "rows"},
     ),
     "ablation: normalized_softmax, plain MLP": (NormalizedSoftmaxEmbedder, {"residual": False}),
     "ablation: normalized_softmax, temperature=0.05 (Zhai & Wu)": (
@@ -74,6 +78,7 @@ EMBEDDERS = {
         {"temperature": 0.05},
     ),
     "ablation: triplet, no selection": (TripletEmbedder, {"early_stopping": False}),
+    "ablation: triplet, held-out classes": (TripletEmbedder, {"validation_split": "classes"}),
     "ablation: triplet, the old default (plain MLP, lr 3e-3, no selection)": (
         TripletEmbedder,
         {"residual": False, "learning_rate": 3e-3, "early_stopping": False},

@@ -79,10 +79,6 @@ class Supervision:
         """What the built loss ``criterion`` receives for each item."""
         return self.targets
 
-    def default_split(self) -> str:
-        """What ``validation_split="auto"`` holds out: "rows" (or tuples)."""
-        return "rows"
-
     def split(self, fraction: float, by: str, rng) -> tuple[Supervision, np.ndarray, np.ndarray]:
         """Hold out ``fraction`` of the items: the training part, then the rows to embed for
         validation and what :meth:`score_function` scores their embeddings against."""
@@ -102,11 +98,6 @@ def _refuse_class_split(by: str, kind: str) -> None:
 
 
 # ---------------------------------------------------------------------------- class labels
-#: The fewest classes (of 2 or more rows) at which ``validation_split="auto"`` holds out
-#: whole classes: 2 of 10 held out still leave 8 to train on, and a model chosen on classes
-#: it never saw is chosen for the classes a retrieval system meets next. With fewer classes,
-#: each held-out class would cost training too much, and rows are held out instead.
-MIN_CLASSES_TO_HOLD_OUT = 10
 
 
 @dataclass
@@ -123,12 +114,6 @@ class ClassLabels(Supervision):
 
     def groups(self) -> np.ndarray:
         return self.targets
-
-    def default_split(self) -> str:
-        """Whole classes when y has at least :data:`MIN_CLASSES_TO_HOLD_OUT` classes of 2+
-        rows, else rows."""
-        enough = np.count_nonzero(np.bincount(self.targets) >= 2) >= MIN_CLASSES_TO_HOLD_OUT
-        return "classes" if enough else "rows"
 
     def targets_for(self, criterion) -> np.ndarray:
         return criterion.codes_for(self.labels)[self.targets]

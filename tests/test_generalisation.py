@@ -129,27 +129,13 @@ def _held_out_kind(monkeypatch, X, y, **params):
     return emb, seen
 
 
-def test_default_holds_out_classes_from_ten_classes_on(digits, monkeypatch):
+def test_default_holds_out_rows_scored_by_precision_at_1(digits, monkeypatch):
     X, y = digits
-    emb, seen = _held_out_kind(monkeypatch, X, y)  # 10 classes
+    emb, seen = _held_out_kind(monkeypatch, X, y)
     ((by, held),) = seen
-    assert by == "classes" and len(np.unique(held)) == 2
+    assert by == "rows" and set(held) == set(range(10))  # stratified: every class is there
+    assert len(held) == round(0.1 * len(y))
     assert emb.validation_scores_ is not None and len(emb.validation_scores_) == emb.n_iter_
-
-
-def test_default_holds_out_rows_below_ten_classes(digits, monkeypatch):
-    X, y = digits
-    rows = y < 9  # 9 classes
-    emb, seen = _held_out_kind(monkeypatch, X[rows], y[rows])
-    ((by, held),) = seen
-    assert by == "rows" and set(held) == set(range(9))  # stratified: every class is there
-
-
-def test_a_class_of_one_row_does_not_count_towards_ten(digits, monkeypatch):
-    X, y = digits
-    rows = (y < 9) | (np.arange(len(y)) == np.flatnonzero(y == 9)[0])  # class 9: one row
-    _, seen = _held_out_kind(monkeypatch, X[rows], y[rows])
-    assert seen[0][0] == "rows"
 
 
 @pytest.mark.parametrize("split", ["rows", "classes"])
