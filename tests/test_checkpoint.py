@@ -98,7 +98,8 @@ def test_sigkill_mid_fit_then_rerun_resumes_and_matches_an_uninterrupted_fit(
     script = _KILLABLE_FIT.format(params=repr(PARAMS))
     child = subprocess.Popen(
         [sys.executable, "-W", "ignore", "-c", script, str(tmp_path)],
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        # As many threads as this process: the PCA start's LAPACK sums round by thread count.
+        env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())},
     )
     try:
         deadline = time.monotonic() + 240
