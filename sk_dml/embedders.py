@@ -95,11 +95,13 @@ _COMMON_PARAMS_DOC = """
     residual : bool or "auto"
         Embed with ``linear(x) + mlp(x)`` (:class:`sk_dml.nets.ResidualEmbedding`), started as
         the PCA rotation of the training rows, instead of a plain MLP: the untrained network is
-        the classical representation (standardised numbers, seen through PCA), training starts
-        from the input's own distances and keeps what distinguishes classes it never saw.
-        "auto" takes the loss's choice (``loss.embedder_defaults``): True for every built-in
-        loss (see the user guide, "Evaluating an embedding, and classes never seen in
-        training").
+        the classical representation (the standardised input, rotated), training starts from
+        the input's own distances and keeps what distinguishes classes it never saw. "auto"
+        takes the loss's choice (``loss.embedder_defaults``): True for the proxy-anchor,
+        multi-similarity, normalised softmax, CosFace, ArcFace and log-ratio losses, False for
+        the pair and triplet losses, which end more accurate on the classes seen in training
+        from a plain MLP (see the user guide, "Evaluating an embedding, and classes never seen
+        in training").
     normalize : bool or "auto"
         L2-normalise the output, so embeddings lie on the unit sphere. "auto" takes the
         loss's choice: True for the margin losses (triplet, contrastive), whose margins then
@@ -148,9 +150,9 @@ default="from_dtype"
         Upper bound on the passes over the training data.
     learning_rate : float or "auto"
         AdamW learning rate (the starting one, with the cosine schedule). "auto" takes the
-        loss's choice: 3e-4 for every built-in loss, low enough to refine the residual start
-        rather than replace it. A loss's own parameters (proxies, class weights) may train at
-        a multiple of it (``loss.parameter_settings``).
+        loss's choice: 3e-4 with the residual start (low enough to refine it rather than
+        replace it), 3e-3 for the pair and triplet losses. A loss's own parameters (proxies,
+        class weights) may train at a multiple of it (``loss.parameter_settings``).
     learning_rate_schedule : {"cosine", "constant"}, default="cosine"
         "cosine" anneals the learning rate to 0 over the ``max_epochs`` of a ``fit`` (each
         warm-started fit anneals anew); training still stops early on a plateau, and reaching

@@ -65,17 +65,14 @@ _TUPLES_DOC = """
 _TUPLES_NOTE = """
     ``batch_size`` counts tuples; ``samples_per_class`` is not used. Early stopping holds out
     ``validation_fraction`` of the tuples and scores them. Unlike the class-label embedders,
-    ``early_stopping`` is False by default, and with the contrastive and triplet losses
-    ``"auto"`` means a plain MLP (``residual=False``) at ``learning_rate=3e-3``.
+    ``early_stopping`` is False by default: they train on every tuple.
 """
 
 
 #: Defaults of the tuple embedders that differ from the class-label ones: they train on every
-#: tuple (no held-out tuples), and the margin losses (``_MARGIN_LOSS_DEFAULTS``) start from a
-#: plain MLP at a higher learning rate, the setting that letter pairs and the entity-resolution
-#: table were measured with (``benchmarks/results/supervision.md``).
-_TUPLE_DEFAULTS = {"early_stopping": False, "validation_split": "rows"}
-_MARGIN_LOSS_DEFAULTS = {"residual": False, "learning_rate": 3e-3}
+#: tuple (no held-out tuples), the setting that letter pairs and the entity-resolution table
+#: were measured with (``benchmarks/results/supervision.md``).
+_TUPLE_DEFAULTS = {"early_stopping": False}
 
 
 def _tuples_init(**own):
@@ -115,15 +112,6 @@ class _TupleEmbedder(MetricEmbedder):
 
     def _get_loss(self) -> Loss:
         return self._default_loss() if self.loss is None else self.loss
-
-    def _resolved(self, name: str):
-        """As for class labels, except that the margin losses' "auto" start and learning rate
-        are ``_MARGIN_LOSS_DEFAULTS``."""
-        value = getattr(self, name)
-        margin_loss = isinstance(self._get_loss(), ContrastiveLoss | TripletLoss)
-        if isinstance(value, str) and value == "auto" and margin_loss:
-            return _MARGIN_LOSS_DEFAULTS.get(name, super()._resolved(name))
-        return super()._resolved(name)
 
     def _check_tuples(self, X, *, fitting: bool, size: int | None = None):
         """The tuples (of ``size`` members, the embedder's own by default) as int64 indices of
