@@ -144,7 +144,7 @@ def test_the_untrained_start_is_kept_whatever_is_held_out(digits, split):
     data and, here, everywhere (the start is the PCA rotation of the standardised input)."""
     X, y = digits
     emb = TripletEmbedder(
-        learning_rate=10.0, random_state=0, validation_split=split, **QUICK
+        residual=True, learning_rate=10.0, random_state=0, validation_split=split, **QUICK
     ).fit(X, y)  # fmt: skip
     assert max(emb.validation_scores_) < emb.best_score_
     scaler = StandardScaler().fit(X)
