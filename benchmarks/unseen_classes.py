@@ -313,7 +313,15 @@ def main(argv=None) -> None:
         f"{sklearn.__version__}, sk_dml {sk_dml.__version__}. Train on half of the classes, "
         "leave-one-out retrieval among the rows of the other half; features standardised on "
         "the training rows; seed 0 = first half of the sorted labels, seeds 1-2 = random "
-        "halves. Fit times are from a shared 2-core machine: compare them within this file.\n\n"
+        "halves. Fit times are from a shared 2-core machine: compare them within this file. "
+        f"Defaults chosen on {', '.join(TUNING)}; {', '.join(CONFIRMING)} only confirm them "
+        "(ablations run on the former only)."
+        + (
+            " `--append` kept the rows of earlier runs (one data set per run)."
+            if args.append
+            else ""
+        )
+        + "\n\n"
     )
     (RESULTS / f"{stem}.md").write_text(header + summarise(runs) + "\n")
     plot(runs, RESULTS / f"{stem}.png")

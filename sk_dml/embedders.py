@@ -1117,10 +1117,10 @@ class ProxyAnchorEmbedder(MetricEmbedder, loss=ProxyAnchorLoss):
     Each class gets a learnable proxy; every row is pulled towards its class's proxy and pushed
     from the others, weighted by how hard it is (``alpha``), so each batch informs every class
     at a cost of O(batch x classes). See :func:`sk_dml.losses.proxy_anchor_loss`. With the
-    residual network it starts from and its low learning rate, it is the embedder to use when
-    classes never seen in training will be queried (with ``early_stopping=True,
-    validation_split="classes"``): see the user guide, "Evaluating an embedding, and classes
-    never seen in training".
+    residual network it starts from and its low learning rate, it is one of the embedders to
+    use when classes never seen in training will be queried (with
+    ``validation_split="classes"``), beside :class:`NormalizedSoftmaxEmbedder`: see the user
+    guide, "Evaluating an embedding, and classes never seen in training".
 
     The proxies belong to the training state: ``warm_start`` and ``partial_fit`` keep them and
     accept only the classes of the first fit (another class is a ValueError); a model that was
