@@ -73,9 +73,9 @@ EMBEDDERS = {
         {"early_stopping": False},
     ),
     "ablation: normalized_softmax, plain MLP": (NormalizedSoftmaxEmbedder, {"residual": False}),
-    "ablation: normalized_softmax, temperature=0.05 (Zhai & Wu)": (
+    "ablation: normalized_softmax, temperature=0.1": (
         NormalizedSoftmaxEmbedder,
-        {"temperature": 0.05},
+        {"temperature": 0.1},
     ),
     "ablation: triplet, no selection": (TripletEmbedder, {"early_stopping": False}),
     "ablation: triplet, held-out classes": (TripletEmbedder, {"validation_split": "classes"}),

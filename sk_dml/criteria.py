@@ -429,10 +429,10 @@ class NormalizedSoftmaxLoss(_ClassVectorLoss):
 
     Parameters
     ----------
-    temperature : float, default=0.1
-        Divides the cosines before the softmax (> 0); lower is sharper. Zhai & Wu use 0.05;
-        0.1 transferred better to classes never seen in training on letter (MAP@R 0.331 vs
-        0.317, ``benchmarks/results/unseen_classes.md``).
+    temperature : float, default=0.05
+        Divides the cosines before the softmax (> 0); lower is sharper. 0.05 as in Zhai & Wu;
+        on letter it also transferred better to classes never seen in training than 0.1
+        (``benchmarks/results/unseen_classes.md``).
     """
 
     name = "normalized_softmax"
@@ -442,7 +442,7 @@ class NormalizedSoftmaxLoss(_ClassVectorLoss):
     _parameter_constraints = {"temperature": _POSITIVE}
     embedder_defaults = _RESIDUAL_START
 
-    def __init__(self, temperature=0.1):
+    def __init__(self, temperature=0.05):
         self.temperature = temperature
 
 

@@ -458,7 +458,7 @@ def _class_cosines(embeddings: torch.Tensor, weights: torch.Tensor) -> torch.Ten
 
 
 def normalized_softmax_loss(
-    embeddings: torch.Tensor, labels, weights: torch.Tensor, *, temperature: float = 0.1
+    embeddings: torch.Tensor, labels, weights: torch.Tensor, *, temperature: float = 0.05
 ) -> torch.Tensor:
     """Normalised softmax loss (Zhai & Wu, "Classification is a Strong Baseline for Deep
     Metric Learning", BMVC 2019).
@@ -477,7 +477,7 @@ def normalized_softmax_loss(
     labels : array-like of shape (B,)
     weights : torch.Tensor of shape (C, dim)
         One learnable vector per class.
-    temperature : float, default=0.1
+    temperature : float, default=0.05
         Divides the cosines (> 0): lower is a sharper softmax.
     """
     labels = _check_class_weights(embeddings, labels, weights)
