@@ -11,8 +11,11 @@ Each kind holds the encoded table (``rows``, float32, one row per table row) and
 - how to hold out a validation part (:meth:`Supervision.split`) and score it after each
   epoch for early stopping (:meth:`Supervision.score_function`).
 
-The embedders (:mod:`sk_dml.embedders`) check the user's input and build one of these; the
-trainer (:mod:`sk_dml._training`) never sees which kind it is.
+Each kind also checks what the user gave for it (:meth:`ClassLabels.from_y`, ...), says
+which losses learn from it (:meth:`Supervision.check_loss`), builds the loss module and the
+objective the trainer minimises, and names itself in messages (``words``). The embedders ask
+it; nothing outside this module compares kinds, and the trainer (:mod:`sk_dml._training`)
+never sees which kind it is.
 """
 
 from __future__ import annotations
@@ -28,7 +31,11 @@ from scipy.sparse.csgraph import connected_components
 from sklearn.metrics import r2_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 from sklearn.neighbors import NearestNeighbors
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import check_array, column_or_1d
 
+from ._training import Objective, TupleObjective
+from .criteria import InBatchPairCriterion, loss_names
 from .distances import paired_distance
 from .metrics import mean_average_precision_at_r, precision_at_k
 
@@ -38,15 +45,20 @@ __all__ = [
     "LabelledPairs",
     "Supervision",
     "TripletConstraints",
+    "labels_kind",
     "neighbors_r2",
+    "numeric_target",
+    "pair_labels",
 ]
 
 
 @dataclass
 class Supervision:
-    """Base of the kinds of supervision; ``kind`` names it in :attr:`Loss.supervisions`."""
+    """Base of the kinds of supervision; ``kind`` names it in :attr:`Loss.supervisions`,
+    ``words`` in messages."""
 
     kind: ClassVar[str]
+    words: ClassVar[str]
     rows: np.ndarray
     targets: np.ndarray
 
@@ -64,6 +76,32 @@ class Supervision:
     def loss_kind(self) -> str:
         """The kind of supervision the loss must learn from (:attr:`Loss.supervisions`)."""
         return self.kind
+
+    @property
+    def training_kind(self) -> str:
+        """What a trainer was built for: the kind, and the kind its loss learns from."""
+        return f"{self.kind}:{self.loss_kind}"
+
+    def check_loss(self, loss) -> None:
+        """A ValueError naming the losses that learn from this, unless ``loss`` does."""
+        if self.loss_kind in loss.supervisions:
+            return
+        what = self.words
+        if self.loss_kind != self.kind:
+            what += f" read as {KINDS[self.loss_kind].words} (negatives='in_batch')"
+        raise ValueError(
+            f"The {loss.name} loss does not learn from {what}; losses that do: "
+            f"{', '.join(loss_names(self.loss_kind))}."
+        )
+
+    def criterion(self, loss, width: int):
+        """The module of ``loss`` that a fresh fit minimises (new parameters, if it has any),
+        for embeddings ``width`` wide."""
+        return loss.build(self.classes, width, self.loss_kind)
+
+    def objective(self, module, criterion) -> Objective:
+        """What the trainer minimises: ``criterion`` of ``module``'s embeddings of a batch."""
+        return Objective(module, criterion)
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         """The data this supervision is made of (for checkpoints' fingerprints)."""
@@ -105,8 +143,44 @@ class ClassLabels(Supervision):
     """Class labels: ``targets`` are codes into the sorted ``labels``."""
 
     kind = "classes"
+    words = "class labels"
     labels: np.ndarray = None
     held_out_classes: bool = False
+    #: fit's ``y`` holds numbers only for a continuous target.
+    numeric_y: ClassVar[bool] = False
+
+    @classmethod
+    def from_y(cls, rows: np.ndarray, y: np.ndarray, estimator) -> ClassLabels:
+        """The class labels ``y`` of the encoded ``rows``, checked (scikit-learn's wording),
+        and checked against ``estimator``'s batches (``batch_size``, ``samples_per_class``)."""
+        name = type(estimator).__name__
+        _check_class_labels(y, name)
+        classes, codes, counts = np.unique(y, return_inverse=True, return_counts=True)
+        if len(classes) < 2:
+            raise ValueError(f"{name} needs samples of at least 2 classes in y; got 1 class.")
+        if counts.max() < 2:
+            raise ValueError(
+                "Every class in y has a single sample, so no positive pair exists; metric "
+                "learning needs at least one class with 2 or more samples."
+            )
+        size, group = estimator.batch_size, estimator.samples_per_class
+        if size % group or size < 2 * group:
+            raise ValueError(
+                f"batch_size={size} must be a multiple of samples_per_class={group} and hold "
+                f"at least two classes' groups (>= {2 * group}), so that batches contain "
+                "negatives."
+            )
+        if group > counts.max():
+            raise ValueError(
+                f"samples_per_class={group} is larger than every class (the largest has "
+                f"{counts.max()} samples)."
+            )
+        return cls(rows, codes.ravel(), labels=classes)
+
+    @staticmethod
+    def score(embeddings: np.ndarray, y, metric: str) -> float:
+        """Leave-one-out precision@1 of the labels ``y`` among ``embeddings``."""
+        return precision_at_k(embeddings, np.asarray(y), k=1, metric=metric)
 
     @property
     def classes(self) -> np.ndarray:
@@ -148,6 +222,21 @@ class ClassLabels(Supervision):
         return functools.partial(score, metric=metric)
 
 
+def _check_class_labels(y, estimator: str) -> None:
+    """scikit-learn's check that ``y`` holds class labels, pointing a continuous target to
+    the losses that learn from one."""
+    try:
+        check_classification_targets(y)
+    except ValueError as error:
+        if type_of_target(y) != "continuous":
+            raise
+        raise ValueError(
+            f"{error} {estimator} learns from class labels; for a continuous target use a loss "
+            f"that learns from one ({', '.join(loss_names(ContinuousTarget.kind))}): "
+            "LogRatioEmbedder, or MetricEmbedder(loss=LogRatioLoss())."
+        ) from None
+
+
 def _split_classes(codes: np.ndarray, fraction: float, rng):
     """Hold out ``fraction`` of the classes of 2+ rows (at least 2 of them), all their rows."""
     counts = np.bincount(codes)
@@ -171,7 +260,38 @@ class ContinuousTarget(Supervision):
     bins of the target (K = ``samples_per_class``), so a batch holds near and far pairs."""
 
     kind = "target"
+    words = "a continuous target"
+    numeric_y: ClassVar[bool] = True
     samples_per_class: int = 4
+
+    @classmethod
+    def from_y(cls, rows: np.ndarray, y: np.ndarray, estimator) -> ContinuousTarget:
+        """The target ``y`` (finite numbers) of the encoded ``rows``, standardised, and checked
+        against ``estimator``'s batches."""
+        name, group = type(estimator).__name__, estimator.samples_per_class
+        if group > estimator.batch_size:
+            raise ValueError(
+                f"samples_per_class={group} rows of neighbouring targets travel together, so "
+                f"batch_size={estimator.batch_size} must be at least as large."
+            )
+        y = np.asarray(y, dtype=np.float64)
+        if len(y) < 3:
+            raise ValueError(
+                f"{name} compares each row with two others, so it needs at least 3 samples; "
+                f"got {len(y)} sample(s)."
+            )
+        scale = y.std()
+        if not scale > 0:
+            raise ValueError(
+                f"y is constant (every target is {y[0]:g}); {name} learns which rows have "
+                "close targets, so it needs a target that varies."
+            )
+        return cls(rows, ((y - y.mean()) / scale).astype(np.float32), group)
+
+    @staticmethod
+    def score(embeddings: np.ndarray, y, metric: str) -> float:
+        """R^2 of leave-one-out 5-nearest-neighbour regression of ``y`` in ``embeddings``."""
+        return neighbors_r2(embeddings, numeric_target(column_or_1d(y)), metric=metric)
 
     def groups(self) -> np.ndarray:
         n = len(self.targets)
@@ -197,6 +317,25 @@ class ContinuousTarget(Supervision):
         return functools.partial(neighbors_r2, metric=metric)
 
 
+def numeric_target(y) -> np.ndarray:
+    """``y`` as finite float64 numbers, with scikit-learn's errors for anything else."""
+    if not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
+        try:
+            y = y.astype(np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"A continuous target must be numeric; y holds {type_of_target(y)!r} labels "
+                f"such as {y[0]!r}."
+            ) from None
+    return check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+
+
+def labels_kind(loss) -> type[ClassLabels] | type[ContinuousTarget]:
+    """What ``y`` of ``fit(X, y)`` is for ``loss``: a continuous target if it learns from one,
+    else class labels."""
+    return ContinuousTarget if ContinuousTarget.kind in loss.supervisions else ClassLabels
+
+
 def neighbors_r2(X, y, *, n_neighbors: int = 5, metric: str = "euclidean") -> float:
     """R^2 of leave-one-out k-nearest-neighbour regression: each row's target predicted by
     the mean target of its ``n_neighbors`` nearest other rows of ``X``."""
@@ -218,6 +357,9 @@ class _Tuples(Supervision):
     def items(self) -> np.ndarray:
         return self.tuples
 
+    def objective(self, module, criterion) -> TupleObjective:
+        return TupleObjective(module, criterion)
+
     def _split_tuples(self, fraction, by, rng, stratify):
         _refuse_class_split(by, f"{self.kind}")
         train, val = train_test_split(
@@ -238,11 +380,16 @@ class LabelledPairs(_Tuples):
     """
 
     kind = "pairs"
+    words = "labelled pairs"
     in_batch: bool = False
 
     @property
     def loss_kind(self) -> str:
-        return "classes" if self.in_batch else "pairs"
+        return ClassLabels.kind if self.in_batch else self.kind
+
+    def criterion(self, loss, width):
+        criterion = loss.build(None, width, self.loss_kind)
+        return InBatchPairCriterion(criterion.function) if self.in_batch else criterion
 
     def targets_for(self, criterion) -> np.ndarray:
         """The labels; with ``in_batch``, (label, entity of the first row, of the second)."""
@@ -277,11 +424,39 @@ class LabelledPairs(_Tuples):
         return pairs_roc_auc
 
 
+def pair_labels(y: np.ndarray, known: np.ndarray | None = None):
+    """The two pair labels (sorted) and whether each pair is alike (the larger label)."""
+    if not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
+        raise ValueError(
+            f"Pair labels must be 1 (alike) and 0 or -1 (not alike), or booleans; got {y.dtype} "
+            f"labels such as {y[0]!r}."
+        )
+    y = check_array(y, ensure_2d=False, dtype=None, input_name="y")
+    classes = np.unique(y)
+    if known is not None:
+        unknown = classes[~np.isin(classes, known)]
+        if len(unknown):
+            raise ValueError(f"y has pair labels {unknown.tolist()} not seen at fit ({known}).")
+        return known, y == known[1]
+    if not set(classes.tolist()) <= {-1, 0, 1}:
+        raise ValueError(
+            f"Pair labels must be 1 (alike) and 0 or -1 (not alike), or booleans; got "
+            f"{classes.tolist()}."
+        )
+    if len(classes) != 2:
+        raise ValueError(
+            f"y holds one kind of pair label only ({classes.tolist()}); training needs both "
+            "alike and not-alike pairs."
+        )
+    return classes, y == classes[1]
+
+
 @dataclass
 class TripletConstraints(_Tuples):
     """Triplets (anchor, positive, negative) of rows: the anchor is nearer the positive."""
 
     kind = "triplets"
+    words = "triplet constraints"
 
     def split(self, fraction, by, rng):
         return self._split_tuples(fraction, by, rng, stratify=None)
@@ -292,3 +467,9 @@ class TripletConstraints(_Tuples):
             return float(np.mean(paired_distance(a, p, metric) < paired_distance(a, n, metric)))
 
         return satisfied
+
+
+#: Every kind of supervision by its ``kind``.
+KINDS: dict[str, type[Supervision]] = {
+    kind.kind: kind for kind in (ClassLabels, ContinuousTarget, LabelledPairs, TripletConstraints)
+}

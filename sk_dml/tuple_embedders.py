@@ -20,28 +20,31 @@ Once fitted, they are embedders like the others: ``transform`` embeds table rows
 
 from __future__ import annotations
 
-import inspect
 import math
 import warnings
 from numbers import Real
 from typing import ClassVar
 
 import numpy as np
-from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.metrics import roc_auc_score
 from sklearn.utils import metadata_routing
 from sklearn.utils.validation import (
-    check_array,
     check_consistent_length,
     check_is_fitted,
     column_or_1d,
     validate_data,
 )
 
+from ._embedder import shared_arguments
+from ._embedder_parameters import LOSS_CHOSEN_PARAMETERS_DOC, SHARED_PARAMETERS_DOC
 from ._sklearn_compat import StrOptions, _fit_context
+from ._thresholds import best_threshold, check_calibration, check_calibration_params
+from ._tuples import read_tuples
 from .criteria import ContrastiveLoss, Loss, TripletLoss
 from .distances import paired_distance
-from .embedders import _COMMON_PARAMS_DOC, MetricEmbedder, _is_dataframe
-from .supervision import LabelledPairs, TripletConstraints
+from .embedders import MetricEmbedder
+from .supervision import LabelledPairs, TripletConstraints, pair_labels
+from .tabular import is_dataframe
 
 __all__ = ["PairEmbedder", "TripletConstraintEmbedder"]
 
@@ -69,137 +72,49 @@ _TUPLES_NOTE = """
 """
 
 
-#: Defaults of the tuple embedders that differ from the class-label ones: they train on every
-#: tuple (no held-out tuples), the setting that letter pairs and the entity-resolution table
-#: were measured with (``benchmarks/results/supervision.md``).
-_TUPLE_DEFAULTS = {"early_stopping": False}
-
-
-def _tuples_init(**own):
-    """``__init__(self, preprocessor=None, loss=None, *, <own>, <MetricEmbedder's parameters>)``
-    with an explicit signature, so get_params, clone and repr see every parameter."""
-    inherited = inspect.signature(MetricEmbedder.__init__).parameters.values()
-    loss, *shared = [p for p in inherited if p.name != "self"]
-    positional, keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY
-    params = [
-        inspect.Parameter("preprocessor", positional, default=None),
-        loss,
-        *(inspect.Parameter(name, keyword, default=value) for name, value in own.items()),
-        *(p.replace(default=_TUPLE_DEFAULTS.get(p.name, p.default)) for p in shared),
-    ]
-
-    def __init__(self, *args, **kwargs):
-        bound = signature.bind(self, *args, **kwargs)
-        for param in params:
-            setattr(self, param.name, bound.arguments.get(param.name, param.default))
-
-    signature = inspect.Signature([inspect.Parameter("self", positional), *params])
-    __init__.__signature__ = signature
-    return __init__
-
-
 class _TupleEmbedder(MetricEmbedder):
     """What pair and triplet embedders share: reading tuples, and embedding them."""
 
     _tuple_size: ClassVar[int]
-    _tuple_name: ClassVar[str]  # "pairs", "triplets": the kind of supervision too
+    _supervision: ClassVar[type[LabelledPairs] | type[TripletConstraints]]
     _default_loss: ClassVar[type[Loss]]
     _parameter_constraints: dict = {
         "preprocessor": [None, "array-like", callable],
         **MetricEmbedder._parameter_constraints,
     }
-    __init__ = _tuples_init()
+
+    # Unlike the class-label embedders, they train on every tuple by default (no held-out
+    # tuples), the setting that letter pairs and the entity-resolution table were measured
+    # with (``benchmarks/results/supervision.md``).
+    # fmt: off
+    def __init__(
+        self, preprocessor=None, loss=None, *,
+        n_components=64, hidden_layer_sizes=(512, 512), activation="relu", dropout=0.0,
+        residual="auto", normalize="auto", module=None, categorical_features="from_dtype",
+        text_features=None, min_frequency=5, category_embedding_dim="auto", batch_size=256,
+        samples_per_class=4, max_epochs=60, learning_rate="auto",
+        learning_rate_schedule="cosine", weight_decay=0.0,
+        early_stopping=False, validation_split="rows", validation_fraction=0.1,
+        n_iter_no_change=10, tol=1e-4,
+        warm_start=False, random_state=None, verbose=0, device="auto", checkpoint_dir=None,
+    ):
+        super().__init__(loss, **shared_arguments(locals()))
+        self.preprocessor = preprocessor
+    # fmt: on
 
     def _get_loss(self) -> Loss:
         return self._default_loss() if self.loss is None else self.loss
 
     def _check_tuples(self, X, *, fitting: bool, size: int | None = None):
         """The tuples (of ``size`` members, the embedder's own by default) as int64 indices of
-        shape (n, size) into a table, and that table: the preprocessor's rows, or the rows
-        ``X`` holds (3-D)."""
+        shape (n, size) into a table, and that table (:func:`sk_dml._tuples.read_tuples`)."""
         size = size or self._tuple_size
-        name = self._tuple_name if size == self._tuple_size else "pairs"
-        if self.preprocessor is None or np.ndim(X) == 3:
-            return self._formed_tuples(X, size, name, merge=fitting)
-        index = check_array(X, dtype=None, input_name="X")
-        read = callable(self.preprocessor)
-        if index.shape[1] != size or not (read or np.issubdtype(index.dtype, np.integer)):
-            what = "indicators" if read else "integer row indices"
-            raise ValueError(
-                f"With a preprocessor, {name} are {what} of shape (n_{name}, {size}) or rows, "
-                f"{_formed(name, size)}; got an array of dtype {index.dtype} and shape "
-                f"{index.shape}."
-            )
-        if read:  # each distinct indicator read once: one row per record
-            indicators, index = np.unique(index, return_inverse=True)
-            table = self._read_rows(indicators)
-            index = index.reshape(-1, size)
-        else:
-            table = self.preprocessor
-            n_rows = len(table)
-            outside = (index < 0) | (index >= n_rows)
-            if outside.any():
-                raise ValueError(
-                    f"{np.count_nonzero(outside.any(axis=1))} of the {name} index rows outside "
-                    f"the preprocessor, which has {n_rows} rows (indices 0 to {n_rows - 1}); "
-                    f"e.g. {index[outside][0]}."
-                )
-        if fitting:
-            self._check_distinct_members(index)
-        return index.astype(np.int64), table
-
-    def _formed_tuples(self, X, size: int, name: str, *, merge: bool):
-        """Tuples that hold their rows (n, size, n_features): indices into those rows, with
-        identical rows merged into one when ``merge``."""
-        tuples = check_array(X, allow_nd=True, ensure_all_finite="allow-nan", input_name="X")
-        if tuples.ndim != 3 or tuples.shape[1] != size:
-            if self.preprocessor is None:
-                raise ValueError(
-                    f"Without a preprocessor, {name} are rows: {_formed(name, size)}; got shape "
-                    f"{tuples.shape}. To give row indices, set preprocessor to the table they "
-                    "index."
-                )
-            raise ValueError(
-                f"{name.capitalize()} given as rows must be {_formed(name, size)}; got shape "
-                f"{tuples.shape}."
-            )
-        n, _, width = tuples.shape
-        rows = tuples.reshape(n * size, width)
-        if not (merge and width):
-            return np.arange(n * size).reshape(n, size), rows
-        rows, index = _distinct_rows(rows)
-        return index.reshape(n, size), rows
-
-    def _read_rows(self, indicators: np.ndarray):
-        """The rows the callable preprocessor gives for ``indicators``, checked."""
-        rows = self.preprocessor(indicators)
-        if not _is_dataframe(rows):
-            rows = np.asarray(rows)
-        if rows.ndim != 2 or len(rows) != len(indicators):
-            raise ValueError(
-                f"The preprocessor must map an array of {len(indicators)} indicators to as many "
-                f"rows, an array of shape ({len(indicators)}, n_features) or a DataFrame; it "
-                f"returned {type(rows).__name__} of shape {rows.shape}."
-            )
-        return rows
-
-    def _check_distinct_members(self, index: np.ndarray) -> None:
-        """A tuple that names one row twice says nothing (a pair of a row with itself)."""
-        repeated = np.zeros(len(index), dtype=bool)
-        for i in range(index.shape[1]):
-            for j in range(i + 1, index.shape[1]):
-                repeated |= index[:, i] == index[:, j]
-        if repeated.any():
-            first = int(np.flatnonzero(repeated)[0])
-            raise ValueError(
-                f"{np.count_nonzero(repeated)} of the {self._tuple_name} name the same row twice "
-                f"(e.g. {self._tuple_name} {first}: {index[first].tolist()}); each member of a "
-                "tuple must be a different row."
-            )
+        name = self._supervision.kind if size == self._tuple_size else LabelledPairs.kind
+        return read_tuples(X, self.preprocessor, size=size, name=name, fitting=fitting)
 
     def _encoded_table(self, table, continuing: bool):
         """The table encoded for the network, and its schema (learned unless continuing)."""
-        if _is_dataframe(table) and not continuing:
+        if is_dataframe(table) and not continuing:
             validate_data(self, table, reset=True, skip_check_array=True)
         return self._encode(table, reset=not continuing)
 
@@ -208,7 +123,7 @@ class _TupleEmbedder(MetricEmbedder):
         check_is_fitted(self)
         index, table = self._check_tuples(X, fitting=False, size=size)
         used, position = np.unique(index, return_inverse=True)
-        rows = table.iloc[used] if _is_dataframe(table) else np.asarray(table)[used]
+        rows = table.iloc[used] if is_dataframe(table) else np.asarray(table)[used]
         Z = self.transform(rows)
         return Z[position.reshape(index.shape)]
 
@@ -217,7 +132,7 @@ class _TupleEmbedder(MetricEmbedder):
         into the preprocessor (indicators for a callable one), or the rows themselves, shape
         (n_pairs, 2, n_features); or it is two DataFrames ``(left, right)`` whose rows are
         paired in order."""
-        if isinstance(pairs, tuple | list) and len(pairs) == 2 and all(map(_is_dataframe, pairs)):
+        if isinstance(pairs, tuple | list) and len(pairs) == 2 and all(map(is_dataframe, pairs)):
             return super().pair_distance(pairs)
         Z = self._tuple_embeddings(pairs, size=2)
         return paired_distance(Z[:, 0], Z[:, 1], self.embedding_metric_)
@@ -266,7 +181,8 @@ class PairEmbedder(_TupleEmbedder):
         (:func:`sk_dml.losses.contrastive_pair_loss`), for a similarity that is not
         transitive or unlabelled pairs that must not count.
 """
-        + _COMMON_PARAMS_DOC
+        + LOSS_CHOSEN_PARAMETERS_DOC
+        + SHARED_PARAMETERS_DOC
         + """
     classes_ : ndarray of shape (2,)
         The pair labels: ``classes_[1]`` marks alike pairs.
@@ -286,13 +202,29 @@ class PairEmbedder(_TupleEmbedder):
     )
 
     _tuple_size = 2
-    _tuple_name = "pairs"
+    _supervision = LabelledPairs
     _default_loss = ContrastiveLoss
     _parameter_constraints: dict = {
         "negatives": [StrOptions({"in_batch", "labelled"})],
         **_TupleEmbedder._parameter_constraints,
     }
-    __init__ = _tuples_init(negatives="in_batch")
+
+    # fmt: off
+    def __init__(
+        self, preprocessor=None, loss=None, *, negatives="in_batch",
+        n_components=64, hidden_layer_sizes=(512, 512), activation="relu", dropout=0.0,
+        residual="auto", normalize="auto", module=None, categorical_features="from_dtype",
+        text_features=None, min_frequency=5, category_embedding_dim="auto", batch_size=256,
+        samples_per_class=4, max_epochs=60, learning_rate="auto",
+        learning_rate_schedule="cosine", weight_decay=0.0,
+        early_stopping=False, validation_split="rows", validation_fraction=0.1,
+        n_iter_no_change=10, tol=1e-4,
+        warm_start=False, random_state=None, verbose=0, device="auto", checkpoint_dir=None,
+    ):
+        super().__init__(preprocessor, loss, **shared_arguments(locals()))
+        self.negatives = negatives
+    # fmt: on
+
     _FITTED_ATTRIBUTES = (*MetricEmbedder._FITTED_ATTRIBUTES, "threshold_")
     # calibration_params is a setting of the fit, not metadata for scikit-learn's routing (so
     # no set_fit_request method is made for it).
@@ -305,7 +237,7 @@ class PairEmbedder(_TupleEmbedder):
         :meth:`calibrate_threshold`'s ``calibration_params`` (a dict of its keyword arguments;
         None: the best accuracy), which are checked before training. Returns the fitted
         estimator."""
-        calibration = _check_calibration_params(calibration_params)
+        calibration = check_calibration_params(calibration_params)
         super().fit(X, y)
         return self._calibrate_on_training_pairs(X, y, calibration)
 
@@ -313,12 +245,12 @@ class PairEmbedder(_TupleEmbedder):
     def partial_fit(self, X, y, calibration_params=None):
         """One epoch over the pairs ``X`` labelled ``y`` (with the labels of the first call),
         then ``threshold_`` on them as in :meth:`fit`. Returns the estimator."""
-        calibration = _check_calibration_params(calibration_params)
+        calibration = check_calibration_params(calibration_params)
         super().partial_fit(X, y)
         return self._calibrate_on_training_pairs(X, y, calibration)
 
     def _calibrate_on_training_pairs(self, X, y, calibration: dict):
-        self.classes_ = _pair_labels(column_or_1d(y))[0]
+        self.classes_ = pair_labels(column_or_1d(y))[0]
         try:
             return self.calibrate_threshold(X, y, **calibration)
         except ValueError:  # no threshold rather than one of the previous network
@@ -329,7 +261,7 @@ class PairEmbedder(_TupleEmbedder):
         index, table = self._check_tuples(X, fitting=True)
         y = column_or_1d(y, warn=True)
         check_consistent_length(index, y)
-        classes, alike = _pair_labels(y)
+        classes, alike = pair_labels(y)
         fitted = getattr(self, "classes_", classes)
         if continuing and not np.array_equal(classes, fitted):
             raise ValueError(f"y has the pair labels {classes}, not those of fit ({fitted}).")
@@ -351,7 +283,7 @@ class PairEmbedder(_TupleEmbedder):
 
     def score(self, X, y) -> float:
         """ROC AUC of :meth:`decision_function` on the pairs ``X`` labelled ``y``."""
-        _, alike = _pair_labels(column_or_1d(y), known=self.classes_)
+        _, alike = pair_labels(column_or_1d(y), known=self.classes_)
         return float(roc_auc_score(alike, self.decision_function(X)))
 
     def set_threshold(self, threshold):
@@ -405,14 +337,14 @@ default="accuracy"
         Returns the estimator.
         """
         check_is_fitted(self)
-        calibration = _check_calibration(strategy, min_rate, beta, min_precision)
-        _, alike = _pair_labels(column_or_1d(y), known=self.classes_)
+        calibration = check_calibration(strategy, min_rate, beta, min_precision)
+        _, alike = pair_labels(column_or_1d(y), known=self.classes_)
         if alike.all() or not alike.any():
             raise ValueError(
                 "calibrate_threshold needs pairs of both kinds, alike and not alike; y holds "
                 f"{'alike' if alike.any() else 'not-alike'} pairs only."
             )
-        self.threshold_ = _best_threshold(self.decision_function(X), alike, **calibration)
+        self.threshold_ = best_threshold(self.decision_function(X), alike, **calibration)
         return self
 
     def _get_fitted_state(self):
@@ -449,12 +381,13 @@ class TripletConstraintEmbedder(_TupleEmbedder):
     ----------
 """
         + _TUPLES_DOC.format(size=3, what="triplet constraints", default="TripletLoss()")
-        + _COMMON_PARAMS_DOC
+        + LOSS_CHOSEN_PARAMETERS_DOC
+        + SHARED_PARAMETERS_DOC
         + _TUPLES_NOTE
     )
 
     _tuple_size = 3
-    _tuple_name = "triplets"
+    _supervision = TripletConstraints
     _default_loss = TripletLoss
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -496,126 +429,3 @@ _NO_THRESHOLD = (
     "This %(name)s has no threshold_: call 'fit', or set one with set_threshold or "
     "calibrate_threshold."
 )
-_STRATEGIES = ("accuracy", "f_beta", "max_tpr", "max_tnr", "precision")
-
-
-def _check_calibration(strategy="accuracy", min_rate=None, beta=1.0, min_precision=None) -> dict:
-    """calibrate_threshold's arguments, checked: a ValueError naming a wrong one."""
-    if not isinstance(strategy, str) or strategy not in _STRATEGIES:
-        raise ValueError(
-            f"strategy must be one of {', '.join(map(repr, _STRATEGIES))}; got {strategy!r}."
-        )
-    if strategy in ("max_tpr", "max_tnr") and not (_is_real(min_rate) and 0 <= min_rate <= 1):
-        raise ValueError(f"strategy={strategy!r} needs min_rate in [0, 1], got {min_rate!r}.")
-    if strategy == "f_beta" and not (_is_real(beta) and math.isfinite(beta)):
-        raise ValueError(f"strategy='f_beta' needs beta, a real number; got {beta!r}.")
-    if strategy == "precision" and not (_is_real(min_precision) and 0 < min_precision <= 1):
-        raise ValueError(
-            f"strategy='precision' needs min_precision in (0, 1], got {min_precision!r}."
-        )
-    return {
-        "strategy": strategy,
-        "min_rate": min_rate,
-        "beta": beta,
-        "min_precision": min_precision,
-    }
-
-
-def _check_calibration_params(params) -> dict:
-    """fit's ``calibration_params``: None, or a dict of calibrate_threshold's keyword
-    arguments, checked before training."""
-    if params is None:
-        return {}
-    if not isinstance(params, dict):
-        raise ValueError(
-            f"calibration_params must be a dict of calibrate_threshold's keyword arguments or "
-            f"None, got {type(params).__name__}."
-        )
-    unknown = sorted(set(params) - set(inspect.signature(_check_calibration).parameters))
-    if unknown:
-        raise ValueError(
-            f"calibration_params takes strategy, min_rate, beta and min_precision (those of "
-            f"calibrate_threshold); got {', '.join(map(repr, unknown))}."
-        )
-    return _check_calibration(**params)
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool)
-
-
-def _best_threshold(scores, alike, *, strategy, min_rate, beta, min_precision) -> float:
-    """The threshold on ``scores`` that ``strategy`` picks for the labels ``alike``, among
-    scikit-learn's ``roc_curve`` thresholds (infinity first, then each distinct score, in
-    decreasing order), from the counts of pairs each one predicts alike."""
-    fpr, tpr, thresholds = roc_curve(alike, scores, drop_intermediate=False)
-    n_alike = np.count_nonzero(alike)
-    n_unlike = len(alike) - n_alike
-    tp, fp = np.rint(tpr * n_alike), np.rint(fpr * n_unlike)  # the counts, exactly
-    tpr, tnr = tp / n_alike, (n_unlike - fp) / n_unlike
-    if strategy == "accuracy":
-        best = np.argmax(tp + n_unlike - fp)  # the first, highest, threshold among equals
-    elif strategy == "f_beta":
-        beta2 = beta**2
-        with np.errstate(divide="ignore", invalid="ignore"):  # no pair alike, beta 0: 0/0
-            f_beta = np.nan_to_num((1 + beta2) * tp / (beta2 * n_alike + (tp + fp)))
-        best = np.flatnonzero(f_beta == f_beta.max())[-1]
-    elif strategy == "max_tpr":
-        allowed = tnr >= min_rate
-        best = np.flatnonzero(allowed & (tpr == tpr[allowed].max()))[0]
-    elif strategy == "max_tnr":
-        allowed = tpr >= min_rate
-        best = np.flatnonzero(allowed & (tnr == tnr[allowed].max()))[-1]
-    else:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            precision = np.nan_to_num(tp / (tp + fp))
-        reached = np.flatnonzero(precision >= min_precision)
-        if len(reached) == 0:
-            raise ValueError(
-                f"No threshold reaches precision {min_precision} on these pairs (the highest "
-                f"is {precision.max():.4f}); lower min_precision."
-            )
-        best = reached[-1]  # the lowest threshold: the most recall at that precision
-    return float(thresholds[best])
-
-
-def _formed(name: str, size: int) -> str:
-    return f"an array of shape (n_{name}, {size}, n_features)"
-
-
-def _distinct_rows(rows: np.ndarray):
-    """The distinct rows of ``rows`` (equal bytes) in order of first appearance, and the
-    position of each row of ``rows`` among them."""
-    keys = np.ascontiguousarray(rows).view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1])))
-    _, first, inverse = np.unique(keys.ravel(), return_index=True, return_inverse=True)
-    order = np.argsort(first)
-    position = np.empty_like(order)
-    position[order] = np.arange(len(order))
-    return rows[first[order]], position[inverse.ravel()]
-
-
-def _pair_labels(y: np.ndarray, known: np.ndarray | None = None):
-    """The two pair labels (sorted) and whether each pair is alike (the larger label)."""
-    if not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
-        raise ValueError(
-            f"Pair labels must be 1 (alike) and 0 or -1 (not alike), or booleans; got {y.dtype} "
-            f"labels such as {y[0]!r}."
-        )
-    y = check_array(y, ensure_2d=False, dtype=None, input_name="y")
-    classes = np.unique(y)
-    if known is not None:
-        unknown = classes[~np.isin(classes, known)]
-        if len(unknown):
-            raise ValueError(f"y has pair labels {unknown.tolist()} not seen at fit ({known}).")
-        return known, y == known[1]
-    if not set(classes.tolist()) <= {-1, 0, 1}:
-        raise ValueError(
-            f"Pair labels must be 1 (alike) and 0 or -1 (not alike), or booleans; got "
-            f"{classes.tolist()}."
-        )
-    if len(classes) != 2:
-        raise ValueError(
-            f"y holds one kind of pair label only ({classes.tolist()}); training needs both "
-            "alike and not-alike pairs."
-        )
-    return classes, y == classes[1]

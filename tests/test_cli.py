@@ -31,6 +31,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 import sk_dml
+import sk_dml._embedder
 from sk_dml import cli
 from sk_dml.criteria import ContrastiveLoss, get_loss_class, loss_names
 from sk_dml.datasets import load_nursery
@@ -515,7 +516,7 @@ def test_an_error_inside_training_is_an_internal_error(small, tmp_path, monkeypa
     def boom(self, X, y):
         raise ValueError("boom")
 
-    monkeypatch.setattr(sk_dml.embedders.MetricEmbedder, "fit", boom)
+    monkeypatch.setattr(sk_dml._embedder.BaseEmbedder, "fit", boom)
     fit = ("fit", small / "small.csv", "--target", "label", *TINY)
     code, stdout, stderr = call(*fit, "-o", tmp_path / "m.skdml")
     assert code == 1 and stdout == ""

@@ -7,7 +7,9 @@ with an uninterrupted run or with the named embedder, and counts of host synchro
 
 from __future__ import annotations
 
+import ast
 import inspect
+import re
 import sys
 import warnings
 
@@ -23,6 +25,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import sk_dml
+import sk_dml._embedder
+import sk_dml._fitting
 import sk_dml._training as training
 from sk_dml import MetricEmbedder, TripletEmbedder, cli
 from sk_dml.criteria import (
@@ -171,8 +175,8 @@ def test_a_trainer_restored_from_its_state_dict_continues_like_the_original(wine
     trainer = emb._trainer
     torch.save(trainer.state_dict(), tmp_path / "state.pt")
     task = ClassLabels(X, np.searchsorted(np.unique(y), y), labels=np.unique(y))
-    twin = emb._new_trainer(
-        emb._new_module(emb.schema_), ProxyAnchorLoss(), task, np.random.RandomState(5), "cpu"
+    twin = sk_dml._fitting._new_trainer(
+        emb, emb._new_module(emb.schema_), ProxyAnchorLoss(), task, np.random.RandomState(5), "cpu"
     )
     twin.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=True))
     assert twin.history == trainer.history
@@ -288,3 +292,45 @@ def test_a_new_loss_is_one_class_and_everything_picks_it_up(wine, tmp_path, cent
         ["fit", "data.csv", "--target", "t", "-o", "m", "--loss", "test_center_pull"]
     )
     assert args.loss == "test_center_pull"
+
+
+def _documented_parameters(cls) -> dict[str, str]:
+    """Each parameter's numpydoc line ``name : type, default=...`` in ``cls``'s docstring."""
+    section = cls.__doc__.split("Parameters\n    ----------\n", 1)[1]
+    section = section.split("\n    Attributes\n", 1)[0]
+    return dict(re.findall(r"^    (\w+) : (.*)$", section, flags=re.M))
+
+
+def test_named_embedder_signatures_stay_in_sync_with_their_loss_and_the_shared_ones():
+    """Every named embedder's explicit __init__: its loss's parameters with the loss's
+    defaults, then every shared one with the loss's choice where it makes one; the
+    constraints cover exactly those; the docstring documents each, with its default."""
+    base = inspect.signature(sk_dml._embedder.BaseEmbedder).parameters
+    named = [cls for cls in ESTIMATORS.values() if cls._loss_class is not None]
+    assert len(named) == 9
+    for cls in named:
+        loss = cls._loss_class
+        expected = [(p.name, p.default) for p in inspect.signature(loss).parameters.values()]
+        expected += [(n, loss.embedder_defaults.get(n, p.default)) for n, p in base.items()]
+        params = inspect.signature(cls).parameters
+        assert [(p.name, p.default) for p in params.values()] == expected, cls.__name__
+        assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params.values())
+        assert set(cls._parameter_constraints) == set(params), cls.__name__
+        documented = _documented_parameters(cls)
+        assert set(documented) == set(params), cls.__name__
+        for name, default in expected:
+            shown = documented[name].rsplit("default=", 1)
+            assert len(shown) == 2, (cls.__name__, name)
+            assert ast.literal_eval(shown[1]) == default, (cls.__name__, name)
+        emb = cls(**{name: default for name, default in expected})
+        assert emb.get_params() == dict(expected)  # __init__ stores each as given
+
+
+@pytest.mark.parametrize(
+    "cls", [MetricEmbedder, sk_dml.PairEmbedder, sk_dml.TripletConstraintEmbedder]
+)
+def test_embedders_with_a_loss_parameter_document_every_parameter(cls):
+    params = inspect.signature(cls).parameters
+    assert set(_documented_parameters(cls)) == set(params)
+    assert set(cls._parameter_constraints) == set(params)
+    assert cls().get_params() == {name: p.default for name, p in params.items()}

@@ -22,9 +22,10 @@ from scipy import sparse
 from sklearn.utils.validation import column_or_1d
 
 from .._training import embed
-from ..embedders import _numeric_target, _standardised_target
 from ..persistence import load, read_metadata
-from ..tuple_embedders import PairEmbedder, TripletConstraintEmbedder, _pair_labels
+from ..supervision import ContinuousTarget, numeric_target
+from ..supervision import pair_labels as checked_pair_labels
+from ..tuple_embedders import PairEmbedder, TripletConstraintEmbedder
 from .errors import CLIError, names, one_line
 
 # What the ``extra`` of model files written by earlier versions of ``sk-dml fit`` held: their
@@ -52,8 +53,8 @@ def check_target(estimator, values: np.ndarray, source) -> np.ndarray:
     """The continuous target ``values`` as float64, checked as the embedder's ``fit`` checks
     them (numbers, finite, 3 or more, not constant); their ``ValueError`` is the user's."""
     try:
-        target = _numeric_target(column_or_1d(values))
-        _standardised_target(target, type(estimator).__name__)
+        target = numeric_target(column_or_1d(values))
+        ContinuousTarget.from_y(np.empty((len(target), 0)), target, estimator)
     except ValueError as error:
         raise CLIError(f"{source}: {one_line(error)}") from error
     return target
@@ -64,7 +65,7 @@ def pair_labels(labels: pd.Series, source) -> np.ndarray:
     ``source``, checked as :class:`~sk_dml.PairEmbedder` checks them (1 and 0 or -1, or
     booleans; both kinds)."""
     try:
-        return _pair_labels(column_or_1d(labels.to_numpy()))[1]
+        return checked_pair_labels(column_or_1d(labels.to_numpy()))[1]
     except ValueError as error:
         raise CLIError(f"{source}: the label column {labels.name!r}: {one_line(error)}") from error
 
