@@ -36,24 +36,22 @@ from . import _dask
 from ._checkpoint import Checkpoint, fingerprint, restore_rng, rng_state_to_tensors, weights_digest
 from ._distributed import current_group, on_main
 from ._learned_metric import LearnedMetric
+from ._objectives import InBatchPairCriterion, Objective, TupleObjective
 from ._sklearn_compat import Interval, StrOptions, _fit_context
 from ._training import (
     Checkpointing,
     CollapseGuard,
     EarlyStopping,
     History,
-    Objective,
     ProgressBar,
     RunSettings,
     Trainer,
-    TupleObjective,
     embed,
 )
 from .criteria import (
     ArcFaceLoss,
     ContrastiveLoss,
     CosFaceLoss,
-    InBatchPairCriterion,
     LiftedStructLoss,
     LogRatioLoss,
     Loss,

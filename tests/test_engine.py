@@ -25,8 +25,8 @@ from sklearn.preprocessing import StandardScaler
 import sk_dml
 import sk_dml._training as training
 from sk_dml import MetricEmbedder, TripletEmbedder, cli
+from sk_dml._objectives import Criterion
 from sk_dml.criteria import (
-    Criterion,
     Loss,
     MultiSimilarityLoss,
     ProxyAnchorLoss,
