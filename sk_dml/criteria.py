@@ -308,9 +308,9 @@ class MultiSimilarityLoss(Loss):
     Parameters
     ----------
     alpha : float, default=2.0
-        Scale of the positive pairs.
+        Scale of the positive pairs (> 0).
     beta : float, default=50.0
-        Scale of the negative pairs.
+        Scale of the negative pairs (> 0).
     base : float, default=0.5
         The similarity that separates pulled positives from pushed negatives.
     epsilon : float or None, default=0.1
