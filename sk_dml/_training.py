@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from ._checkpoint import Checkpoint, restore_rng, rng_state_to_tensors
 from ._distributed import ProcessGroup, on_main, shard_batches
+from ._objectives import Objective
 from .nets import dropout_generator
 from .sampling import ClassBalancedBatchSampler, ShuffledBatchSampler
 
@@ -43,41 +44,10 @@ __all__ = [
     "CollapseGuard",
     "EarlyStopping",
     "Hook",
-    "Objective",
     "ProgressBar",
     "Trainer",
-    "TupleObjective",
     "embed",
 ]
-
-
-class Objective(torch.nn.Module):
-    """What training optimises: the embedding network and its loss, as one module.
-
-    ``criterion`` is a :class:`sk_dml.criteria.Criterion`; its parameters (a proxy loss's
-    proxies) are trained, checkpointed, restored with the best epoch and averaged across ranks
-    together with the network's, because they are this module's.
-    """
-
-    def __init__(self, module: torch.nn.Module, criterion: torch.nn.Module):
-        super().__init__()
-        self.module = module
-        self.criterion = criterion
-
-    def forward(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.criterion(self.module(X), y)
-
-
-class TupleObjective(Objective):
-    """The objective of supervision by tuples of rows (pairs, triplets): its items are
-    tuples of indices into ``rows``, the encoded table on the device, which the fit sets
-    before training (a plain attribute: not part of the state)."""
-
-    rows: torch.Tensor | None = None
-
-    def forward(self, tuples: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        embeddings = self.module(self.rows[tuples.reshape(-1)])
-        return self.criterion(embeddings.view(*tuples.shape, -1), y)
 
 
 @dataclass

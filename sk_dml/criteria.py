@@ -8,9 +8,14 @@ that suits it), and at fit time it builds the torch module the trainer minimises
 (:meth:`Loss.build`), which owns any learnable parameters the loss has (one proxy per class).
 The math lives in the pure functions of :mod:`sk_dml.losses`, usable in any torch loop.
 
+A loss object is the one source of truth of its hyper-parameters: their defaults, their
+validation (``_parameter_constraints``) and their documentation. Its function takes them as
+keywords with the same defaults (``tests/test_losses.py`` checks every loss), and its
+docstring refers here for what they mean.
+
 Adding a loss is one subclass here (plus its function in :mod:`sk_dml.losses`): the embedders,
 ``sk_dml.save``/``load``, checkpoints, torchrun and the command line (``--loss NAME``) find it
-by its ``name``.
+by its ``name``. The modules it builds for the trainer are internal (``sk_dml._objectives``).
 """
 
 from __future__ import annotations
@@ -21,11 +26,10 @@ from numbers import Real
 from typing import ClassVar
 
 import numpy as np
-import torch
 from sklearn.base import BaseEstimator
-from torch import nn
 
 from . import losses
+from ._objectives import Criterion, ProxyCriterion, TupleCriterion
 from ._sklearn_compat import Interval, StrOptions
 from .distances import METRICS
 from .miners import TRIPLET_MINING
@@ -57,91 +61,6 @@ _DISTANCE = [StrOptions(set(METRICS))]
 _REGISTRY: dict[str, type[Loss]] = {}
 
 
-class Criterion(nn.Module):
-    """A built loss: ``(embeddings, codes) -> scalar``, and how a call's classes map to codes.
-
-    A loss without parameters codes each call's classes afresh (only which rows share a label
-    matters); a proxy loss maps them onto the proxies of the classes it was built for.
-    """
-
-    #: How the optimizer treats this module's own parameters: a multiple of the network's
-    #: learning rate ("lr_multiplier") and, if set, their own "weight_decay".
-    optimizer_settings: dict = {}
-
-    def __init__(self, function):
-        super().__init__()
-        self.function = function
-
-    def forward(self, embeddings: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-        return self.function(embeddings, codes)
-
-    def codes_for(self, classes: np.ndarray) -> np.ndarray:
-        """The code of each of a training call's (sorted) ``classes``."""
-        return np.arange(len(classes))
-
-
-class TupleCriterion(Criterion):
-    """A built loss on tuples of rows: ``(embeddings (B, t, dim), labels) -> scalar``.
-
-    The function takes the t members of the tuples (a pair's two rows, a triplet's anchor,
-    positive and negative), then the pair labels when ``labelled``.
-    """
-
-    def __init__(self, function, labelled: bool):
-        super().__init__(function)
-        self.labelled = labelled
-
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        members = embeddings.unbind(1)
-        return self.function(*members, labels) if self.labelled else self.function(*members)
-
-
-class InBatchPairCriterion(Criterion):
-    """A class loss on the rows of a batch of pairs, each row labelled by its entity:
-    ``(embeddings (B, 2, dim), targets (B, 3)) -> scalar``, the targets holding each pair's
-    label and its two rows' entities (:class:`sk_dml.supervision.LabelledPairs`)."""
-
-    def forward(self, embeddings: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        rows = torch.cat([embeddings[:, 0], embeddings[:, 1]])
-        return self.function(rows, torch.cat([targets[:, 1], targets[:, 2]]))
-
-
-class ProxyCriterion(Criterion):
-    """A loss with one learnable vector per class of ``classes`` (the sorted training labels):
-    a proxy-anchor loss's proxies, a normalised softmax's class weights.
-
-    The vectors are this module's parameters, so they are trained, checkpointed and averaged
-    across ranks with the network, with the loss's ``optimizer_settings``. They start as in
-    Kim et al. (2020): Kaiming-normal (fan-out) draws from torch's generator, which the fit
-    seeds from ``random_state`` (only their directions matter to these losses).
-    """
-
-    def __init__(self, function, classes, dim: int, optimizer_settings: dict | None = None):
-        super().__init__(function)
-        self.optimizer_settings = dict(optimizer_settings or {})
-        self.classes = np.asarray(classes)
-        self.proxies = nn.Parameter(torch.empty(len(self.classes), dim))
-        nn.init.kaiming_normal_(self.proxies, mode="fan_out")
-
-    def forward(self, embeddings: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-        return self.function(embeddings, codes, self.proxies)
-
-    def codes_for(self, classes: np.ndarray) -> np.ndarray:
-        """Each label's proxy; a label without one is a ValueError, never a silent re-coding."""
-        classes = np.asarray(classes)
-        index = np.searchsorted(self.classes, classes)
-        known = (index < len(self.classes)) & (
-            self.classes[np.minimum(index, len(self.classes) - 1)] == classes
-        )
-        if not known.all():
-            raise ValueError(
-                f"y has classes without a proxy: {classes[~known].tolist()[:10]}. This loss "
-                f"learns one vector (proxy or class weight) per class of the first fit "
-                f"({len(self.classes)} classes); to add classes, fit again without warm_start."
-            )
-        return index
-
-
 class Loss(BaseEstimator):
     """Base of the loss objects; a subclass is one loss.
 
@@ -169,8 +88,9 @@ class Loss(BaseEstimator):
         "residual": False,
         "learning_rate": 3e-3,
     }
-    #: Optimizer settings for the loss's own parameters (proxies, class weights), see
-    #: :attr:`Criterion.optimizer_settings`.
+    #: Optimizer settings for the loss's own parameters (proxies, class weights): a multiple
+    #: of the network's learning rate ("lr_multiplier") and, if set, their own
+    #: "weight_decay".
     parameter_settings: ClassVar[dict] = {}
     _parameter_constraints: ClassVar[dict] = {}
 
@@ -329,7 +249,7 @@ class LiftedStructLoss(Loss):
 
 
 class _ClassVectorLoss(Loss):
-    """A loss with one learnable vector per training class (:class:`ProxyCriterion`),
+    """A loss with one learnable vector per training class (built as a ``ProxyCriterion``),
     compared with the rows by cosine."""
 
     #: What the loss calls its vectors, in messages.
@@ -388,9 +308,9 @@ class MultiSimilarityLoss(Loss):
     Parameters
     ----------
     alpha : float, default=2.0
-        Scale of the positive pairs.
+        Scale of the positive pairs (> 0).
     beta : float, default=50.0
-        Scale of the negative pairs.
+        Scale of the negative pairs (> 0).
     base : float, default=0.5
         The similarity that separates pulled positives from pushed negatives.
     epsilon : float or None, default=0.1

@@ -10,6 +10,11 @@ triplet is active) and never NaN for finite input.
 
 Notation: D = ``pairwise_distance(embeddings, metric=distance)``; S = the cosine similarities;
 a positive pair is i != j with y_i == y_j, a negative pair y_i != y_j; relu(x) = max(0, x).
+
+A loss's hyper-parameters are keyword-only, with the defaults of its loss object in
+:mod:`sk_dml.criteria` (``tests/test_losses.py`` checks that they agree, and pins the one
+deliberate exception: :func:`npair_loss`'s ``l2_reg``); that object documents their meaning,
+ranges and defaults once, for the function and the estimators alike.
 """
 
 from __future__ import annotations
@@ -89,6 +94,7 @@ def contrastive_loss(
 
     Mean over all unordered pairs i < j of ``[y_i == y_j] D_ij^2 + [y_i != y_j] relu(m - D_ij)^2``:
     positives are pulled together, negatives pushed apart until they are ``margin`` away.
+    ``margin`` and ``distance``: see :class:`~sk_dml.criteria.ContrastiveLoss`.
     """
     labels = _check_batch(embeddings, labels)
     _check_margin(margin)
@@ -119,10 +125,10 @@ def triplet_loss(
     ----------
     embeddings : torch.Tensor of shape (B, dim)
     labels : array-like of shape (B,)
-    margin : float, default=0.2
-    distance : str, default="euclidean"
-        One of :data:`sk_dml.distances.METRICS`.
-    mining : {"all", "semihard", "hard", "batch_hard"}, default="all"
+    margin, distance, mining
+        As :class:`~sk_dml.criteria.TripletLoss` documents them. ``mining`` picks the triplets
+        of the batch that count:
+
         - ``all``: mean of l over the valid triplets with l > 0 (batch-all);
         - ``semihard``: mean of l over triplets with D_ap < D_an < D_ap + margin;
         - ``hard``: mean of l over triplets with D_an < D_ap;
@@ -263,6 +269,9 @@ def npair_loss(embeddings: torch.Tensor, labels, *, l2_reg: float = 0.0) -> torc
     With similarities ``s_ij = f_i . f_j``: for every ordered positive pair (a, p) whose anchor has
     a negative, ``log(1 + sum_n exp(s_an - s_ap)) = softplus(logsumexp_n s_an - s_ap)``; the mean
     over those pairs plus ``l2_reg * mean_i ||f_i||^2`` (the paper's embedding-norm penalty).
+    Its default here is 0, the paper's loss without the penalty (pytorch-metric-learning's
+    ``NPairsLoss()``); :class:`~sk_dml.criteria.NPairLoss` defaults to 0.002, since its
+    embedders do not normalise.
     """
     labels = _check_batch(embeddings, labels)
     if not l2_reg >= 0:
@@ -299,6 +308,7 @@ def lifted_struct_loss(
 
     loss = ``1 / (2|P|) * sum relu(J_ij)^2`` over the pairs P that have a negative. Each row's
     negatives are reduced once (a min or a logsumexp), so nothing of size ``|P| x |N|`` is built.
+    ``margin``, ``distance`` and ``variant``: see :class:`~sk_dml.criteria.LiftedStructLoss`.
     """
     labels = _check_batch(embeddings, labels)
     _check_margin(margin)
@@ -340,6 +350,7 @@ def proxy_anchor_loss(
     Every row pulls its proxy and pushes all others, weighted by how hard it is, so one batch
     informs all C classes at a cost of O(B x C). ``labels`` are proxy indices in ``[0, C)``.
     ``log(1 + sum exp)`` is evaluated as ``softplus(logsumexp)``: finite for any finite input.
+    ``margin`` and ``alpha``: see :class:`~sk_dml.criteria.ProxyAnchorLoss`.
     """
     labels = _check_batch(embeddings, labels)
     _check_margin(margin)
@@ -396,14 +407,10 @@ def multi_similarity_loss(
     ----------
     embeddings : torch.Tensor of shape (B, dim)
     labels : array-like of shape (B,)
-    alpha : float, default=2.0
-        Scale of the positive pairs, > 0.
-    beta : float, default=50.0
-        Scale of the negative pairs, > 0.
-    base : float, default=0.5
-        The similarity that separates the pulled positives from the pushed negatives.
-    epsilon : float or None, default=0.1
-        Margin of the pair mining, >= 0; None counts every pair.
+    alpha, beta, base, epsilon
+        The scales of the positive and negative pairs, the similarity that separates them
+        and the margin of the pair mining, as :class:`~sk_dml.criteria.MultiSimilarityLoss`
+        documents them.
     """
     labels = _check_batch(embeddings, labels)
     for name, scale in (("alpha", alpha), ("beta", beta)):
@@ -477,8 +484,8 @@ def normalized_softmax_loss(
     labels : array-like of shape (B,)
     weights : torch.Tensor of shape (C, dim)
         One learnable vector per class.
-    temperature : float, default=0.05
-        Divides the cosines (> 0): lower is a sharper softmax.
+    temperature
+        Divides the cosines, as :class:`~sk_dml.criteria.NormalizedSoftmaxLoss` documents it.
     """
     labels = _check_class_weights(embeddings, labels, weights)
     _check_positive(temperature=temperature)
@@ -515,10 +522,9 @@ def cosface_loss(
     embeddings : torch.Tensor of shape (B, dim)
     labels : array-like of shape (B,)
     weights : torch.Tensor of shape (C, dim)
-    margin : float, default=0.35
-        Subtracted from the own class's cosine, in [0, 2].
-    scale : float, default=64.0
-        Multiplies the logits (> 0).
+    margin, scale
+        The margin on the cosine and the scale of the logits, as
+        :class:`~sk_dml.criteria.CosFaceLoss` documents them.
     """
     labels = _check_class_weights(embeddings, labels, weights)
     _check_positive(scale=scale)
@@ -554,10 +560,9 @@ def arcface_loss(
     embeddings : torch.Tensor of shape (B, dim)
     labels : array-like of shape (B,)
     weights : torch.Tensor of shape (C, dim)
-    margin : float, default=0.5
-        Angle added to the own class's angle, in radians, in [0, pi/2].
-    scale : float, default=64.0
-        Multiplies the logits (> 0).
+    margin, scale
+        The margin on the angle (radians) and the scale of the logits, as
+        :class:`~sk_dml.criteria.ArcFaceLoss` documents them.
     """
     labels = _check_class_weights(embeddings, labels, weights)
     _check_positive(scale=scale)
@@ -585,7 +590,8 @@ def contrastive_pair_loss(
     Row i of ``left`` and of ``right`` form a pair, similar where ``same[i]`` is true: the
     mean over pairs of ``same D^2 + (1 - same) relu(margin - D)^2``, with D the ``distance``
     between the two rows. This is :func:`contrastive_loss` on given pairs instead of every
-    pair of a labelled batch.
+    pair of a labelled batch; ``margin`` and ``distance``: see
+    :class:`~sk_dml.criteria.ContrastiveLoss`.
     """
     if not isinstance(left, torch.Tensor) or left.ndim != 2 or left.shape != right.shape:
         raise ValueError(
@@ -607,7 +613,8 @@ def triplet_constraint_loss(
     margin: float = 0.2, distance: str = "euclidean",
 ) -> torch.Tensor:  # fmt: skip
     """The triplet margin loss of given constraints "anchor i is nearer positive i than
-    negative i": the mean over triplets of ``relu(D_ap - D_an + margin)``."""
+    negative i": the mean over triplets of ``relu(D_ap - D_an + margin)``. ``margin`` and
+    ``distance``: see :class:`~sk_dml.criteria.TripletLoss`."""
     shapes = {tuple(t.shape) for t in (anchors, positives, negatives)}
     if len(shapes) != 1 or anchors.ndim != 2:
         raise ValueError(
@@ -641,8 +648,8 @@ def log_ratio_loss(embeddings: torch.Tensor, targets, *, epsilon: float = 1e-3) 
     embeddings : torch.Tensor of shape (B, dim)
     targets : array-like of shape (B,) or (B, n_targets)
         Continuous targets, on a common scale (standardise them first).
-    epsilon : float, default=1e-3
-        Added to both distances, so ties (equal targets, coinciding embeddings) stay finite.
+    epsilon
+        Added to both distances, as :class:`~sk_dml.criteria.LogRatioLoss` documents it.
     """
     if not isinstance(embeddings, torch.Tensor) or embeddings.ndim != 2:
         raise ValueError(

@@ -34,8 +34,8 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_array, column_or_1d
 
-from ._training import Objective, TupleObjective
-from .criteria import InBatchPairCriterion, loss_names
+from ._objectives import InBatchPairCriterion, Objective, TupleObjective
+from .criteria import loss_names
 from .distances import paired_distance
 from .metrics import mean_average_precision_at_r, precision_at_k
 

@@ -29,8 +29,8 @@ import sk_dml._embedder
 import sk_dml._fitting
 import sk_dml._training as training
 from sk_dml import MetricEmbedder, TripletEmbedder, cli
+from sk_dml._objectives import Criterion
 from sk_dml.criteria import (
-    Criterion,
     Loss,
     MultiSimilarityLoss,
     ProxyAnchorLoss,

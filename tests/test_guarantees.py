@@ -7,6 +7,8 @@ import ast
 import re
 from pathlib import Path
 
+from sk_dml import _objectives, criteria, losses
+
 ROOT = Path(__file__).resolve().parents[1]
 GUARANTEES = ROOT / "docs" / "guarantees.rst"
 # ``test_x.py::test_name`` names a file and a test; ``::test_name`` a test of the last file.
@@ -55,3 +57,20 @@ def test_the_architecture_page_names_every_module():
     ]
     modules += [p.name for p in (package / "cli").glob("*.py") if p.name != "__init__.py"]
     assert [name for name in modules if name not in page] == []
+
+
+def test_the_api_page_lists_every_loss_and_no_internal_wrapper():
+    """docs/api.rst lists every loss object and loss function, and none of the modules that
+    wrap a loss for the trainer (``sk_dml._objectives``), which are not public API."""
+    page = (ROOT / "docs" / "api.rst").read_text()
+    listed = set(re.findall(r"^   (\w+)$", page, flags=re.MULTILINE))
+    loss_classes = {criteria.get_loss_class(name).__name__ for name in criteria.loss_names()}
+    assert loss_classes <= set(criteria.__all__)
+    assert [name for name in (*criteria.__all__, *losses.__all__) if name not in listed] == []
+    wrappers = {
+        name
+        for name, value in vars(_objectives).items()
+        if isinstance(value, type) and value.__module__ == _objectives.__name__
+    }
+    assert wrappers and not wrappers & listed
+    assert not wrappers & set(criteria.__all__)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -24,6 +25,7 @@ from conftest import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sk_dml import criteria
 from sk_dml.losses import contrastive_loss, lifted_struct_loss, npair_loss, triplet_loss
 
 # (loss name, fixed keyword arguments); the margin is chosen per batch, see _margin.
@@ -560,3 +562,46 @@ def test_triplet_window_forms_match_brute_force_and_gradient(mining, n_classes, 
         assert_close(got, expected)
         if expected.item() > 0:
             torch.testing.assert_close(_grad(got, emb), expected_grad, rtol=1e-7, atol=1e-9)
+
+
+# ------------------------------------------------------- one source of truth per loss
+#: A function default that differs from its loss object's on purpose, (loss name, parameter)
+#: -> (the function's, the object's): npair_loss() is the paper's loss without the norm
+#: penalty (pytorch-metric-learning's NPairsLoss()), while NPairLoss's embedders do not
+#: normalise and need it. Pinned here, so neither side drifts either.
+DELIBERATE_DIFFERENCES = {("npair", "l2_reg"): (0.0, 0.002)}
+
+
+def _keyword_defaults(function) -> dict:
+    return {
+        name: p.default
+        for name, p in inspect.signature(function).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is not inspect.Parameter.empty
+    }
+
+
+@pytest.mark.parametrize("name", criteria.loss_names())
+def test_every_loss_function_takes_its_objects_parameters_with_its_defaults(name):
+    """The loss object is the truth: each of its functions (the batch loss and the tuple
+    losses) takes its hyper-parameters as keywords with the same defaults."""
+    cls = criteria.get_loss_class(name)
+    params = cls().get_params()
+    assert params, name
+    for function in (cls.function, *cls.tuple_functions.values()):
+        defaults = _keyword_defaults(function)
+        # The batch loss receives every parameter (Loss.bound_function), a tuple loss those
+        # it takes.
+        expected = params.keys() if function is cls.function else params.keys() & defaults
+        assert set(expected) <= set(defaults), (name, function.__name__)
+        for param in expected:
+            pair = (defaults[param], params[param])
+            if (name, param) in DELIBERATE_DIFFERENCES:
+                assert pair == DELIBERATE_DIFFERENCES[name, param]
+            else:
+                assert defaults[param] == params[param], (name, function.__name__, param)
+                assert type(defaults[param]) is type(params[param]), (name, param)
+
+
+def test_the_deliberate_differences_name_real_parameters():
+    for name, param in DELIBERATE_DIFFERENCES:
+        assert param in criteria.get_loss_class(name)().get_params()

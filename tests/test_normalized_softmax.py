@@ -13,7 +13,8 @@ from sklearn.datasets import load_wine
 
 import sk_dml
 from sk_dml import ArcFaceEmbedder, CosFaceEmbedder, NormalizedSoftmaxEmbedder
-from sk_dml.criteria import ArcFaceLoss, CosFaceLoss, NormalizedSoftmaxLoss, ProxyCriterion
+from sk_dml._objectives import ProxyCriterion
+from sk_dml.criteria import ArcFaceLoss, CosFaceLoss, NormalizedSoftmaxLoss
 from sk_dml.losses import arcface_loss, cosface_loss, normalized_softmax_loss
 
 QUICK = dict(max_epochs=3, hidden_layer_sizes=(16,), n_components=4, batch_size=16)

@@ -1,5 +1,6 @@
 """Safe persistence: weights as safetensors, everything else as JSON, no code executed."""
 
+import io
 import json
 import os
 import pickle
@@ -249,3 +250,50 @@ def test_loading_costs_about_the_files_size(wine, tmp_path):
     growth, outcome = _peak_growth_of_load(big)
     assert outcome == "loaded"
     assert growth < 1.5 * size + 32 * 2**20, f"{growth / 2**20:.0f} MiB for {size / 2**20:.0f}"
+
+
+class _RecordingUnpickler(pickle.Unpickler):
+    """Unpickles and records every (module, name) the pickle looks up."""
+
+    def __init__(self, data: bytes):
+        super().__init__(io.BytesIO(data))
+        self.looked_up: set[tuple[str, str]] = set()
+
+    def find_class(self, module, name):
+        self.looked_up.add((module, name))
+        return super().find_class(module, name)
+
+
+def _private_classes_in(model) -> list[tuple[str, str]]:
+    unpickler = _RecordingUnpickler(pickle.dumps(model))
+    unpickler.load()
+    return sorted(
+        (module, name)
+        for module, name in unpickler.looked_up
+        if module.startswith("sk_dml") and any(part.startswith("_") for part in module.split("."))
+    )
+
+
+@pytest.mark.parametrize("cls", EMBEDDERS, ids=LOSSES)
+def test_a_pickled_model_names_no_class_of_a_private_module(cls, wine):
+    """Pickles hold public classes only: the training wrappers (``sk_dml._objectives``) and
+    the engine stay behind (the trainer is not pickled), so moving them breaks no pickle."""
+    X, y = wine
+    emb = cls(random_state=0, max_epochs=1, hidden_layer_sizes=(8,), n_components=2).fit(X, y)
+    emb.partial_fit(X, y)  # a model whose trainer lives on
+    assert emb._trainer is not None
+    assert _private_classes_in(emb) == []
+
+
+def test_a_pickled_tuple_model_names_no_class_of_a_private_module(wine):
+    X = wine[0].to_numpy(np.float32)
+    quick = dict(random_state=0, max_epochs=1, hidden_layer_sizes=(8,), n_components=2)
+    pairs, alike = np.array([[0, 1], [0, 100], [50, 60], [10, 170]] * 4), np.array([1, 0] * 8)
+    triplets = np.array([[0, 1, 100], [60, 70, 5], [130, 140, 20]] * 4)
+    models = [
+        sk_dml.PairEmbedder(preprocessor=X, **quick).fit(pairs, alike),
+        sk_dml.TripletConstraintEmbedder(preprocessor=X, **quick).fit(triplets),
+    ]
+    for model in models:
+        assert type(model._trainer.objective).__module__ == "sk_dml._objectives"
+        assert _private_classes_in(model) == []

@@ -12,7 +12,7 @@ from sklearn.datasets import load_wine
 
 import sk_dml
 from sk_dml import ProxyAnchorEmbedder
-from sk_dml.criteria import ProxyCriterion
+from sk_dml._objectives import ProxyCriterion
 from sk_dml.losses import proxy_anchor_loss
 
 QUICK = dict(max_epochs=3, hidden_layer_sizes=(16,), n_components=4, batch_size=16)

@@ -29,9 +29,9 @@ from sk_dml import (
     TripletConstraintEmbedder,
     TripletEmbedder,
 )
+from sk_dml._objectives import InBatchPairCriterion
 from sk_dml.criteria import (
     ContrastiveLoss,
-    InBatchPairCriterion,
     LogRatioLoss,
     MultiSimilarityLoss,
     ProxyAnchorLoss,
