@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from ._training import embed
+from ._inference import embed
 from .distances import pairwise_distance
 from .metrics import precision_at_k
 

@@ -26,9 +26,9 @@ from sklearn.utils.validation import (
 from . import _compat, _dask
 from ._embedder_parameters import SHARED_CONSTRAINTS
 from ._fitting import train
+from ._inference import embed
 from ._learned_metric import LearnedMetric
 from ._sklearn_compat import _fit_context
-from ._training import embed
 from .criteria import Loss
 from .distances import paired_distance, pairwise_distance
 from .nets import TableEmbedding, TableInput, build_module

@@ -19,6 +19,7 @@ from sklearn.utils import check_random_state
 
 from ._checkpoint import Checkpoint, fingerprint, restore_rng, rng_state_to_tensors, weights_digest
 from ._distributed import current_group, on_main
+from ._inference import embed
 from ._objectives import TupleObjective
 from ._training import (
     Checkpointing,
@@ -28,7 +29,6 @@ from ._training import (
     ProgressBar,
     RunSettings,
     Trainer,
-    embed,
 )
 from .criteria import Loss
 from .nets import set_sparse_gradients

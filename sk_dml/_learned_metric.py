@@ -17,7 +17,7 @@ import math
 import numpy as np
 import torch
 
-from ._training import embed
+from ._inference import embed
 from .distances import check_metric
 
 __all__ = ["LearnedMetric"]

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from ._checkpoint import Checkpoint, restore_rng, rng_state_to_tensors
 from ._distributed import ProcessGroup, on_main, shard_batches
+from ._inference import embed
 from ._objectives import Objective
 from .nets import dropout_generator
 from .sampling import ClassBalancedBatchSampler, ShuffledBatchSampler
@@ -46,7 +47,6 @@ __all__ = [
     "Hook",
     "ProgressBar",
     "Trainer",
-    "embed",
 ]
 
 
@@ -503,28 +503,3 @@ def _collapsed(module: torch.nn.Module, X: torch.Tensor, max_rows: int = 4096) -
     spread = (Z - Z.mean(0)).square().sum(1).mean().sqrt()
     scale = Z.square().sum(1).mean().sqrt()
     return not bool(spread > COLLAPSE_TOL * scale)  # NaN counts as collapsed
-
-
-@torch.no_grad()
-def embed(module: torch.nn.Module, X, batch_size: int = 65536) -> np.ndarray:
-    """Embeddings of the rows of ``X`` (array or tensor) as float32 numpy, in eval mode.
-
-    Rows go to the module's device one batch at a time and land in a preallocated output, so
-    peak memory stays near the output's size however many rows there are. The module is left
-    in eval mode and not otherwise touched, so concurrent calls from threads are safe.
-    """
-    if module.training:
-        module.eval()
-    param = next(module.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    out = None
-    for start in range(0, len(X), batch_size):
-        chunk = X[start : start + batch_size]
-        if not isinstance(chunk, torch.Tensor):  # a copy: input may be read-only (memmap)
-            chunk = torch.from_numpy(np.array(chunk, dtype=np.float32))
-        chunk = chunk.to(device, torch.float32)
-        z = module(chunk).float().cpu().numpy()
-        if out is None:
-            out = np.empty((len(X), z.shape[1]), dtype=np.float32)
-        out[start : start + len(z)] = z
-    return out

@@ -21,7 +21,7 @@ import torch
 from scipy import sparse
 from sklearn.utils.validation import column_or_1d
 
-from .._training import embed
+from .._inference import embed
 from ..persistence import load, read_metadata
 from ..supervision import ContinuousTarget, numeric_target
 from ..supervision import pair_labels as checked_pair_labels
