@@ -29,7 +29,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from . import losses
-from ._objectives import Criterion, ProxyCriterion, TupleCriterion
+from ._objectives import Criterion, ProxyCriterion
 from ._sklearn_compat import Interval, StrOptions
 from .distances import METRICS
 from .miners import TRIPLET_MINING
@@ -116,14 +116,12 @@ class Loss(BaseEstimator):
         return functools.partial(type(self).function, **self.get_params())
 
     def build(self, classes: np.ndarray | None, dim: int, supervision: str = "classes"):
-        """The module a fresh fit minimises, for the training ``classes`` (sorted; None for
-        other supervision), an embedding of width ``dim`` and the kind of ``supervision``;
-        raises a ValueError naming a parameter out of range."""
+        """The module a fresh fit minimises on rows, for the training ``classes`` (sorted;
+        None for a continuous target), an embedding of width ``dim`` and the kind of
+        ``supervision`` ("classes" or "target"); raises a ValueError naming a parameter out
+        of range. (Tuple losses are wrapped by :mod:`sk_dml.supervision`.)"""
         self._validate_params()
-        function = self.bound_function(supervision)
-        if supervision in self.tuple_functions:
-            return TupleCriterion(function, labelled=supervision == "pairs")
-        return Criterion(function)
+        return Criterion(self.bound_function(supervision))
 
 
 def get_loss_class(name: str) -> type[Loss]:

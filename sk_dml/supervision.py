@@ -34,7 +34,7 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_array, column_or_1d
 
-from ._objectives import InBatchPairCriterion, Objective, TupleObjective
+from ._objectives import InBatchPairCriterion, Objective, TupleCriterion, TupleObjective
 from .criteria import loss_names
 from .distances import paired_distance
 from .metrics import mean_average_precision_at_r, precision_at_k
@@ -352,10 +352,17 @@ class _Tuples(Supervision):
     """Tuples of row indices (``tuples``, int64 of shape (n, t)) into ``rows``."""
 
     tuples: np.ndarray = None
+    #: Whether the tuple loss takes each tuple's label (pairs) or not (triplets).
+    labelled: ClassVar[bool] = False
 
     @property
     def items(self) -> np.ndarray:
         return self.tuples
+
+    def criterion(self, loss, width):
+        """The loss's tuple function with its parameters, given each tuple's rows (and
+        label, for labelled pairs)."""
+        return TupleCriterion(loss.bound_function(self.kind), labelled=self.labelled)
 
     def objective(self, module, criterion) -> TupleObjective:
         return TupleObjective(module, criterion)
@@ -381,6 +388,7 @@ class LabelledPairs(_Tuples):
 
     kind = "pairs"
     words = "labelled pairs"
+    labelled = True
     in_batch: bool = False
 
     @property
@@ -388,8 +396,9 @@ class LabelledPairs(_Tuples):
         return ClassLabels.kind if self.in_batch else self.kind
 
     def criterion(self, loss, width):
-        criterion = loss.build(None, width, self.loss_kind)
-        return InBatchPairCriterion(criterion.function) if self.in_batch else criterion
+        if self.in_batch:
+            return InBatchPairCriterion(loss.build(None, width, self.loss_kind).function)
+        return super().criterion(loss, width)
 
     def targets_for(self, criterion) -> np.ndarray:
         """The labels; with ``in_batch``, (label, entity of the first row, of the second)."""
