@@ -29,7 +29,7 @@ def _demo_data(quick: bool) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarra
     the training rows' statistics."""
     from sklearn.datasets import load_digits
 
-    from ..datasets import load_letter
+    from ...datasets import load_letter
 
     digits = load_digits()
     X_letter, y_letter = load_letter()
