@@ -33,7 +33,14 @@ from .criteria import Loss
 from .distances import paired_distance, pairwise_distance
 from .nets import TableEmbedding, TableInput, build_module
 from .supervision import Supervision, labels_kind, numeric_target
-from .tabular import TableSchema, frame_columns, has_string_names, is_dataframe, learn_schema
+from .tabular import (
+    TableSchema,
+    frame_columns,
+    has_string_names,
+    is_dataframe,
+    learn_schema,
+    schema_options,
+)
 
 _INPUT_ATTRIBUTES = ("n_features_in_", "feature_names_in_")
 # How scikit-learn's validate_data reads a numeric array (missing values are allowed).
@@ -216,14 +223,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             columns, names = list(X.T), None
         if not reset:
             return self.schema_.encode(columns), self.schema_
-        schema = learn_schema(
-            columns,
-            names,
-            categorical_features=self.categorical_features,
-            min_frequency=self.min_frequency,
-            embedding_dim=self.category_embedding_dim,
-            text_features=self.text_features,
-        )
+        schema = learn_schema(columns, names, **schema_options(self.get_params(deep=False)))
         return schema.encode(columns), schema
 
     def _new_module(self, schema: TableSchema) -> TableEmbedding:

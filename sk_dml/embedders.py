@@ -41,6 +41,7 @@ __all__ = [
     "NormalizedSoftmaxEmbedder",
     "ProxyAnchorEmbedder",
     "TripletEmbedder",
+    "check_params",
     "make_embedder",
 ]
 
@@ -483,3 +484,12 @@ class LogRatioEmbedder(BaseEmbedder, loss=LogRatioLoss):
         super().__init__(**shared_arguments(locals()))
         self.epsilon = epsilon
     # fmt: on
+
+
+def check_params(estimator) -> None:
+    """Raise scikit-learn's ``InvalidParameterError`` (a ValueError) for a parameter of the
+    embedder ``estimator`` that its ``fit`` would refuse before looking at any data: the
+    embedder's own, and those of the loss it trains with (a :class:`MetricEmbedder`'s loss
+    object included). For a caller that wants bad settings refused before reading a table."""
+    estimator._validate_params()
+    estimator._get_loss()._validate_params()

@@ -46,6 +46,7 @@ __all__ = [
     "Supervision",
     "TripletConstraints",
     "labels_kind",
+    "learns_from",
     "neighbors_r2",
     "numeric_target",
     "pair_labels",
@@ -482,3 +483,13 @@ class TripletConstraints(_Tuples):
 KINDS: dict[str, type[Supervision]] = {
     kind.kind: kind for kind in (ClassLabels, ContinuousTarget, LabelledPairs, TripletConstraints)
 }
+
+
+def learns_from(estimator) -> type[Supervision]:
+    """What the embedder ``estimator`` (fitted or not) learns from, as its kind of supervision
+    (one of :data:`KINDS`' values): a :class:`~sk_dml.PairEmbedder` labelled pairs, a
+    :class:`~sk_dml.TripletConstraintEmbedder` triplet constraints, any other embedder what
+    the ``y`` of its ``fit`` is for its loss (:func:`labels_kind`). Its ``words`` say it in
+    messages."""
+    tuples = getattr(type(estimator), "_supervision", None)  # the tuple embedders' own
+    return tuples if tuples is not None else labels_kind(estimator._get_loss())

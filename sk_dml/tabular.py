@@ -45,14 +45,18 @@ __all__ = [
     "MAX_NGRAMS",
     "MISSING_CODE",
     "RARE_CODE",
+    "SCHEMA_PARAMETERS",
     "TEXT_NGRAM_RANGE",
     "TEXT_N_BUCKETS",
     "TableSchema",
+    "categorical_positions",
     "default_embedding_dim",
     "frame_columns",
     "has_string_names",
     "is_dataframe",
     "learn_schema",
+    "learn_table_schema",
+    "schema_options",
 ]
 
 MISSING_CODE = 0
@@ -212,6 +216,50 @@ class TableSchema:
         ):
             raise ValueError("the table schema is inconsistent")
         return schema
+
+    # -- a DataFrame against the schema, and the encoding's layout -----------------------------
+    def check(self, table: pd.DataFrame) -> None:
+        """Raise the ValueError that :meth:`encode_table` would raise for the DataFrame
+        ``table``, without encoding it: its columns must be the schema's (matched by name when
+        both have names, else by position), each numeric one holding numbers (NaN where
+        missing) that are finite and within float32's range. Categorical and text columns take
+        any value (a level not seen at fit is "rare or unseen")."""
+        columns = self._table_columns(table)
+        for position in self.numeric:
+            self._numbers(columns[position], position)
+
+    def encode_table(self, table: pd.DataFrame) -> np.ndarray:
+        """:meth:`encode` of the DataFrame ``table``, its columns matched to the schema's as
+        :meth:`check` says: what an embedder's ``transform`` gives its network."""
+        return self.encode(self._table_columns(table))
+
+    def _table_columns(self, table: pd.DataFrame) -> list[pd.Series]:
+        by_name = self.feature_names is not None and has_string_names(table)
+        columns = frame_columns(table, self.feature_names if by_name else None)
+        if len(columns) != self.n_features:
+            raise ValueError(
+                f"X has {len(columns)} features, but the table schema is expecting "
+                f"{self.n_features} features as input."
+            )
+        return columns
+
+    @property
+    def numeric_slice(self) -> slice:
+        """The columns of :meth:`encode`'s output that hold the numeric columns' values."""
+        return slice(0, len(self.numeric))
+
+    @property
+    def categorical_slice(self) -> slice:
+        """The columns of :meth:`encode`'s output that hold the categorical columns' codes."""
+        start = len(self.numeric)
+        return slice(start, start + len(self.categorical))
+
+    @property
+    def text_slices(self) -> list[slice]:
+        """For each text column, the columns of :meth:`encode`'s output that hold its n-gram
+        ids + 1 (``max_ngrams`` of them)."""
+        starts = len(self.numeric) + len(self.categorical) + np.cumsum([0, *self.max_ngrams])
+        return [slice(int(a), int(b)) for a, b in zip(starts[:-1], starts[1:], strict=True)]
 
 
 def learn_schema(
@@ -558,3 +606,41 @@ def _bullets(names: list[str], shown: int = 5) -> str:
     if len(names) > shown:
         lines.append("- ...")
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------ an embedder's table
+#: The embedder parameters that decide the schema it learns at fit, by the keyword of
+#: :func:`learn_schema` each sets.
+SCHEMA_PARAMETERS = {
+    "categorical_features": "categorical_features",
+    "min_frequency": "min_frequency",
+    "embedding_dim": "category_embedding_dim",
+    "text_features": "text_features",
+}
+
+
+def schema_options(params: dict) -> dict:
+    """:func:`learn_schema`'s keyword arguments from an embedder's parameters ``params`` (its
+    ``get_params()``)."""
+    return {keyword: params[name] for keyword, name in SCHEMA_PARAMETERS.items()}
+
+
+def learn_table_schema(table: pd.DataFrame, params: dict) -> TableSchema:
+    """The schema that an embedder with the parameters ``params`` (its ``get_params()``)
+    learns at fit from the DataFrame ``table``, whose string column names are kept. Raises
+    the ValueError that fit raises for a table it refuses (a column of an unsupported type,
+    infinite values, a column with no value, ...): a table can be checked before a fit."""
+    names = [str(c) for c in table.columns] if has_string_names(table) else None
+    return learn_schema(frame_columns(table), names, **schema_options(params))
+
+
+def categorical_positions(
+    columns: list, names=None, categorical_features="from_dtype", *, exclude=()
+) -> list[int]:
+    """The positions, sorted, of the ``columns`` (one 1-D array or Series per column, named
+    ``names`` or None) that ``categorical_features`` makes categorical, as in
+    :func:`learn_schema`: "from_dtype" (category, string/object and bool columns, but not those
+    at the positions in ``exclude``, the text columns), None, names, indices or a boolean
+    mask."""
+    chosen = _categorical_positions(columns, names, categorical_features, exclude=set(exclude))
+    return sorted(chosen)

@@ -46,7 +46,7 @@ from .embedders import MetricEmbedder
 from .supervision import LabelledPairs, TripletConstraints, pair_labels
 from .tabular import is_dataframe
 
-__all__ = ["PairEmbedder", "TripletConstraintEmbedder"]
+__all__ = ["PairEmbedder", "TripletConstraintEmbedder", "check_tuples"]
 
 _TUPLES_DOC = """
     preprocessor : array-like, DataFrame, callable or None, default=None
@@ -429,3 +429,13 @@ _NO_THRESHOLD = (
     "This %(name)s has no threshold_: call 'fit', or set one with set_threshold or "
     "calibrate_threshold."
 )
+
+
+def check_tuples(estimator, X) -> np.ndarray:
+    """The tuples ``X`` as the ``fit`` of ``estimator`` (a :class:`PairEmbedder` or
+    :class:`TripletConstraintEmbedder`, its ``preprocessor`` set) reads them: int64 row indices
+    of shape (n_tuples, tuple size) into its table. Raises the ValueError that ``fit`` raises
+    for them (a wrong shape or dtype, an index outside the preprocessor, a tuple that names
+    one row twice), so that tuples can be checked before a fit. Labels are not checked here:
+    :func:`sk_dml.supervision.pair_labels` checks those of pairs."""
+    return estimator._check_tuples(X, fitting=True)[0]

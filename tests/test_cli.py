@@ -531,7 +531,7 @@ def test_an_error_inside_training_is_an_internal_error(small, tmp_path, monkeypa
                            tmp_path / "e.csv")  # fmt: skip
     assert code == 2 and "missing column(s) 'b'" in stderr
     # A KeyError inside the embedding is no missing column either.
-    monkeypatch.setattr(sk_dml.cli.model, "embed", lambda module, X: {}["k"])
+    monkeypatch.setattr(sk_dml._embedder.BaseEmbedder, "transform", lambda self, X: {}["k"])
     code, _, stderr = call("transform", small / "small.skdml", small / "small.csv", "-o",
                            tmp_path / "e.csv")  # fmt: skip
     assert code == 1 and stderr.startswith("sk-dml: internal error: KeyError: ")
@@ -901,9 +901,9 @@ def test_demo_compares_only_the_losses_of_class_labels(tmp_path, monkeypatch):
         params.update(max_epochs=1, hidden_layer_sizes=(4,), n_components=2, batch_size=8)
         return make_embedder(loss, **params)
 
-    monkeypatch.setattr(cli.commands, "_demo_data", lambda quick: tiny_data)
-    monkeypatch.setattr(cli.commands, "make_embedder", tiny_embedder)
-    monkeypatch.setattr(cli.commands, "save_figure", lambda figure, path: None)
+    monkeypatch.setattr(cli.commands.demo, "_demo_data", lambda quick: tiny_data)
+    monkeypatch.setattr(cli.commands.demo, "make_embedder", tiny_embedder)
+    monkeypatch.setattr(cli.commands.demo, "save_figure", lambda figure, path: None)
     code, out, err = call("demo", "--quick", "--out", tmp_path)
     assert code == 0, err
     assert trained[1:] == loss_names("classes") * 2  # after the warm-up fit

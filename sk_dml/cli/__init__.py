@@ -35,9 +35,10 @@ traceback instead.
 Modules: :mod:`.tables` (files in and out), :mod:`.columns` (the target, feature, key, excluded
 and categorical columns), :mod:`.pairs` (a pairs file's pairs as row numbers of a table),
 :mod:`.model` (a saved model, and tables, targets and pairs into the embedder),
-:mod:`.figures`, :mod:`.commands` (one handler per subcommand), :mod:`.parser` (the options,
-their defaults read from the estimators) and :mod:`.errors` (what each error means for the
-exit status).
+:mod:`.figures`, :mod:`.commands` (one module and one handler per subcommand, what they share
+in :mod:`.commands.common`), :mod:`.parser` (the options, their defaults read from the
+estimators) and :mod:`.errors` (what each error means for the exit status). The commands use
+sk_dml's public API only.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.multiclass import type_of_target
 
-from ..tabular import _categorical_positions
+from ..tabular import categorical_positions
 from .errors import CLIError, names
 
 
@@ -73,9 +73,7 @@ def feature_columns(frame: pd.DataFrame, args, source) -> tuple[pd.DataFrame, li
     columns = [features[c] for c in features.columns]
     text = [c for c in features.columns if c in set(args.text)]
     skipped = {p for p, c in enumerate(features.columns) if c in set(text)}
-    from_dtype = _categorical_positions(
-        columns, list(features.columns), "from_dtype", exclude=skipped
-    )
+    from_dtype = set(categorical_positions(columns, list(features.columns), exclude=skipped))
     chosen = set(args.categorical)
     categorical = [c for p, c in enumerate(features.columns) if p in from_dtype or c in chosen]
     return features, categorical, text

@@ -4,14 +4,16 @@ in the file's ``extra``.
 
 The embedder holds its own encoding of the table (its ``schema_``), so any embedder fitted on a
 table with named columns, by ``sk-dml fit`` or by Python on a pandas DataFrame, can be used.
-Tables enter the embedder here, and the estimator's own checks of a table (a column of the
-wrong type, an infinite value, ...) are run first, as bad input: :func:`encode`. So are its
-checks of what it learns from: a continuous target (:func:`check_target`) and labelled pairs
+Tables enter the embedder here, and the library's checks of a table (a column of the wrong
+type, an infinite value, ...) are run first, as bad input: :func:`check_table` before a fit,
+:meth:`sk_dml.tabular.TableSchema.check` before an embedding. So are its checks of what it
+learns from: a continuous target (:func:`check_target`) and labelled pairs
 (:func:`check_pairs`).
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,42 +23,46 @@ import torch
 from scipy import sparse
 from sklearn.utils.validation import column_or_1d
 
-from .._inference import embed
 from ..persistence import load, read_metadata
-from ..supervision import ContinuousTarget, numeric_target
+from ..supervision import ContinuousTarget, learns_from, numeric_target
 from ..supervision import pair_labels as checked_pair_labels
-from ..tuple_embedders import PairEmbedder, TripletConstraintEmbedder
+from ..tabular import learn_table_schema
+from ..tuple_embedders import check_tuples
 from .errors import CLIError, names, one_line
 
 # What the ``extra`` of model files written by earlier versions of ``sk-dml fit`` held: their
 # one-hot preprocessing, which this version no longer applies.
 OLD_PREPROCESSING = "preprocessing"
+# How fit's message for a table its embedder refuses goes on: the options that change it.
+FIT_HINT = (
+    " (fit: --exclude COL leaves a column out, --categorical COL learns it as categories,"
+    " --text COL reads it as text)"
+)
 
 
-def encode(estimator, features: pd.DataFrame, source, *, fitting: bool) -> np.ndarray:
-    """``features`` encoded as the embedder's ``fit`` (``fitting``) or ``transform`` would:
-    the estimator's checks of a table, and their ``ValueError``, are the user's input errors.
-    """
+@contextlib.contextmanager
+def input_errors(source, hint: str = ""):
+    """The library's ``ValueError`` inside the block as the user's input error, naming
+    ``source`` (and followed by ``hint``)."""
     try:
-        return estimator._encode(features, reset=fitting)[0]
+        yield
     except ValueError as error:
-        hint = (
-            " (fit: --exclude COL leaves a column out, --categorical COL learns it as categories,"
-            " --text COL reads it as text)"
-            if fitting
-            else ""
-        )
         raise CLIError(f"{source}: {one_line(error)}{hint}") from error
+
+
+def check_table(estimator, features: pd.DataFrame, source) -> None:
+    """The checks the embedder's ``fit`` makes of the table ``features``
+    (:func:`sk_dml.tabular.learn_table_schema`), their ``ValueError`` the user's input error."""
+    with input_errors(source, FIT_HINT):
+        learn_table_schema(features, estimator.get_params(deep=False))
 
 
 def check_target(estimator, values: np.ndarray, source) -> np.ndarray:
     """The continuous target ``values`` as float64, checked as the embedder's ``fit`` checks
     them (numbers, finite, 3 or more, not constant); their ``ValueError`` is the user's."""
-    try:
+    with input_errors(source):
         target = numeric_target(column_or_1d(values))
         ContinuousTarget.from_y(np.empty((len(target), 0)), target, estimator)
-    except ValueError as error:
-        raise CLIError(f"{source}: {one_line(error)}") from error
     return target
 
 
@@ -64,31 +70,19 @@ def pair_labels(labels: pd.Series, source) -> np.ndarray:
     """Whether each pair is alike (True) under the ``labels`` column of the pairs file
     ``source``, checked as :class:`~sk_dml.PairEmbedder` checks them (1 and 0 or -1, or
     booleans; both kinds)."""
-    try:
+    with input_errors(f"{source}: the label column {labels.name!r}"):
         return checked_pair_labels(column_or_1d(labels.to_numpy()))[1]
-    except ValueError as error:
-        raise CLIError(f"{source}: the label column {labels.name!r}: {one_line(error)}") from error
 
 
 def check_pairs(estimator, pairs: np.ndarray, labels: pd.Series, source) -> np.ndarray:
     """The checks a :class:`~sk_dml.PairEmbedder` with its table makes of the pairs and labels
     of the pairs file ``source`` that it is to fit (labels of both kinds, no pair of a row with
-    itself, ...), their ``ValueError`` the user's; returns whether each pair is alike."""
+    itself, ...: :func:`sk_dml.tuple_embedders.check_tuples`), their ``ValueError`` the user's;
+    returns whether each pair is alike."""
     alike = pair_labels(labels, source)
-    try:
-        estimator._check_tuples(pairs, fitting=True)
-    except ValueError as error:
-        raise CLIError(f"{source}: {one_line(error)}") from error
+    with input_errors(source):
+        check_tuples(estimator, pairs)
     return alike
-
-
-# What a model learned from, as the commands say it (the kinds of sk_dml.supervision).
-SUPERVISION_WORDS = {
-    "classes": "class labels",
-    "target": "a continuous target",
-    "pairs": "labelled pairs",
-    "triplets": "triplet constraints",
-}
 
 
 @dataclass
@@ -140,15 +134,10 @@ class Model:
         )
 
     @property
-    def supervision(self) -> str:
-        """What the embedder learned from: "classes", "target" (a continuous target), "pairs"
-        or "triplets" (:attr:`sk_dml.criteria.Loss.supervisions`)."""
-        if isinstance(self.estimator, PairEmbedder):
-            return "pairs"
-        if isinstance(self.estimator, TripletConstraintEmbedder):
-            return "triplets"
-        kinds = self.estimator._get_loss().supervisions
-        return "classes" if "classes" in kinds else kinds[0]
+    def supervision(self):
+        """What the embedder learned from: a kind of :mod:`sk_dml.supervision`
+        (:func:`~sk_dml.supervision.learns_from`)."""
+        return learns_from(self.estimator)
 
     @property
     def columns(self) -> list[str]:
@@ -181,12 +170,17 @@ class Model:
 
     def encoded(self, frame: pd.DataFrame, source) -> np.ndarray:
         """The encoding of ``frame``'s feature columns (the network's input)."""
-        return encode(self.estimator, self.features(frame, source), source, fitting=False)
+        features = self.features(frame, source)
+        with input_errors(source):
+            return self.estimator.schema_.encode_table(features)
 
     def embed(self, frame: pd.DataFrame, source) -> np.ndarray:
-        """The embedding of ``frame``'s rows (the table is encoded once, and checked as it
-        is)."""
-        return embed(self.estimator.module_, self.encoded(frame, source))
+        """The embedding of ``frame``'s rows, the table checked first as the embedder checks
+        it (:meth:`sk_dml.tabular.TableSchema.check`)."""
+        features = self.features(frame, source)
+        with input_errors(source):
+            self.estimator.schema_.check(features)
+        return self.estimator.transform(features)
 
     def baseline(self, frame: pd.DataFrame, source) -> sparse.csr_matrix:
         """``frame``'s rows as plain features, for a baseline: the numbers as the network's
@@ -197,12 +191,12 @@ class Model:
         encoded = self.encoded(frame, source)
         inputs = self.estimator.module_.inputs
         schema = self.estimator.schema_
-        n_plain = len(schema.numeric) + len(schema.missing_indicators)
+        n_plain = len(schema.numeric) + len(schema.missing_indicators)  # the layer's first
         with torch.no_grad():
             x = torch.as_tensor(encoded, device=inputs.mean.device)
             numbers = inputs(x)[:, :n_plain].cpu().numpy()
         rows = np.arange(len(encoded))
-        codes = encoded[:, len(schema.numeric) :].astype(np.int64)
+        codes = encoded[:, schema.categorical_slice].astype(np.int64)
         one_hot = [
             sparse.csr_matrix(
                 (np.ones(len(rows), np.float32), (rows, codes[:, j])),
@@ -210,10 +204,8 @@ class Model:
             )
             for j, size in enumerate(schema.table_sizes)
         ]
-        start = len(schema.numeric) + len(schema.categorical)
-        for width in schema.max_ngrams:
-            ids = encoded[:, start : start + width].astype(np.int64)
-            start += width
+        for columns in schema.text_slices:
+            ids = encoded[:, columns].astype(np.int64)
             used = ids > 0
             one_hot.append(
                 sparse.csr_matrix(
