@@ -278,3 +278,21 @@ def test_indicators_are_standardised_as_a_scaler_after_an_imputer_would():
     old.fit_statistics(encoded)
     with torch.no_grad():
         np.testing.assert_array_equal(old(torch.as_tensor(encoded)).numpy()[:, 2], flags[:, 0])
+
+
+def test_a_schema_too_large_for_a_model_file_is_refused_naming_the_column(tmp_path, monkeypatch):
+    from safetensors import SafetensorError
+
+    import sk_dml.persistence as persistence
+
+    frame = pd.DataFrame({"name": _names(60), "code": ["a", "b", "c"] * 20})
+    model = TripletEmbedder(text_features=["name"], random_state=0, **QUICK)
+    model.fit(frame, np.arange(60) % 6)
+
+    def too_large(*args, **kwargs):  # what safetensors says of a header over 100 MB
+        raise SafetensorError("HeaderTooLarge")
+
+    monkeypatch.setattr(persistence, "save_file", too_large)
+    with pytest.raises(ValueError, match="largest part is the text column 'name'"):
+        sk_dml.save(model, tmp_path / "m.safetensors")
+    assert not (tmp_path / "m.safetensors").exists()
