@@ -10,7 +10,18 @@ a float32 integer), then, per text column, ``max_ngrams`` columns of hashed char
 ids (see "Text columns" below). The network's input layer (:class:`sk_dml.nets.TableInput`)
 then standardises, fills and flags the numbers, looks the codes up in embedding tables, so a
 column with a million levels costs one (levels x width) table, never a one-hot matrix, and
-averages each text cell's n-gram vectors (an ``nn.EmbeddingBag``).
+sums each text cell's n-gram vectors (an ``nn.EmbeddingBag``), started as TF-IDF: the schema
+keeps each text column's document frequencies (:meth:`TableSchema.text_idf`).
+
+What a string column becomes: under ``categorical_features="from_dtype"``, a string (object)
+column is text when more than ``TEXT_RARE_SHARE`` of its non-missing cells hold a level seen
+fewer than ``max(min_frequency, 2)`` times at fit, else categorical (:func:`learn_schema`);
+:meth:`TableSchema.describe` reports each column's reading and why.
+
+Versions (``TableSchema.version``): 1 is every schema written before versions existed (text
+as the mean of random n-gram vectors, raw 0/1 missing indicators); 2 (``SCHEMA_VERSION``)
+adds the TF-IDF start and standardised indicators. A stored schema keeps its version, so an
+old model file embeds as it did.
 
 Codes: 0 is "missing", 1 is "rare or not seen at fit time" (levels seen fewer than
 ``min_frequency`` times at fit share it with levels first seen later), 2, 3, ... are the
