@@ -121,17 +121,22 @@ def run(names, seeds, settings, n_pairs) -> pd.DataFrame:
                     test_pairs, test_alike, emb.embedding_metric_,
                 )  # fmt: skip
                 records.append(
-                    {"data": name, "role": role, "seed": seed, "model": setting,
-                     **result, "fit_s": seconds, "epochs": emb.n_iter_}  # fmt: skip
+                    {
+                        "data": name,
+                        "role": role,
+                        "seed": seed,
+                        "model": setting,
+                        **result,
+                        "fit_s": seconds,
+                        "epochs": emb.n_iter_,
+                    }  # fmt: skip
                 )
                 print(records[-1], flush=True)
     return pd.DataFrame(records)
 
 
 def report(table: pd.DataFrame, n_pairs: int, threads: int) -> str:
-    mean = table.groupby(["role", "data", "model"], sort=False)[
-        ["pair_auc", "knn_accuracy"]
-    ].mean()
+    mean = table.groupby(["role", "data", "model"], sort=False)[["pair_auc", "knn_accuracy"]].mean()
     lines = [
         "# Few labelled pairs on a numeric table",
         "",

@@ -152,16 +152,29 @@ class TableInput(nn.Module):
     categorical column. Each number is standardised with the training rows' mean and standard
     deviation (``mean`` and ``scale``, buffers set by :meth:`fit_statistics`); a missing one
     becomes 0, the mean, and the columns listed in ``missing_indicators`` add a 0/1 feature
-    saying so. Each code is looked up in its column's embedding table (entity embeddings,
-    Guo & Berkhahn 2016), rows 0 ("missing") and 1 ("rare or unseen") starting at zero.
+    saying so (with ``standardize_indicators``, standardised like a number: (indicator -
+    missing rate) / its standard deviation, as a scaler after an imputer would give it). Each
+    code is looked up in its column's embedding table (entity embeddings, Guo & Berkhahn
+    2016), started at N(0, 1 / width) draws (one-hot's scale: each level about unit norm,
+    two levels about sqrt(2) apart), rows 0 ("missing") and 1 ("rare or unseen") at zero.
     Then come, per text column, ``text_widths[j]`` columns of n-gram bucket ids + 1 (0:
-    padding): the cell's vector is the mean of its n-grams' vectors in an ``nn.EmbeddingBag``
-    of ``text_n_buckets + 1`` rows (row 0, padding, is left out of the mean; a cell of padding
-    only, a missing one, gives zeros). The bucket vectors start at torch's N(0, 1) draws, so
-    before any training a cell's vector is a random projection of its n-gram counts, and
-    strings that share n-grams get near vectors (fastText's subword vectors, Bojanowski et al.
-    2017). The output concatenates the numbers, the indicators, the category embeddings and
-    the text embeddings: ``out_features`` wide.
+    padding), read by an ``nn.EmbeddingBag`` of ``text_n_buckets + 1`` rows (row 0, padding,
+    is left out):
+
+    - with ``text_idf`` (schema version 2), the TF-IDF start: bucket ``b``'s vector starts as
+      ``idf[b] * r_b`` with ``r_b`` torch's N(0, 1) draws (divided by the mean idf of the
+      buckets seen at fit; buckets never seen at fit start at zero), a cell's vector is the
+      *sum* of its n-gram occurrences' vectors (term frequency times idf) scaled to unit
+      Euclidean norm. Before training it is a Gaussian random projection of the cell's TF-IDF
+      vector, normalised, so dot products between cells approximate TF-IDF cosine
+      similarities (Johnson-Lindenstrauss: within about ``1 / sqrt(width)``). A missing cell,
+      or one of unseen n-grams only, gives zeros.
+    - without (version 1, models fitted before), the *mean* of its n-grams' vectors, started
+      at N(0, 1) draws: a random projection of its n-gram counts (fastText's subword vectors,
+      Bojanowski et al. 2017).
+
+    The output concatenates the numbers, the indicators, the category embeddings and the text
+    embeddings: ``out_features`` wide.
 
     The embedding tables and bags have sparse gradients (``sparse=True``): a step updates only
     the rows its batch used, so a column with a million levels costs no more per step than one
@@ -177,6 +190,8 @@ class TableInput(nn.Module):
         text_widths: Sequence[int] = (),
         text_embedding_dims: Sequence[int] = (),
         text_n_buckets: int = 2**16,
+        text_idf: Sequence | None = None,
+        standardize_indicators: bool = False,
     ):
         super().__init__()
         self.n_numeric = n_numeric
@@ -191,14 +206,35 @@ class TableInput(nn.Module):
         )
         with torch.no_grad():
             for table in self.embeddings:
+                # N(0, 1 / width): each level a vector of norm about 1, so two levels start
+                # about sqrt(2) apart, as in a one-hot encoding, and a column weighs about
+                # as much as a standardised number.
+                table.weight.mul_(table.embedding_dim**-0.5)
                 table.weight[:2] = 0  # "missing" and "rare": neutral until trained
+        self.standardize_indicators = bool(standardize_indicators)
+        if self.standardize_indicators:
+            n_indicators = len(missing_indicators)
+            self.register_buffer("indicator_mean", torch.zeros(n_indicators))
+            self.register_buffer("indicator_scale", torch.ones(n_indicators))
         self.text_widths = [int(w) for w in text_widths]
+        self.tfidf = text_idf is not None
         self.text_embeddings = nn.ModuleList(
-            nn.EmbeddingBag(text_n_buckets + 1, dim, mode="mean", padding_idx=0, sparse=True)
+            nn.EmbeddingBag(
+                text_n_buckets + 1,
+                dim,
+                mode="sum" if self.tfidf else "mean",
+                padding_idx=0,
+                sparse=True,
+            )
             for dim in text_embedding_dims
         )
         if len(self.text_widths) != len(self.text_embeddings):
             raise ValueError("text_widths and text_embedding_dims must have equal lengths")
+        if self.tfidf:
+            if len(text_idf) != len(self.text_embeddings):
+                raise ValueError("text_idf needs one table per text column")
+            for bag, idf in zip(self.text_embeddings, text_idf, strict=True):
+                _start_as_tfidf(bag.weight, idf)
         self.in_features = n_numeric + len(self.embeddings) + sum(self.text_widths)
         self.out_features = (
             n_numeric + len(missing_indicators) + sum(embedding_dims) + sum(text_embedding_dims)
@@ -215,12 +251,18 @@ class TableInput(nn.Module):
             schema.max_ngrams,
             schema.text_embedding_dims,
             schema.text_n_buckets,
+            text_idf=[schema.text_idf(j) for j in range(len(schema.text))]
+            if schema.version >= 2
+            else None,
+            standardize_indicators=schema.version >= 2,
         )
 
     @torch.no_grad()
     def fit_statistics(self, X) -> TableInput:
         """Set ``mean`` and ``scale`` from the numeric columns of the encoded rows ``X``,
-        ignoring missing values (a constant column gets scale 1, as in StandardScaler)."""
+        ignoring missing values (a constant column gets scale 1, as in StandardScaler), and,
+        with ``standardize_indicators``, each missing indicator's mean (the missing rate) and
+        standard deviation."""
         numbers = torch.as_tensor(np.asarray(X)[:, : self.n_numeric], dtype=torch.float64)
         present = ~torch.isnan(numbers)
         count = present.sum(0).clamp(min=1)
@@ -230,6 +272,11 @@ class TableInput(nn.Module):
         scale[scale <= 10 * torch.finfo(torch.float64).eps * mean.abs().clamp(min=1)] = 1.0
         self.mean.copy_(mean)
         self.scale.copy_(scale)
+        if self.standardize_indicators and len(self.missing_indicators):
+            rate = (~present[:, self.missing_indicators.cpu()]).double().mean(0)
+            spread = (rate * (1 - rate)).sqrt()
+            self.indicator_mean.copy_(rate)
+            self.indicator_scale.copy_(torch.where(spread > 0, spread, 1.0))
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -237,14 +284,32 @@ class TableInput(nn.Module):
         missing = torch.isnan(numbers)
         parts = [torch.where(missing, 0.0, (numbers - self.mean) / self.scale)]
         if len(self.missing_indicators):
-            parts.append(missing[:, self.missing_indicators].to(x.dtype))
+            flags = missing[:, self.missing_indicators].to(x.dtype)
+            if self.standardize_indicators:
+                flags = (flags - self.indicator_mean) / self.indicator_scale
+            parts.append(flags)
         start = self.n_numeric + len(self.embeddings)
         codes = x[:, self.n_numeric : start].long()
         parts += [table(codes[:, j]) for j, table in enumerate(self.embeddings)]
         for width, bag in zip(self.text_widths, self.text_embeddings, strict=True):
-            parts.append(bag(x[:, start : start + width].long()))
+            cells = bag(x[:, start : start + width].long())
+            parts.append(nn.functional.normalize(cells, dim=1) if self.tfidf else cells)
             start += width
         return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+
+
+@torch.no_grad()
+def _start_as_tfidf(weight: torch.Tensor, idf) -> None:
+    """Scale the rows of a text column's bag (row ``b + 1``: bucket ``b``) by the buckets'
+    inverse document frequencies ``idf`` (0 for a bucket unseen at fit), divided by their mean
+    over the seen buckets, so the rows keep torch's N(0, 1) scale on average. Nothing to do on
+    torch's "meta" device (a model being loaded: its weights come from the file)."""
+    if weight.is_meta:
+        return
+    idf = torch.as_tensor(np.asarray(idf, dtype=np.float64))
+    seen = idf > 0
+    factor = idf / idf[seen].mean() if bool(seen.any()) else idf
+    weight[1:] *= factor.to(weight.dtype).unsqueeze(1)
 
 
 class TableEmbedding(nn.Module):

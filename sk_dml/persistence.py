@@ -102,13 +102,34 @@ def save(estimator, path, *, extra: dict | None = None) -> None:
             save_file(tensors, str(tmp), metadata=metadata)
         except SafetensorError as error:  # the header (JSON) holds at most 100 MB
             raise ValueError(
-                f"sk_dml.save cannot store this model ({error}): its categorical columns' "
-                "vocabularies are too large for a model file's header; use pickle/joblib."
+                f"sk_dml.save cannot store this model ({error}): its table schema is too large "
+                f"for a model file's header (at most 100 MB of JSON; the largest part is "
+                f"{_largest_vocabulary(estimator.schema_)}); use pickle/joblib, or give that "
+                "column a larger min_frequency or fewer levels."
             ) from None
         os.chmod(tmp, 0o644)  # safetensors writes 0600; a model file is usually shared
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _largest_vocabulary(schema) -> str:
+    """The column whose levels (categorical) or n-gram document frequencies (text) take the
+    most JSON in a model file's header, and how much."""
+    sizes = {}
+    for j, position in enumerate(schema.categorical):
+        sizes[position] = len(json.dumps(schema.levels[j]))
+    for j, position in enumerate(schema.text):
+        if schema.text_buckets:
+            tables = [schema.text_buckets[j], schema.text_document_counts[j]]
+            sizes[position] = len(json.dumps(tables))
+    if not sizes:
+        return "not a column's vocabulary"
+    position = max(sizes, key=sizes.get)
+    return (
+        f"the {schema.kind(position)} column {schema.column_name(position)}, "
+        f"{sizes[position] / 1e6:.1f} MB"
+    )
 
 
 def read_metadata(path) -> dict:

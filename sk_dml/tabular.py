@@ -10,7 +10,18 @@ a float32 integer), then, per text column, ``max_ngrams`` columns of hashed char
 ids (see "Text columns" below). The network's input layer (:class:`sk_dml.nets.TableInput`)
 then standardises, fills and flags the numbers, looks the codes up in embedding tables, so a
 column with a million levels costs one (levels x width) table, never a one-hot matrix, and
-averages each text cell's n-gram vectors (an ``nn.EmbeddingBag``).
+sums each text cell's n-gram vectors (an ``nn.EmbeddingBag``), started as TF-IDF: the schema
+keeps each text column's document frequencies (:meth:`TableSchema.text_idf`).
+
+What a string column becomes: under ``categorical_features="from_dtype"``, a string (object)
+column is text when more than ``TEXT_RARE_SHARE`` of its non-missing cells hold a level seen
+fewer than ``max(min_frequency, 2)`` times at fit, else categorical (:func:`learn_schema`);
+:meth:`TableSchema.describe` reports each column's reading and why.
+
+Versions (``TableSchema.version``): 1 is every schema written before versions existed (text
+as the mean of random n-gram vectors, raw 0/1 missing indicators); 2 (``SCHEMA_VERSION``)
+adds the TF-IDF start and standardised indicators. A stored schema keeps its version, so an
+old model file embeds as it did.
 
 Codes: 0 is "missing", 1 is "rare or not seen at fit time" (levels seen fewer than
 ``min_frequency`` times at fit share it with levels first seen later), 2, 3, ... are the
@@ -43,11 +54,13 @@ from sklearn.feature_extraction.text import HashingVectorizer
 
 __all__ = [
     "MAX_NGRAMS",
+    "SCHEMA_VERSION",
     "MISSING_CODE",
     "RARE_CODE",
     "SCHEMA_PARAMETERS",
     "TEXT_NGRAM_RANGE",
     "TEXT_N_BUCKETS",
+    "TEXT_RARE_SHARE",
     "TableSchema",
     "categorical_positions",
     "default_embedding_dim",
@@ -71,6 +84,16 @@ MAX_AUTO_DIM = 32
 TEXT_NGRAM_RANGE = (2, 4)
 TEXT_N_BUCKETS = 2**16
 MAX_NGRAMS = 64
+# The width "auto" gives a text column's embedding (see TEXT_EMBEDDING_DIM in the docstring).
+TEXT_EMBEDDING_DIM = 32
+# "from_dtype" reads a string column as text when more than this share of its non-missing
+# cells hold a level seen fewer than max(min_frequency, 2) times (see "What a string column
+# becomes").
+TEXT_RARE_SHARE = 0.05
+# Version 1: text cells as the mean of random n-gram vectors, missing indicators as raw 0/1
+# (every schema written before versions existed). Version 2: text cells as TF-IDF (inverse
+# document frequencies learned at fit), standardised missing indicators.
+SCHEMA_VERSION = 2
 
 
 def default_embedding_dim(n_rows: int) -> int:
@@ -115,6 +138,22 @@ class TableSchema:
         Each text column's width in the encoding: the n-gram occurrences kept per cell.
     text_embedding_dims : list of int
         Each text column's embedding width.
+    version : int
+        How the network reads this table (:data:`SCHEMA_VERSION`): 1 for every schema written
+        before versions existed (text cells as the mean of random n-gram vectors, missing
+        indicators as raw 0/1), 2 for the TF-IDF start (see :meth:`text_idf`) and
+        standardised missing indicators. A schema read from a model file keeps its version,
+        so old model files embed as they did.
+    text_buckets : list of list of int
+        Version 2: per text column, the n-gram buckets seen at fit, in increasing order.
+    text_document_counts : list of list of int
+        Version 2: per text column, in how many training cells each of those buckets occurs
+        (its document frequency).
+    text_n_documents : list of int
+        Version 2: per text column, its non-missing training cells (the documents).
+    reasons : list of str
+        Why each input column is read as it is (:meth:`describe`); empty in schemas written
+        before this was recorded.
     """
 
     n_features: int
@@ -130,9 +169,15 @@ class TableSchema:
     text_n_buckets: int = TEXT_N_BUCKETS
     max_ngrams: list[int] = field(default_factory=list)
     text_embedding_dims: list[int] = field(default_factory=list)
+    version: int = 1
+    text_buckets: list[list[int]] = field(default_factory=list)
+    text_document_counts: list[list[int]] = field(default_factory=list)
+    text_n_documents: list[int] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
 
     def __setstate__(self, state: dict) -> None:
-        """Unpickle, giving a schema pickled before text columns existed none."""
+        """Unpickle, giving a schema pickled before text columns (or versions) existed the
+        defaults: no text columns, version 1."""
         for spec in fields(self):
             if spec.name not in state:
                 factory = spec.default_factory
@@ -197,25 +242,126 @@ class TableSchema:
                 )
         return _finite_numbers(_as_float(column), self.column_name(position))
 
+    # -- what a column is ------------------------------------------------------------------------
+    def kind(self, position: int) -> str:
+        """How the column at ``position`` is read: "numeric", "categorical" or "text"."""
+        if position in self.text:
+            return "text"
+        return "categorical" if position in self.categorical else "numeric"
+
+    def describe(self) -> list[dict]:
+        """One dict per input column, in input order: ``column`` (its name, or position),
+        ``dtype``, ``kind`` ("numeric", "categorical" or "text") and ``reason`` (why: the
+        dtype, an option, or for a string column under "from_dtype" its share of rare cells),
+        and ``size``: a categorical column's levels kept, a text column's n-gram buckets seen
+        at fit (None for a numeric column, or an old schema's text column)."""
+        rows = []
+        for position in range(self.n_features):
+            kind = self.kind(position)
+            if kind == "categorical":
+                size = len(self.levels[self.categorical.index(position)])
+            elif kind == "text" and self.text_buckets:
+                size = len(self.text_buckets[self.text.index(position)])
+            else:
+                size = None
+            rows.append(
+                {
+                    "column": position
+                    if self.feature_names is None
+                    else self.feature_names[position],
+                    "dtype": self.dtypes[position],
+                    "kind": kind,
+                    "reason": self.reasons[position] if self.reasons else "",
+                    "size": size,
+                }
+            )
+        return rows
+
+    # -- TF-IDF ----------------------------------------------------------------------------------
+    def text_idf(self, j: int) -> np.ndarray:
+        """The inverse document frequency of each n-gram bucket of the ``j``-th text column
+        (version 2), as scikit-learn's ``TfidfVectorizer(smooth_idf=True)`` computes it:
+        ``ln((1 + n) / (1 + df)) + 1`` for the ``n`` training cells and a bucket's document
+        frequency ``df``; 0 for the buckets never seen at fit (they carry no weight, as an
+        n-gram outside a fitted vocabulary). A (text_n_buckets,) float64 array."""
+        if self.version < 2:
+            raise ValueError(
+                "this schema (version 1) reads text as the mean of random n-gram vectors; it "
+                "has no inverse document frequencies"
+            )
+        idf = np.zeros(self.text_n_buckets)
+        counts = np.asarray(self.text_document_counts[j], dtype=np.float64)
+        n = self.text_n_documents[j]
+        idf[np.asarray(self.text_buckets[j], dtype=np.int64)] = np.log((1 + n) / (1 + counts)) + 1
+        return idf
+
+    def text_tfidf(self, column, j: int):
+        """The exact TF-IDF matrix of ``column`` read as the ``j``-th text column: hashed
+        n-gram counts times :meth:`text_idf`, each row scaled to unit Euclidean norm (a
+        missing cell, or one of n-grams unseen at fit, is a row of zeros). A (n_rows,
+        text_n_buckets) CSR matrix: what the untrained network's text embedding approximates
+        (see :class:`sk_dml.nets.TableInput`)."""
+        from sklearn.preprocessing import normalize
+
+        values = pd.Series(column, copy=False).to_numpy(dtype=object)
+        texts = ["" if _is_missing(v) else _key(v) for v in values]  # "": no n-gram, zeros
+        counts = self.text_hasher().transform(texts)
+        return normalize(counts.multiply(self.text_idf(j)).tocsr())
+
     # -- as data -------------------------------------------------------------------------------
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> TableSchema:
+        known = {spec.name for spec in fields(cls)}
+        unknown = sorted(set(data) - known)
+        version = data.get("version", 1)
+        if not isinstance(version, int) or not 1 <= version <= SCHEMA_VERSION or unknown:
+            raise ValueError(
+                f"the table schema has version {version!r}"
+                + (f" and fields {unknown}" if unknown else "")
+                + f"; this sk_dml reads schema versions 1 to {SCHEMA_VERSION}. Load the model "
+                "with the sk_dml that wrote it, or fit it again."
+            )
         schema = cls(**data)
         positions = schema.numeric + schema.categorical + schema.text
+        n_text = len(schema.text)
         if not (
             len(schema.levels) == len(schema.categorical) == len(schema.embedding_dims)
             and sorted(positions) == list(range(schema.n_features))
             and all(0 <= i < len(schema.numeric) for i in schema.missing_indicators)
-            and len(schema.text) == len(schema.max_ngrams) == len(schema.text_embedding_dims)
+            and n_text == len(schema.max_ngrams) == len(schema.text_embedding_dims)
             and all(n >= 1 for n in schema.max_ngrams)
             and 1 <= schema.text_n_buckets < 2**24
             and len(schema.text_ngram_range) == 2
+            and len(schema.reasons) in (0, schema.n_features)
+            and (schema.version < 2 or schema._consistent_idf())
         ):
             raise ValueError("the table schema is inconsistent")
         return schema
+
+    def _consistent_idf(self) -> bool:
+        """Version 2's document frequencies: one table per text column, bucket ids in range
+        and increasing, counts between 1 and the number of documents."""
+        n_text = len(self.text)
+        if not (
+            len(self.text_buckets) == len(self.text_document_counts) == n_text
+            and len(self.text_n_documents) == n_text
+        ):
+            return False
+        for buckets, counts, n in zip(
+            self.text_buckets, self.text_document_counts, self.text_n_documents, strict=True
+        ):
+            b, c = np.asarray(buckets), np.asarray(counts)
+            if not (
+                len(b) == len(c)
+                and (len(b) == 0 or (b.min() >= 0 and b.max() < self.text_n_buckets))
+                and np.all(np.diff(b) > 0)
+                and np.all((c >= 1) & (c <= n))
+            ):
+                return False
+        return True
 
     # -- a DataFrame against the schema, and the encoding's layout -----------------------------
     def check(self, table: pd.DataFrame) -> None:
@@ -273,12 +419,17 @@ def learn_schema(
 ) -> TableSchema:
     """The schema of the training table ``columns`` (one 1-D array or Series per column).
 
-    ``categorical_features`` follows HistGradientBoostingClassifier: "from_dtype" (category,
-    string/object and bool columns), None, names, indices or a boolean mask. ``embedding_dim``
-    is "auto" (:func:`default_embedding_dim`), an int for every column, or a dict from column
-    name (or position) to int, "auto" for the others; it sets the text columns' widths too
-    ("auto" gives them 32). ``text_features``: None, or the names or indices of the columns
-    read as text (never categorical, whatever their dtype).
+    ``categorical_features`` follows HistGradientBoostingClassifier: "from_dtype", None, names,
+    indices or a boolean mask. "from_dtype" takes category and bool columns as categories, and
+    decides each string (object) column from its data: text (character n-grams) when more
+    than ``TEXT_RARE_SHARE`` (5%) of its non-missing cells hold a level seen fewer than
+    ``max(min_frequency, 2)`` times at fit (free text, names, IDs, postcodes, dates: a
+    category would lump those cells into "rare", and a typo into "unseen"), else a category
+    (short codes whose levels repeat). ``text_features`` names or indexes columns read as
+    text whatever their dtype; an explicit ``categorical_features`` list is taken as given.
+    ``embedding_dim`` is "auto" (:func:`default_embedding_dim`; ``TEXT_EMBEDDING_DIM`` for a
+    text column), an int for every column, or a dict from column name (or position) to int,
+    "auto" for the others.
     """
     n_features = len(columns)
     if n_features == 0:
@@ -296,6 +447,27 @@ def learn_schema(
             f"Column {label(both[0])} is listed in both categorical_features and "
             "text_features; a column is read one way."
         )
+    reasons = ["numeric dtype"] * n_features
+    for p in text:
+        reasons[p] = "text_features"
+    for p in chosen:
+        reasons[p] = "categorical_features"
+    if isinstance(categorical_features, str):  # "from_dtype": the data decide string columns
+        for p in sorted(chosen):
+            dtype = getattr(columns[p], "dtype", None)
+            if not _is_textual(dtype):
+                kind = "category" if isinstance(dtype, pd.CategoricalDtype) else "bool"
+                reasons[p] = f"{kind} dtype"
+                continue
+            share, n_levels = _rare_share(columns[p], max(min_frequency, 2))
+            reasons[p] = (
+                f"string column, {n_levels} levels, {share:.0%} of its cells rare (seen fewer "
+                f"than {max(min_frequency, 2)} times)"
+            )
+            if share > TEXT_RARE_SHARE:
+                chosen.discard(p)
+                text.append(p)
+        text.sort()
     numeric = [p for p in range(n_features) if p not in chosen and p not in text]
     categorical = sorted(chosen)
     for p in numeric:
@@ -333,14 +505,25 @@ def learn_schema(
         levels.append([str(k) for k in kept])
         dims.append(_embedding_dim(embedding_dim, p, names, len(kept) + _FIRST_LEVEL))
     hasher = text_hasher(TEXT_NGRAM_RANGE, TEXT_N_BUCKETS)
-    max_ngrams, text_dims = [], []
+    max_ngrams, text_dims, buckets, document_counts, n_documents = [], [], [], [], []
     for p in text:
+        _check_text_column(columns[p], label(p))
         counts = _ngram_counts(columns[p], hasher)
         if counts is None:
             raise ValueError(f"Column {label(p)} has no value at all (every row is missing).")
-        longest = int(counts.sum(axis=1).max()) if counts.shape[0] else 0
+        if counts.nnz == 0:
+            raise ValueError(
+                f"Column {label(p)} has no text at all: every cell is missing, empty or "
+                "blank, so it has no character n-gram to read; drop it."
+            )
+        longest = int(counts.sum(axis=1).max())
         max_ngrams.append(max(1, min(MAX_NGRAMS, longest)))
-        text_dims.append(_embedding_dim(embedding_dim, p, names, TEXT_N_BUCKETS + 1))
+        text_dims.append(_embedding_dim(embedding_dim, p, names, None))
+        frequency = np.bincount(counts.indices, minlength=TEXT_N_BUCKETS)  # sorted, no repeats
+        seen = np.flatnonzero(frequency)
+        buckets.append(seen.tolist())
+        document_counts.append(frequency[seen].tolist())
+        n_documents.append(int(counts.shape[0]))
     return TableSchema(
         n_features=n_features,
         feature_names=None if names is None else [str(n) for n in names],
@@ -355,7 +538,43 @@ def learn_schema(
         text_n_buckets=TEXT_N_BUCKETS,
         max_ngrams=max_ngrams,
         text_embedding_dims=text_dims,
+        version=SCHEMA_VERSION,
+        text_buckets=buckets,
+        text_document_counts=document_counts,
+        text_n_documents=n_documents,
+        reasons=reasons,
     )
+
+
+def _rare_share(column, threshold: int) -> tuple[float, int]:
+    """The share of ``column``'s non-missing cells whose level (:func:`_key`) occurs fewer
+    than ``threshold`` times, and its number of levels."""
+    codes, keys = _factorize(column)
+    present = codes[codes >= 0]
+    if not len(present):
+        return 0.0, 0
+    by_key = pd.Series(np.bincount(present, minlength=len(keys)), index=keys)
+    totals = by_key.groupby(level=0).sum()
+    per_code = totals.reindex(keys).to_numpy()
+    return float(np.mean(per_code[present] < threshold)), len(totals)
+
+
+def _check_text_column(column, name: str) -> None:
+    """A numeric column read as text must hold whole numbers (IDs, codes, postcodes, read as
+    their digits): a measurement's digits are no text, and its value would be lost."""
+    dtype = getattr(column, "dtype", None)
+    if dtype is None or not _is_numeric_dtype(dtype):
+        return
+    values = _as_float(column)
+    values = values[~np.isnan(values)]
+    fractional = values[values != np.round(values)]
+    if len(fractional):
+        raise ValueError(
+            f"Column {name} is listed in text_features but holds numbers such as "
+            f"{float(fractional[0])!r}: a text column is read by its characters (whole numbers, "
+            "e.g. IDs or postcodes, as their digits). Leave a measurement numeric, or convert "
+            "the column to strings yourself if its characters are what matters."
+        )
 
 
 def text_hasher(ngram_range: tuple[int, int], n_buckets: int) -> HashingVectorizer:
@@ -473,12 +692,14 @@ def _categorical_positions(
     )
 
 
-def _embedding_dim(embedding_dim, position: int, names, n_rows: int) -> int:
+def _embedding_dim(embedding_dim, position: int, names, n_rows: int | None) -> int:
+    """A column's width from ``category_embedding_dim``; "auto" is :func:`default_embedding_dim`
+    of its ``n_rows`` table rows, or ``TEXT_EMBEDDING_DIM`` for a text column (None)."""
     if isinstance(embedding_dim, dict):
         key = names[position] if names is not None else position
         embedding_dim = embedding_dim.get(key, embedding_dim.get(position, "auto"))
     if isinstance(embedding_dim, str):
-        return default_embedding_dim(n_rows)
+        return TEXT_EMBEDDING_DIM if n_rows is None else default_embedding_dim(n_rows)
     if not (isinstance(embedding_dim, numbers.Integral) and embedding_dim >= 1):
         raise ValueError(
             f"category_embedding_dim must be 'auto', a positive int or a dict of them; got "
@@ -512,6 +733,12 @@ def _key(value) -> str:
         number = float(value)
         return str(int(number)) if number.is_integer() else repr(number)
     return str(value)
+
+
+def _is_missing(value) -> bool:
+    """Whether a cell is missing (None, NaN, pd.NA, NaT)."""
+    missing = pd.isna(value)
+    return bool(missing) if np.ndim(missing) == 0 else False
 
 
 def _finite_numbers(values: np.ndarray, column: str) -> np.ndarray:

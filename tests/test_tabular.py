@@ -83,8 +83,8 @@ def test_the_schema_takes_categories_from_the_dtypes(fitted, table):
 
 
 def test_the_input_layer_against_a_pandas_reference(fitted, table):
-    """Standardised numbers (missing -> 0, the mean), missing indicators, and each level's own
-    embedding row; computed here with pandas from the column values."""
+    """Standardised numbers (missing -> 0, the mean), standardised missing indicators, and each
+    level's own embedding row; computed here with pandas from the column values."""
     X, _ = table
     got = _inputs(fitted, X)
     expected = []
@@ -92,7 +92,9 @@ def test_the_input_layer_against_a_pandas_reference(fitted, table):
         values = X[name].astype("float64")
         z = (values - values.mean()) / values.std(ddof=0)
         expected.append(z.fillna(0.0).to_numpy())
-    expected += [X["price"].isna().to_numpy(float), X["floor"].isna().to_numpy(float)]
+    for name in ("price", "floor"):  # indicators, standardised (schema version 2)
+        flags = X[name].isna().to_numpy(float)
+        expected.append((flags - flags.mean()) / flags.std())
     for j, name in enumerate(("city", "grade", "garden")):
         levels = fitted.schema_.levels[j]
         text = X[name].map(lambda v: None if pd.isna(v) else str(v))

@@ -1,5 +1,7 @@
 """Text columns (``text_features``): cells read as hashed character n-grams
-(sk_dml.tabular) and embedded as the mean of their n-grams' vectors (sk_dml.nets.TableInput).
+(sk_dml.tabular) and embedded as their TF-IDF vector's random projection, normalised, or, in
+models of schema version 1, as the mean of their n-grams' vectors (sk_dml.nets.TableInput).
+The TF-IDF start itself is tested in test_text_tfidf.py.
 
 The oracles are independent of the implementation: scikit-learn's HashingVectorizer called
 directly on each cell, numpy means of the bucket vectors, and a statistical check that typos
@@ -8,6 +10,7 @@ start near their original.
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from collections import Counter
 
@@ -139,11 +142,12 @@ def test_every_embedder_has_the_parameter():
         assert embedder.get_params()["text_features"] is None
 
 
-def test_the_input_layer_averages_the_bucket_vectors():
+def test_a_version_1_input_layer_averages_the_bucket_vectors():
     frame, _ = _frame()
     frame.loc[3, "name"] = None
     frame.loc[5, "x"] = np.nan
     schema, encoded = _learn(frame, ["name"])
+    schema = dataclasses.replace(schema, version=1)  # a model fitted before TF-IDF
     torch.manual_seed(0)
     layer = TableInput.for_schema(schema)
     assert schema.text_embedding_dims == [32]  # "auto"
@@ -219,14 +223,19 @@ def test_save_load_and_pickle_give_identical_embeddings(tmp_path):
 
 def test_a_schema_from_before_text_columns_reads_as_one_without_them():
     frame, _ = _frame()
-    schema, encoded = _learn(frame, None)
-    old = {k: v for k, v in schema.to_dict().items() if "text" not in k and k != "max_ngrams"}
-    assert TableSchema.from_dict(old) == schema  # a model file of an earlier version
+    schema, encoded = _learn(frame.drop(columns="name"), None)
+    old = {
+        k: v
+        for k, v in schema.to_dict().items()
+        if "text" not in k and k not in ("max_ngrams", "version", "reasons")
+    }
+    as_then = dataclasses.replace(schema, version=1, reasons=[])
+    assert TableSchema.from_dict(old) == as_then  # a model file of an earlier version
     pickled = pickle.loads(pickle.dumps(schema))
     state = {k: v for k, v in pickled.__dict__.items() if k in old}
     revived = TableSchema.__new__(TableSchema)
     revived.__setstate__(state)  # a pickle of an earlier version
-    assert revived == schema and revived.text == [] and revived.n_encoded == encoded.shape[1]
+    assert revived == as_then and revived.text == [] and revived.n_encoded == encoded.shape[1]
 
 
 def test_one_sparse_adam_step_moves_only_the_used_buckets():
