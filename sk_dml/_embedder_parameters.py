@@ -32,19 +32,28 @@ SHARED_PARAMETERS_DOC = """
 default="from_dtype"
         The columns learned as categories (entity embeddings) rather than numbers, as in
         :class:`~sklearn.ensemble.HistGradientBoostingClassifier`: "from_dtype" takes a
-        DataFrame's category, string/object and bool columns (a numeric array has none); or
-        column names, indices, or a boolean mask; None: none. Categorical columns of a numeric
-        array hold numbers, read as labels (``1`` and ``1.0`` are one level).
+        DataFrame's category and bool columns, and decides each string/object column from its
+        data: text (as ``text_features``) when more than 5% of its non-missing cells hold a
+        level seen fewer than ``max(min_frequency, 2)`` times at fit (free text, names, IDs,
+        postcodes, dates), else a category (short codes whose levels repeat);
+        ``schema_.describe()`` reports the choice and why. A numeric array has no categorical
+        column. Or column names, indices, or a boolean mask (those columns are categories, as
+        given); None: none. Categorical columns of a numeric array hold numbers, read as
+        labels (``1`` and ``1.0`` are one level).
     text_features : None or array-like of str or int, default=None
-        The columns read as text, by character n-grams, rather than as categories: for free
+        Columns read as text, by character n-grams, whatever their dtype (string columns with
+        many rare levels already are, under ``categorical_features="from_dtype"``): for free
         text where most values are unique and copies have typos (names, streets, phone
-        numbers). Each cell, lower-cased (a number as its text), is cut into character 2- to
-        4-grams within words, each hashed into one of 65536 buckets (scikit-learn's
-        ``HashingVectorizer(analyzer="char_wb")``), and embedded as the mean of its n-grams'
-        vectors (fastText's subword vectors), ``category_embedding_dim`` wide ("auto": 32).
-        Those vectors start random, so strings sharing n-grams start near each other. Column
-        names or indices; a column listed here is never categorical, and may not be listed
-        in ``categorical_features``.
+        numbers, IDs). Each cell, lower-cased (a whole number as its digits), is cut into
+        character 2- to 4-grams within words, each hashed into one of 65536 buckets
+        (scikit-learn's ``HashingVectorizer(analyzer="char_wb")``). The untrained network reads
+        the cell as its TF-IDF: inverse document frequencies are learned at fit (stored in
+        ``schema_``), each bucket's vector starts as its idf times a random N(0, 1) vector, and
+        a cell's vector is the sum of its n-grams' vectors scaled to unit length, so dot
+        products start as TF-IDF cosine similarities (within about 1 / sqrt(width)),
+        ``category_embedding_dim`` wide ("auto": 32). Column names or indices; a column listed
+        here is never categorical, and may not be listed in ``categorical_features``. A numeric
+        column listed here must hold whole numbers; a column with no text at all is an error.
     min_frequency : int, default=5
         Levels of a categorical column seen fewer times than this at fit share one embedding
         with levels first seen after fit ("rare or unseen"): too few rows to learn their own.
@@ -52,7 +61,7 @@ default="from_dtype"
         Width of each categorical column's embedding. "auto":
         ``min(32, round(1.6 * (n_levels + 2) ** 0.56))`` (fastai's rule of thumb, capped);
         an int for every column; or a dict from column name (or index) to width, "auto" for
-        the columns it does not list.
+        the columns it does not list. "auto" gives a text column 32.
     batch_size : int, default=256
         Rows per training batch.
     samples_per_class : int, default=4
@@ -141,9 +150,10 @@ default="from_dtype"
         Defined when X has string column names; ``transform`` then matches columns by name.
     schema_ : sk_dml.tabular.TableSchema
         The columns seen at fit: which are numeric and which categorical, their dtypes, each
-        categorical column's levels and embedding width, the text columns and their n-gram
-        settings, and which numeric columns had missing values (those get a missing
-        indicator). Numeric columns are standardised with the
+        categorical column's levels and embedding width, the text columns, their n-gram
+        settings and inverse document frequencies, why each column is read as it is
+        (``schema_.describe()``), and which numeric columns had missing values (those get a
+        missing indicator, standardised). Numeric columns are standardised with the
         training rows' mean and standard deviation inside the network (``module_.inputs``).
 """
 

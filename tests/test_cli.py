@@ -602,6 +602,13 @@ def test_text_reads_columns_by_character_ngrams(small, tmp_path):
                           *TINY, "-o", model)  # fmt: skip
     assert code == 0, err
     assert "(1 numeric and 0 categorical columns, 2 text columns: 'b', 'c')" in out
+    # Each column's reading and its reason, one line each, from the model's schema.
+    listing = out.split("columns read as:\n", 1)[1].splitlines()[:3]
+    assert [line.split()[:3] for line in listing] == [
+        ["a", "numeric", "numeric"],
+        ["b", "text", "text_features"],
+        ["c", "text", "text_features"],
+    ]
     frame = pd.read_csv(small / "small.csv")
     loaded = sk_dml.load(model)
     assert categorical_columns(loaded) == []  # c, text to pandas, is read by n-grams

@@ -149,6 +149,10 @@ def build_embedder(args, supervision=ClassLabels):
     return estimator
 
 
+# The kinds of column a table schema reads (sk_dml.tabular.TableSchema.describe).
+COLUMN_KINDS = ("numeric", "categorical", "text")
+
+
 def run_fit(args) -> None:
     """Train an embedder on DATA's feature columns and save it to the model file: on the
     target column's class labels or continuous values, or on the labelled pairs of a pairs
@@ -192,7 +196,10 @@ def run_fit(args) -> None:
     with atomic_output(args.output) as tmp:
         save(estimator, tmp, extra=extra)  # a PairEmbedder's table is not saved
     losses = estimator.loss_curve_  # empty when the first epoch diverged (a warning says so)
-    n_numeric = features.shape[1] - len(categorical) - len(text)
+    columns = estimator.schema_.describe()  # what each column was read as, and why
+    read_as = {kind: [c["column"] for c in columns if c["kind"] == kind] for kind in COLUMN_KINDS}
+    categorical, text = read_as["categorical"], read_as["text"]
+    n_numeric = len(read_as["numeric"])
     listed = f": {names(categorical)}" if categorical else ""
     texts = f", {len(text)} text columns: {names(text)}" if text else ""
     rows = f"{len(features)} rows"
@@ -203,4 +210,8 @@ def run_fit(args) -> None:
         f"{len(categorical)} categorical columns{listed}{texts}) in {estimator.n_iter_} epochs, "
         f"{fit_time:.1f} s" + (f"; final loss {losses[-1]:.4g}" if losses else "")
     )
+    width = max(len(str(c["column"])) for c in columns)
+    print("columns read as:")
+    for c in columns:
+        print(f"  {str(c['column']):<{width}}  {c['kind']:<11}  {c['reason']}")
     print(f"saved {args.output}")
