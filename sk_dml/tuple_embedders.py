@@ -36,7 +36,7 @@ from sklearn.utils.validation import (
 )
 
 from ._embedder import shared_arguments
-from ._embedder_parameters import LOSS_CHOSEN_PARAMETERS_DOC, SHARED_PARAMETERS_DOC
+from ._embedder_parameters import SHARED_PARAMETERS_DOC
 from ._sklearn_compat import StrOptions, _fit_context
 from ._thresholds import best_threshold, check_calibration, check_calibration_params
 from ._tuples import read_tuples
@@ -65,10 +65,27 @@ _TUPLES_DOC = """
         (see :attr:`sk_dml.criteria.Loss.supervisions`).
 """
 
+#: The start of the tuple embedders: the untrained network is the classical representation.
+_TUPLES_START_DOC = """
+    residual : bool, default=True
+        Start from the PCA rotation of the encoded table, ``linear(x) + mlp(x)``
+        (:class:`sk_dml.nets.ResidualEmbedding`): before training, the learned distance is
+        the Euclidean distance of the table's rows as the input layer reads them (numbers
+        standardised, categories one-hot-scaled, text as TF-IDF), and with ``early_stopping``
+        that start is a candidate, so the fit never ends below it on the held-out tuples.
+    normalize : bool, default=False
+        L2-normalise the output. Off by default, so that the start is the rows' Euclidean
+        distance: normalised, it would be their cosine, which ranks neighbours otherwise (on
+        satimage, 5-NN accuracy 0.886 instead of 0.908; ``benchmarks/results/few_pairs.md``).
+    learning_rate : float or "auto", default=3e-4
+        AdamW's starting learning rate, low enough to refine the start rather than replace
+        it; "auto" takes the loss's choice."""
+
 _TUPLES_NOTE = """
     ``batch_size`` counts tuples; ``samples_per_class`` is not used. Early stopping holds out
-    ``validation_fraction`` of the tuples and scores them. Unlike the class-label embedders,
-    ``early_stopping`` is False by default: they train on every tuple.
+    ``validation_fraction`` of the tuples (stratified by label for pairs), scores them before
+    training and after each epoch (pairs: ROC AUC; triplets: the fraction whose constraint
+    holds), and keeps the best network, the untrained one included.
 """
 
 
@@ -83,18 +100,17 @@ class _TupleEmbedder(MetricEmbedder):
         **MetricEmbedder._parameter_constraints,
     }
 
-    # Unlike the class-label embedders, they train on every tuple by default (no held-out
-    # tuples), the setting that letter pairs and the entity-resolution table were measured
-    # with (``benchmarks/results/supervision.md``).
+    # The residual start without normalisation, refined at a low rate and selected on
+    # held-out tuples: the untrained distance is the table's own (benchmarks/few_pairs.py).
     # fmt: off
     def __init__(
         self, preprocessor=None, loss=None, *,
         n_components=64, hidden_layer_sizes=(512, 512), activation="relu", dropout=0.0,
-        residual="auto", normalize="auto", module=None, categorical_features="from_dtype",
+        residual=True, normalize=False, module=None, categorical_features="from_dtype",
         text_features=None, min_frequency=5, category_embedding_dim="auto", batch_size=256,
-        samples_per_class=4, max_epochs=60, learning_rate="auto",
+        samples_per_class=4, max_epochs=60, learning_rate=3e-4,
         learning_rate_schedule="cosine", weight_decay=0.0,
-        early_stopping=False, validation_split="rows", validation_fraction=0.1,
+        early_stopping="auto", validation_split="rows", validation_fraction=0.1,
         n_iter_no_change=10, tol=1e-4,
         warm_start=False, random_state=None, verbose=0, device="auto", checkpoint_dir=None,
     ):
@@ -181,7 +197,7 @@ class PairEmbedder(_TupleEmbedder):
         (:func:`sk_dml.losses.contrastive_pair_loss`), for a similarity that is not
         transitive or unlabelled pairs that must not count.
 """
-        + LOSS_CHOSEN_PARAMETERS_DOC
+        + _TUPLES_START_DOC
         + SHARED_PARAMETERS_DOC
         + """
     classes_ : ndarray of shape (2,)
@@ -213,11 +229,11 @@ class PairEmbedder(_TupleEmbedder):
     def __init__(
         self, preprocessor=None, loss=None, *, negatives="in_batch",
         n_components=64, hidden_layer_sizes=(512, 512), activation="relu", dropout=0.0,
-        residual="auto", normalize="auto", module=None, categorical_features="from_dtype",
+        residual=True, normalize=False, module=None, categorical_features="from_dtype",
         text_features=None, min_frequency=5, category_embedding_dim="auto", batch_size=256,
-        samples_per_class=4, max_epochs=60, learning_rate="auto",
+        samples_per_class=4, max_epochs=60, learning_rate=3e-4,
         learning_rate_schedule="cosine", weight_decay=0.0,
-        early_stopping=False, validation_split="rows", validation_fraction=0.1,
+        early_stopping="auto", validation_split="rows", validation_fraction=0.1,
         n_iter_no_change=10, tol=1e-4,
         warm_start=False, random_state=None, verbose=0, device="auto", checkpoint_dir=None,
     ):
@@ -381,7 +397,7 @@ class TripletConstraintEmbedder(_TupleEmbedder):
     ----------
 """
         + _TUPLES_DOC.format(size=3, what="triplet constraints", default="TripletLoss()")
-        + LOSS_CHOSEN_PARAMETERS_DOC
+        + _TUPLES_START_DOC
         + SHARED_PARAMETERS_DOC
         + _TUPLES_NOTE
     )

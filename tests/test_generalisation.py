@@ -9,12 +9,13 @@ import torch
 from scipy.spatial.distance import cdist
 from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
+from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
-from sk_dml import ProxyAnchorEmbedder, TripletEmbedder
+from sk_dml import PairEmbedder, ProxyAnchorEmbedder, TripletConstraintEmbedder, TripletEmbedder
 from sk_dml.metrics import mean_average_precision_at_r
 from sk_dml.nets import ResidualEmbedding
-from sk_dml.supervision import ClassLabels
+from sk_dml.supervision import ClassLabels, LabelledPairs, TripletConstraints
 
 QUICK = dict(max_epochs=4, hidden_layer_sizes=(32,), batch_size=32)
 
@@ -166,3 +167,51 @@ def test_too_little_data_to_hold_out_trains_on_all_of_it(digits):
     # With early_stopping=True the same data is a clear error, as before.
     with pytest.raises(ValueError, match="early_stopping=True cannot hold out rows of this"):
         TripletEmbedder(early_stopping=True, **{**QUICK, "batch_size": 8}).fit(X[rows], y[rows])
+
+
+@pytest.mark.parametrize("kind", [LabelledPairs, TripletConstraints])
+def test_a_tuple_embedders_default_fit_ends_no_lower_than_the_tables_own_distance(
+    digits, kind, monkeypatch
+):
+    """The tuple embedders' defaults: the untrained network is the Euclidean distance of the
+    standardised rows (residual start, not normalised) and a candidate of the held-out
+    selection, so the fit ends no lower on the held-out tuples than that distance scores
+    them (here with a learning rate that wrecks training)."""
+    X, y = digits
+    held = []
+    split = kind.split
+
+    def recording(self, fraction, by, rng):
+        part, rows, targets = split(self, fraction, by, rng)
+        held.append((rows, targets))
+        return part, rows, targets
+
+    monkeypatch.setattr(kind, "split", recording)
+    rows = np.random.default_rng(0).integers(0, len(y), size=(20000, 3))
+    rows = rows[(rows[:, 0] != rows[:, 1]) & (rows[:, 0] != rows[:, 2])]
+    params = dict(preprocessor=X, learning_rate=10.0, random_state=0, **QUICK)
+    if kind is LabelledPairs:
+        emb = PairEmbedder(**params).fit(rows[:3000, :2], y[rows[:3000, 0]] == y[rows[:3000, 1]])
+    else:
+        kept = (y[rows[:, 0]] == y[rows[:, 1]]) & (y[rows[:, 0]] != y[rows[:, 2]])
+        emb = TripletConstraintEmbedder(**params).fit(rows[kept])
+    ((val_rows, targets),) = held
+    scaler = StandardScaler().fit(X)
+    size = 2 if kind is LabelledPairs else 3
+    raw = scaler.transform(val_rows).reshape(len(targets), size, -1)
+    learned = emb.transform(val_rows).reshape(len(targets), size, -1)
+
+    def held_out_score(tuples):  # the oracle: scikit-learn's ROC AUC, numpy's norms
+        near = np.linalg.norm(tuples[:, 0] - tuples[:, 1], axis=1)
+        if kind is LabelledPairs:
+            return roc_auc_score(targets, -near)
+        return np.mean(near < np.linalg.norm(tuples[:, 0] - tuples[:, 2], axis=1))
+
+    assert held_out_score(learned) == pytest.approx(emb.best_score_, abs=1e-6)
+    assert emb.best_score_ >= held_out_score(raw) - 1e-9
+    assert emb.best_score_ >= max(emb.validation_scores_)
+    if kind is LabelledPairs:  # no epoch beat it: the fit is the start, the table's distance
+        assert max(emb.validation_scores_) < emb.best_score_
+        Z = emb.transform(X[:100]).astype(np.float64)
+        D = cdist(scaler.transform(X[:100]), scaler.transform(X[:100]))
+        np.testing.assert_allclose(cdist(Z, Z), D, atol=1e-3)

@@ -53,6 +53,10 @@ SMALL = {
     "random_state": 0,
     "device": "cpu",
 }
+# What training does, measured on a plain MLP trained on every tuple at 3e-3 (the tuple
+# embedders' defaults start from the table's own distance and select on held-out tuples:
+# tests/test_generalisation.py checks that start).
+TRAINED = {"residual": False, "normalize": True, "learning_rate": 3e-3, "early_stopping": False}
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +162,7 @@ def test_triplet_constraint_loss_matches_the_loop_and_the_triplet_loss():
 def test_pair_embedder_learns_pairs_and_its_decision_is_the_negative_distance(digits):
     X, y = digits
     pairs, alike = _balanced_pairs_of(y, 600)
-    emb = PairEmbedder(preprocessor=X, **{**SMALL, "max_epochs": 15}).fit(pairs, alike)
+    emb = PairEmbedder(preprocessor=X, **TRAINED, **{**SMALL, "max_epochs": 15}).fit(pairs, alike)
     test, test_alike = _balanced_pairs_of(y, 300, seed=1)
     Z = emb.transform(X)
     expected = -np.array([cdist(Z[[i]], Z[[j]])[0, 0] for i, j in test])
@@ -327,7 +331,8 @@ def test_losses_that_cannot_learn_from_pairs_say_so(digits):
 def test_triplet_constraint_embedder_learns_and_scores_like_the_loop(digits):
     X, y = digits
     triplets = _triplets_of(y, 800)
-    emb = TripletConstraintEmbedder(preprocessor=X, **{**SMALL, "max_epochs": 10}).fit(triplets)
+    emb = TripletConstraintEmbedder(preprocessor=X, **TRAINED, **{**SMALL, "max_epochs": 10})
+    emb.fit(triplets)
     test = _triplets_of(y, 400, seed=5)
     Z = emb.transform(X)
     D = cdist(Z, Z)
@@ -444,7 +449,9 @@ def test_in_batch_negatives_label_rows_by_the_components_of_the_alike_pairs():
 def test_labelled_negatives_train_on_the_pairs_only(digits):
     X, y = digits
     pairs, alike = _balanced_pairs_of(y, 300)
-    emb = PairEmbedder(preprocessor=X, negatives="labelled", **{**SMALL, "max_epochs": 8})
+    emb = PairEmbedder(
+        preprocessor=X, negatives="labelled", **TRAINED, **{**SMALL, "max_epochs": 8}
+    )
     assert emb.fit(pairs, alike).score(pairs, alike) > 0.9
     with pytest.raises(ValueError, match="'negatives' parameter of PairEmbedder must be"):
         PairEmbedder(preprocessor=X, negatives="all", **SMALL).fit(pairs, alike)
