@@ -82,7 +82,7 @@ RESULTS = Path(__file__).parent / "results"
 PARTS = ["methods", "start"]
 NEGATIVES_PER_MATCH = 4
 # The user guide's setting for entity resolution (docs/user_guide.rst, "Labelled pairs").
-ER = {"n_components": 256}
+ER = {"n_components": 256, "normalize": True, "early_stopping": False}
 BLOCK_ON = ["given_name", "surname", "date_of_birth", "soc_sec_id", "postcode"]
 JARO = ["given_name", "surname", "address_1", "address_2", "suburb"]
 LEVENSHTEIN = ["street_number", "postcode", "date_of_birth", "soc_sec_id"]
