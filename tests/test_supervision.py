@@ -455,3 +455,22 @@ def test_labelled_negatives_train_on_the_pairs_only(digits):
     assert emb.fit(pairs, alike).score(pairs, alike) > 0.9
     with pytest.raises(ValueError, match="'negatives' parameter of PairEmbedder must be"):
         PairEmbedder(preprocessor=X, negatives="all", **SMALL).fit(pairs, alike)
+
+
+def test_pairs_of_rows_with_every_cell_missing_embed_as_missing_rows():
+    """A row with no value at all is embedded as the input layer's "missing" in every column
+    (finite); two such rows are at distance 0, and a pair with one gets a finite decision."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 4))
+    X[:20] = np.nan
+    table = pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "t": ["abc", "abd", None, "xyz"] * 50})
+    table.loc[:19, "t"] = None
+    pairs = rng.integers(0, 200, size=(600, 2))
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    pairs[:50, 0] = np.arange(50) % 20
+    alike = rng.integers(0, 2, len(pairs))
+    for rows in (X, table):
+        emb = PairEmbedder(preprocessor=rows, **SMALL).fit(pairs, alike)
+        Z = emb.transform(rows)
+        assert np.isfinite(Z).all() and np.isfinite(emb.decision_function(pairs)).all()
+        np.testing.assert_allclose(Z[1:20], np.repeat(Z[:1], 19, axis=0), atol=1e-6)
