@@ -25,9 +25,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from scipy.spatial.distance import cdist
 from sklearn.compose import make_column_transformer
+from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 from sklearn.metrics import r2_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 import sk_dml
@@ -627,6 +629,22 @@ def test_text_reads_columns_by_character_ngrams(small, tmp_path):
         ["fit", "d.csv", "--target", "t", "-o", "m", "--text", "b,c", "--text", "e"]
     )
     assert args.text == ["b", "c", "e"]
+    # evaluate's baseline reads the text columns as their TF-IDF (scikit-learn's hashed
+    # character n-grams and TfidfTransformer), the number standardised.
+    code, stdout, err = call("evaluate", model, small / "small.csv")
+    assert code == 0, err
+    tfidf = make_pipeline(
+        HashingVectorizer(analyzer="char_wb", ngram_range=(2, 4), n_features=2**16,
+                          alternate_sign=False, norm=None),
+        TfidfTransformer(),
+    )  # fmt: skip
+    X = np.hstack([
+        StandardScaler().fit_transform(frame[["a"]]),
+        *(tfidf.fit_transform(frame[c].astype(str)).toarray() for c in ("b", "c")),
+    ])  # fmt: skip
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+    accuracy = cross_val_score(KNeighborsClassifier(5), X, frame["label"], cv=folds)
+    assert re.findall(RETRIEVAL_LINE, stdout, re.M)[5][1] == f"{accuracy.mean():.4f}"
 
 
 def test_exclude_leaves_columns_out_of_the_features(small, tmp_path):

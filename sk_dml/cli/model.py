@@ -187,7 +187,8 @@ class Model:
         input layer presents them (standardised with the training rows' statistics, a missing
         value as the mean and, where fit saw some, a missing indicator), and each categorical
         column one-hot over its levels (missing, and rare or unseen, are levels too), and each
-        text column's counts of hashed character n-grams."""
+        text column's TF-IDF of hashed character n-grams (what the untrained network reads;
+        a model of schema version 1, without document frequencies: their counts)."""
         encoded = self.encoded(frame, source)
         inputs = self.estimator.module_.inputs
         schema = self.estimator.schema_
@@ -204,7 +205,11 @@ class Model:
             )
             for j, size in enumerate(schema.table_sizes)
         ]
-        for columns in schema.text_slices:
+        features = self.features(frame, source) if schema.version >= 2 else None
+        for j, columns in enumerate(schema.text_slices):
+            if features is not None:
+                one_hot.append(schema.text_tfidf(features.iloc[:, schema.text[j]], j))
+                continue
             ids = encoded[:, columns].astype(np.int64)
             used = ids > 0
             one_hot.append(

@@ -337,12 +337,12 @@ def build_parser(loss: str | None = None) -> argparse.ArgumentParser:
         "or with --reference the rows of REF), and the accuracy of a "
         f"{N_NEIGHBORS}-NN classifier under {N_FOLDS}-fold stratified cross-validation of DATA, "
         "on the embeddings and, as a baseline, on the input features (numbers standardised as "
-        "the network does, categories one-hot). A model of a continuous target (--loss "
-        f"{', '.join(loss_names('target'))}) gets the R^2 of {N_NEIGHBORS}-NN regression of the "
-        "target instead (leave-one-out in DATA, or DATA's rows from REF's). With --pairs, any "
-        "model gets the ROC AUC of labelled pairs of DATA's rows (and a model fitted on pairs "
-        "its accuracy at the threshold set at fit); a model fitted on pairs needs --pairs or a "
-        "class column (--target).",
+        "the network does, categories one-hot, text as TF-IDF). A model of a continuous target "
+        f"(--loss {', '.join(loss_names('target'))}) gets the R^2 of {N_NEIGHBORS}-NN regression "
+        "of the target instead (leave-one-out in DATA, or DATA's rows from REF's). With "
+        "--pairs, any model gets the ROC AUC of labelled pairs of DATA's rows (and a model "
+        "fitted on pairs its accuracy at the threshold set at fit); a model fitted on pairs "
+        "needs --pairs or a class column (--target).",
     )
     evaluate.add_argument("model", metavar="MODEL", help="a model file written by 'fit'")
     evaluate.add_argument("data", metavar="DATA", help=table)

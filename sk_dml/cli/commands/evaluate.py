@@ -32,7 +32,7 @@ N_FOLDS = 5
 # The k of evaluate's recall@k.
 RECALL_AT = 10
 # What the baseline scores are computed on.
-BASELINE = "the input features: numbers standardised, categories one-hot (baseline)"
+BASELINE = "the input features: numbers standardised, categories one-hot, text as TF-IDF (baseline)"
 
 
 @dataclass
