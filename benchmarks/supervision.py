@@ -42,9 +42,8 @@ its ``transform`` with its ``embedding_metric_`` (the one exception is named bel
   when more than 5% of its cells hold a level seen fewer than ``min_frequency`` times, the
   share reported in the results, else categorical; here first name, last name, city, street
   and phone are text and the category categorical); and with the setting the user guide gives
-  for entity resolution: the same columns, and the setting for entities never seen in
-  training (``residual=True, learning_rate=3e-4``, with ``n_components=256``; the test
-  entities are new). Neither sees a pair of the test entities. Metric: recall@1 of each test copy's
+  for entity resolution (``ER_SETTING``): the defaults' residual start at 3e-4, 256 components,
+  normalised, trained on every pair. Neither sees a pair of the test entities. Metric: recall@1 of each test copy's
   original among all the clean records (the training entities' originals are distractors
   too); and the ROC AUC on test pairs drawn like the training pairs among the test entities
   (``PairEmbedder.decision_function``: the exception; the baselines' negative distances).
