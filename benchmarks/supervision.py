@@ -43,10 +43,11 @@ its ``transform`` with its ``embedding_metric_`` (the one exception is named bel
   share reported in the results, else categorical; here first name, last name, city, street
   and phone are text and the category categorical); and with the setting the user guide gives
   for entity resolution (``ER_SETTING``): the defaults' residual start at 3e-4, 256 components,
-  normalised, trained on every pair. Neither sees a pair of the test entities. Metric: recall@1 of each test copy's
-  original among all the clean records (the training entities' originals are distractors
-  too); and the ROC AUC on test pairs drawn like the training pairs among the test entities
-  (``PairEmbedder.decision_function``: the exception; the baselines' negative distances).
+  normalised, trained on every pair. Neither sees a pair of the test entities. Metric:
+  recall@1 of each test copy's original among all the clean records (the training entities'
+  originals are distractors too); and the ROC AUC on test pairs drawn like the training pairs
+  among the test entities (``PairEmbedder.decision_function``: the exception; the baselines'
+  negative distances).
   Baselines: (a) raw features (``ColumnTransformer``: text one-hot, "missing" as its own
   level; numbers with missing indicators, median-filled and standardised), Euclidean; (b)
   TF-IDF of character 2-4-grams (``analyzer="char_wb"``) of all fields joined into one
