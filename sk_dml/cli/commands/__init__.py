@@ -12,6 +12,7 @@ from .common import N_NEIGHBORS
 from .demo import run_demo
 from .evaluate import N_FOLDS, run_evaluate
 from .fit import DEFAULT_LOSS, DEFAULT_PAIRS_LOSS, run_fit
+from .link import run_link, run_match
 from .plot import run_plot
 from .transform import run_transform
 
@@ -23,6 +24,8 @@ __all__ = [
     "run_demo",
     "run_evaluate",
     "run_fit",
+    "run_link",
+    "run_match",
     "run_plot",
     "run_transform",
 ]
