@@ -358,8 +358,10 @@ class Linker(BaseEstimator):
         texts = [c for c in rows.columns if _is_text_like(rows[c])]
         if not texts:
             return rows
-        joined = rows[texts].astype("string").fillna("").agg(" ".join, axis=1).str.strip()
-        return rows.assign(**{RECORD_COLUMN: joined.astype("string").replace("", pd.NA)})
+        parts = [rows[c].astype("string") for c in texts]
+        # Missing fields join as "" (the extra spaces split no word differently).
+        joined = parts[0].str.cat(parts[1:], sep=" ", na_rep="").str.strip()
+        return rows.assign(**{RECORD_COLUMN: joined.replace("", pd.NA)})
 
     def _embed(self, rows: pd.DataFrame) -> np.ndarray:
         """Embeddings of the rows, a chunk at a time (the encoded table stays small)."""
