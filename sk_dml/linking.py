@@ -349,6 +349,12 @@ class Linker(BaseEstimator):
             }
         ).reset_index(drop=True)
 
+    def transform(self, table) -> np.ndarray:
+        """The embeddings of a table's records, as :meth:`match` compares them (float32, one
+        row per record; ``embedder_.embedding_metric_`` is their distance)."""
+        check_is_fitted(self)
+        return self._embed(self._read_table(table, "table")[1])
+
     def _features(self, rows: pd.DataFrame) -> pd.DataFrame:
         """The rows as the embedder reads them: with ``record_text``, one more column holding
         the record's text fields joined (a text column: its n-grams ignore which field a

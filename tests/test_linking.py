@@ -217,3 +217,12 @@ def test_a_saved_linker_matches_as_the_fitted_one(tables, linker, tmp_path):
     assert isinstance(loaded, Linker)
     assert loaded.get_params()["key"] == "id" and loaded.n_links_ == linker.n_links_
     pd.testing.assert_frame_equal(loaded.match(left, right, k=3), linker.match(left, right, k=3))
+
+
+def test_transform_gives_the_embeddings_match_compares(tables, linker):
+    left, right, _ = tables
+    Z = linker.transform(right)
+    np.testing.assert_array_equal(Z, linker.embedder_.transform(features(right)))
+    matches = linker.match(left.iloc[:5], right, k=1)
+    D = cdist(linker.transform(left.iloc[:5]), Z, metric=linker.embedder_.embedding_metric_)
+    np.testing.assert_allclose(matches["distance"], D.min(axis=1), rtol=1e-5, atol=1e-6)
