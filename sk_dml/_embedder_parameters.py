@@ -101,6 +101,11 @@ default="from_dtype"
     n_iter_no_change : int, default=10
         Epochs without an improvement larger than ``tol`` before stopping.
     tol : float, default=1e-4
+        What counts as an improvement. Of the validation score (with ``early_stopping``;
+        scores lie in [0, 1]): more than ``tol``. Of the training loss (without): a decrease
+        of more than ``tol`` times the best loss so far in absolute value, so the stop does
+        not depend on the loss's scale (its margin, temperature or number of terms). With
+        ``verbose``, a fit that stops at a plateau says so.
     warm_start : bool, default=False
         Continue from the fitted network (and optimizer) instead of starting afresh.
     random_state : int, RandomState instance or None, default=None
