@@ -57,6 +57,8 @@ default="from_dtype"
     min_frequency : int, default=5
         Levels of a categorical column seen fewer times than this at fit share one embedding
         with levels first seen after fit ("rare or unseen"): too few rows to learn their own.
+        A column whose kept levels name fewer than 10% of its non-missing rows (identifiers,
+        dates) gets a UserWarning naming it: read it as text (``text_features``) instead.
     category_embedding_dim : "auto", int or dict, default="auto"
         Width of each categorical column's embedding. "auto":
         ``min(32, round(1.6 * (n_levels + 2) ** 0.56))`` (fastai's rule of thumb, capped);

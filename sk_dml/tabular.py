@@ -448,6 +448,9 @@ def learn_schema(
     category would lump those cells into "rare", and a typo into "unseen"), else a category
     (short codes whose levels repeat). ``text_features`` names or indexes columns read as
     text whatever their dtype; an explicit ``categorical_features`` list is taken as given.
+    A categorical column whose kept levels name fewer than ``NAMED_SHARE_WARNING`` (10%) of
+    its non-missing cells is named in a UserWarning (a category or bool dtype, or a listed
+    column: a string column left to the data is text long before).
     ``embedding_dim`` is "auto" (:func:`default_embedding_dim`; ``TEXT_EMBEDDING_DIM`` for a
     text column), an int for every column, or a dict from column name (or position) to int,
     "auto" for the others.
