@@ -10,8 +10,10 @@ comparisons and blocking rules::
 ``fit`` stacks the two tables, turns the known links into labelled pairs of rows (each link a
 match; ``negatives_per_link`` random pairs of linked records that are not linked to each other
 as non-matches) and trains a :class:`~sk_dml.tuple_embedders.PairEmbedder` on them. A share of
-the links (``calibration_fraction``) is kept out of training: their records' nearest
-candidates, labelled by the links, fit the map from distance to match probability (Platt
+the links (``calibration_fraction``) is kept out of training. After each epoch, the held-out
+left records' partners are searched among their nearest candidates: the epoch that retrieves
+them best is kept (the untrained network, a TF-IDF-like start, is a candidate too). Their
+candidates, labelled by the links, then fit the map from distance to match probability (Platt
 scaling: a logistic regression on the distance), so the probabilities are those of records the
 network never trained on. ``match`` embeds both tables and finds each left record's ``k``
 nearest right records with :class:`~sk_dml.neighbors.ApproximateKNeighborsTransformer` (exact
@@ -29,6 +31,7 @@ taken as non-matches. Links are an equivalence (their connected components are t
 
 from __future__ import annotations
 
+import copy
 from numbers import Integral, Real
 
 import numpy as np
@@ -69,7 +72,11 @@ class Linker(BaseEstimator):
     ----------
     embedder : PairEmbedder or None, default=None
         The embedder to train (cloned; its ``preprocessor`` is set to the stacked tables).
-        None: ``PairEmbedder(n_components=256, normalize=True, early_stopping=False)``.
+        None: ``PairEmbedder(n_components=256, normalize=True, early_stopping=False)``. It is
+        trained an epoch at a time (``partial_fit``, at its ``learning_rate``), for at most
+        its ``max_epochs``, and the Linker keeps the epoch whose held-out links are best
+        retrieved, stopping after ``n_iter_no_change`` epochs without a gain above ``tol``
+        (the embedder's own ``early_stopping`` is not used).
     key : str or None, default=None
         The column holding each record's id, left out of the features. None: the tables'
         index labels are the ids.
@@ -108,6 +115,10 @@ class Linker(BaseEstimator):
         The links kept out of training (``left_id``, ``right_id``) to calibrate.
     deduplicating_ : bool
         Whether ``fit`` was given one table.
+    validation_scores_ : list of float
+        The held-out links' mean reciprocal rank among their candidates before training and
+        after each epoch; ``best_epoch_`` is the epoch kept (0: the untrained network) and
+        ``n_epochs_`` the epochs trained.
 
     Examples
     --------
@@ -198,9 +209,57 @@ class Linker(BaseEstimator):
         embedder = clone(self.embedder) if self.embedder is not None else default_embedder()
         if embedder.random_state is None:
             embedder.set_params(random_state=rng.randint(np.iinfo(np.int32).max))
-        self.embedder_ = embedder.set_params(preprocessor=stacked).fit(X, y)
+        self.embedder_ = embedder.set_params(preprocessor=stacked)
+        self._train(X, y, stacked, offset, held_out, pairs)
         self._fit_calibrator(stacked, offset, held_out, pairs)
         return self
+
+    def _train(self, X, y, stacked, offset: int, held_out, pairs) -> None:
+        """Train the embedder an epoch at a time (``partial_fit``) and keep the network whose
+        held-out links are best retrieved (the mean reciprocal rank of each held-out left
+        record's partner among its ``n_neighbors`` candidates), the untrained one included;
+        stop after ``n_iter_no_change`` epochs without a gain above ``tol``."""
+        embedder = self.embedder_
+        rate = embedder.learning_rate
+        # A first epoch at a negligible rate builds the untrained network: the start is a
+        # candidate, so the fit never ends below it on the held-out links.
+        embedder.set_params(learning_rate=1e-30).partial_fit(X, y)
+        embedder.set_params(learning_rate=rate)
+        best = self._retrieval_score(stacked, offset, held_out, pairs)
+        self.validation_scores_ = [best]
+        best_state, best_epoch, epoch = copy.deepcopy(embedder.module_.state_dict()), 0, 0
+        for epoch in range(1, embedder.max_epochs + 1):
+            embedder.partial_fit(X, y)
+            score = self._retrieval_score(stacked, offset, held_out, pairs)
+            self.validation_scores_.append(score)
+            if score > best + embedder.tol:
+                best, best_epoch = score, epoch
+                best_state = copy.deepcopy(embedder.module_.state_dict())
+            elif epoch - best_epoch >= embedder.n_iter_no_change:
+                break
+        embedder.module_.load_state_dict(best_state)
+        embedder.calibrate_threshold(X, y)  # the kept network's, on the training pairs
+        self.best_epoch_, self.n_epochs_ = best_epoch, epoch
+
+    def _candidates(self, Z, offset: int, queries):
+        """The ``n_neighbors`` nearest right rows of the left rows ``queries`` in the stacked
+        embeddings ``Z`` (right rows from ``offset``): distances and stacked positions."""
+        left, right = (Z, Z) if self.deduplicating_ else (Z[:offset], Z[offset:])
+        k = min(self.n_neighbors, len(right) - self.deduplicating_)
+        exclude = queries if self.deduplicating_ else None
+        distance, candidate = self._search(right, left[queries], k, exclude=exclude)
+        return distance, candidate + offset
+
+    def _retrieval_score(self, stacked, offset: int, held_out, pairs) -> float:
+        """Mean reciprocal rank of the held-out links among their left records' candidates
+        (0 where not among them)."""
+        queries = held_out[:, 0]
+        _, candidate = self._candidates(self.embedder_.transform(stacked), offset, queries)
+        linked = _entity_pairs(pairs, len(stacked))(
+            np.broadcast_to(queries[:, None], candidate.shape), candidate
+        )
+        rank = np.where(linked.any(axis=1), linked.argmax(axis=1) + 1, np.inf)
+        return float(np.mean(1 / rank))
 
     def _read_table(self, table, name: str) -> tuple[pd.Index, pd.DataFrame]:
         """The ids (``key``'s column or the index) and the feature columns of a table (with
@@ -274,13 +333,10 @@ class Linker(BaseEstimator):
     def _fit_calibrator(self, stacked, offset: int, held_out, pairs) -> None:
         """Platt scaling on the held-out links' records: their ``n_neighbors`` nearest
         candidates, a match where linked, else not (links read as one-to-one)."""
-        Z = self.embedder_.transform(stacked)
-        left, right = Z[: len(Z) - offset] if offset else Z, Z[offset:]
         queries = held_out[:, 0]
-        k = min(self.n_neighbors, len(right) - self.deduplicating_)
-        distance, candidate = self._search(right, left[queries], k, exclude=queries)
-        matches = _entity_pairs(pairs, len(Z))
-        label = matches(np.broadcast_to(queries[:, None], candidate.shape), candidate + offset)
+        distance, candidate = self._candidates(self.embedder_.transform(stacked), offset, queries)
+        linked = _entity_pairs(pairs, len(stacked))
+        label = linked(np.broadcast_to(queries[:, None], candidate.shape), candidate)
         distance, label = distance.ravel(), label.ravel()
         if label.all() or not label.any():
             # Candidates of one kind only: one pseudo-observation of the other kind (a match

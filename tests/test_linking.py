@@ -226,3 +226,27 @@ def test_transform_gives_the_embeddings_match_compares(tables, linker):
     matches = linker.match(left.iloc[:5], right, k=1)
     D = cdist(linker.transform(left.iloc[:5]), Z, metric=linker.embedder_.embedding_metric_)
     np.testing.assert_allclose(matches["distance"], D.min(axis=1), rtol=1e-5, atol=1e-6)
+
+
+def test_the_kept_network_retrieves_the_held_out_links_best(tables, linker):
+    left, right, links = tables
+    scores = linker.validation_scores_
+    assert len(scores) == linker.n_epochs_ + 1  # the untrained network, then each epoch
+    assert scores[linker.best_epoch_] == max(scores)
+    # Brute force: the mean reciprocal rank of each held-out partner among the 10 nearest.
+    held = linker.calibration_links_
+    emb = linker.embedder_
+    Z_left = emb.transform(features(left.set_index("id").loc[held["left_id"]]))
+    order, _ = brute_force(Z_left, emb.transform(features(right)), emb.embedding_metric_, 10)
+    found = right["id"].to_numpy()[order] == held["right_id"].to_numpy()[:, None]
+    reciprocal = np.where(found.any(axis=1), 1 / (found.argmax(axis=1) + 1), 0)
+    assert reciprocal.mean() == pytest.approx(max(scores), abs=1e-12)
+
+
+def test_a_network_worse_than_its_start_is_not_kept(tables):
+    left, right, links = tables
+    # A learning rate that wrecks the network in one epoch: the start is kept.
+    wrecking = small_embedder(learning_rate=5.0, max_epochs=3, normalize=False)
+    linker = Linker(wrecking, key="id", random_state=0).fit(left, right, links[:120])
+    assert linker.best_epoch_ == 0
+    assert linker.validation_scores_[0] > max(linker.validation_scores_[1:])
