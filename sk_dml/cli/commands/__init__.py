@@ -1,6 +1,7 @@
-"""The five commands, one module and one handler each: :mod:`.demo`, :mod:`.fit`,
-:mod:`.transform`, :mod:`.evaluate` and :mod:`.plot` (``run_demo``, ``run_fit``, ...), with what
-they share in :mod:`.common`.
+"""The commands, one module and one handler each: :mod:`.demo`, :mod:`.fit`,
+:mod:`.transform`, :mod:`.evaluate`, :mod:`.plot` and :mod:`.explain` (``run_demo``,
+``run_fit``, ...; explain's module adds its own subparser), with what they share in
+:mod:`.common`.
 
 A handler takes the parsed arguments, checks its input where it enters (raising
 :class:`~sk_dml.cli.errors.CLIError`) and then does the work.
@@ -11,6 +12,7 @@ from __future__ import annotations
 from .common import N_NEIGHBORS
 from .demo import run_demo
 from .evaluate import N_FOLDS, run_evaluate
+from .explain import run_explain
 from .fit import DEFAULT_LOSS, DEFAULT_PAIRS_LOSS, run_fit
 from .plot import run_plot
 from .transform import run_transform
@@ -22,6 +24,7 @@ __all__ = [
     "N_NEIGHBORS",
     "run_demo",
     "run_evaluate",
+    "run_explain",
     "run_fit",
     "run_plot",
     "run_transform",
