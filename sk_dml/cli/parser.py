@@ -22,6 +22,7 @@ from . import commands
 from .columns import column_list
 from .commands import DEFAULT_LOSS, DEFAULT_PAIRS_LOSS, N_FOLDS, N_NEIGHBORS
 from .commands import explain as explain_command
+from .commands import label as label_command
 from .errors import PROG, CLIError
 
 
@@ -395,4 +396,5 @@ def build_parser(loss: str | None = None) -> argparse.ArgumentParser:
     )
     plot.set_defaults(handler=commands.run_plot)
     explain_command.add_parser(commands_)
+    label_command.add_parser(commands_)
     return parser

@@ -1,7 +1,7 @@
 """The commands, one module and one handler each: :mod:`.demo`, :mod:`.fit`,
-:mod:`.transform`, :mod:`.evaluate`, :mod:`.plot` and :mod:`.explain` (``run_demo``,
-``run_fit``, ...; explain's module adds its own subparser), with what they share in
-:mod:`.common`.
+:mod:`.transform`, :mod:`.evaluate`, :mod:`.plot`, :mod:`.explain` and :mod:`.label`
+(``run_demo``, ``run_fit``, ...; explain's and label's modules add their own subparsers),
+with what they share in :mod:`.common`.
 
 A handler takes the parsed arguments, checks its input where it enters (raising
 :class:`~sk_dml.cli.errors.CLIError`) and then does the work.
@@ -14,6 +14,7 @@ from .demo import run_demo
 from .evaluate import N_FOLDS, run_evaluate
 from .explain import run_explain
 from .fit import DEFAULT_LOSS, DEFAULT_PAIRS_LOSS, run_fit
+from .label import run_label
 from .plot import run_plot
 from .transform import run_transform
 
@@ -26,6 +27,7 @@ __all__ = [
     "run_evaluate",
     "run_explain",
     "run_fit",
+    "run_label",
     "run_plot",
     "run_transform",
 ]
