@@ -105,12 +105,14 @@ def recall_at_1(Z, metric, data) -> float:
 
 
 # -- the loop --------------------------------------------------------------------------------
-def labelling_run(data, strategy: str, seed: int, rounds: list[int], epochs: int) -> list[dict]:
+def labelling_run(data, strategy: str, seed: int, rounds: list[int], args) -> list[dict]:
     """Recall@1 after each round of ``strategy`` ("active" or "random")."""
     pool = data["table"].iloc[data["pool"]].reset_index(drop=True)
     entity = data["entity"][data["pool"]]
-    embedder = sk_dml.PairEmbedder(max_epochs=epochs, random_state=seed, **SETTING)
-    labeller = PairLabeller(embedder, pool, random_state=seed)
+    embedder = sk_dml.PairEmbedder(
+        max_epochs=args.epochs, negatives=args.negatives, random_state=seed, **SETTING
+    )
+    labeller = PairLabeller(embedder, pool, warm=not args.cold, random_state=seed)
     rng = np.random.default_rng(seed)
     rows, start = [], time.perf_counter()
     for target in rounds:
@@ -204,6 +206,9 @@ def main(argv=None) -> None:
     parser.add_argument("--data", nargs="+", default=["synthetic", "febrl4"],
                         choices=["synthetic", "febrl4"])  # fmt: skip
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--epochs", type=int, default=EPOCHS, help="epochs of each refit")
+    parser.add_argument("--cold", action="store_true", help="refit from the start each round")
+    parser.add_argument("--negatives", default="in_batch", choices=["in_batch", "labelled"])
     parser.add_argument("--quick", action="store_true", help="smoke run: 1,000 records, seed 0")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -226,7 +231,7 @@ def main(argv=None) -> None:
             runs.append({**base, "strategy": "start", "labelled": 0, "matches": 0,
                          "recall_at_1": recall_at_1(Z, metric, data), "seconds": 0.0})  # fmt: skip
             for strategy in ("active", "random"):
-                rows, labeller = labelling_run(data, strategy, seed, rounds, EPOCHS)
+                rows, labeller = labelling_run(data, strategy, seed, rounds, args)
                 runs += [{**base, **row} for row in rows]
                 if strategy == "active":
                     costs.append({**base, **explanation_cost(labeller.embedder, data)})

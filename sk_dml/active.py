@@ -63,6 +63,9 @@ class PairLabeller:
         The most pairs of one batch that name one record.
     exploration : float in [0, 1], default=0.2
         Share of a batch drawn at random from the candidates once the embedder is fitted.
+    warm : bool, default=True
+        Refit from the current network (``warm_start=True``) or, False, from the start
+        each time.
     random_state : int, RandomState instance or None, default=None
         Seeds the untrained input layer and the exploration draws.
 
@@ -83,6 +86,7 @@ class PairLabeller:
         n_neighbors: int = 10,
         max_per_record: int = 1,
         exploration: float = 0.2,
+        warm: bool = True,
         random_state=None,
     ):
         if not isinstance(table, pd.DataFrame):
@@ -108,6 +112,7 @@ class PairLabeller:
         self.n_neighbors = n_neighbors
         self.max_per_record = max_per_record
         self.exploration = exploration
+        self.warm = bool(warm)
         self.random_state = check_random_state(random_state)
         self.pairs_ = np.empty((0, 2), dtype=np.int64)
         self.labels_ = np.empty(0, dtype=np.int64)
@@ -236,7 +241,7 @@ class PairLabeller:
         return self
 
     def _refit(self, pairs: np.ndarray, labels: np.ndarray) -> None:
-        warm = hasattr(self.embedder, "module_")
+        warm = self.warm and hasattr(self.embedder, "module_")
         self.embedder.set_params(preprocessor=self.features, warm_start=warm)
         self.embedder.fit(pairs, labels)
 

@@ -1,12 +1,11 @@
 """Why two rows are close: each input column's share of their learned distance.
 
-:func:`explain_distance` (also :meth:`BaseEmbedder.explain_distance
-<sk_dml._embedder.BaseEmbedder.explain_distance>`) splits the distance ``d(f(a), f(b))`` of
-each pair of rows into one share per input column by integrated gradients (Sundararajan, Taly
-& Yan, "Axiomatic Attribution for Deep Networks", ICML 2017), taken in the network's continuous
-input: the output of its input layer (:class:`sk_dml.nets.TableInput`), where a number is
-standardised (0 when missing, with its missing indicator next to it), a category is its
-embedding vector and a text cell the vector of its n-grams. On the straight path
+:func:`explain_distance` (every embedder's ``explain_distance`` method) splits the distance
+``d(f(a), f(b))`` of each pair of rows into one share per input column by integrated gradients
+(Sundararajan, Taly & Yan, "Axiomatic Attribution for Deep Networks", ICML 2017), taken in the
+network's continuous input: the output of its input layer (:class:`sk_dml.nets.TableInput`),
+where a number is standardised (0 when missing, with its missing indicator next to it), a
+category is its embedding vector and a text cell the vector of its n-grams. On the straight path
 ``h(t) = h(b) + t (h(a) - h(b))`` from ``b``'s to ``a``'s input,
 ``F(t) = d(body(h(t)), body(h(b)))`` runs from ``F(0) = 0`` to ``F(1) = d``, so
 
