@@ -159,7 +159,7 @@ class PairLabeller:
         rank = np.arange(len(row)) - np.searchsorted(row, row)
         i, j = np.minimum(row, col), np.maximum(row, col)
         found = pd.DataFrame({"i": i, "j": j, "distance": distance, "rank": rank})
-        found = found.sort_values("rank").drop_duplicates(["i", "j"])
+        found = found.sort_values("rank", kind="stable").drop_duplicates(["i", "j"])
         if len(self.pairs_):
             answered = pd.MultiIndex.from_arrays(np.sort(self.pairs_, axis=1).T)
             found = found[~pd.MultiIndex.from_frame(found[["i", "j"]]).isin(answered)]
