@@ -16,8 +16,8 @@ no "unsure"). Both strategies run the same loop, :class:`sk_dml.active.PairLabel
 ending at ROUNDS labelled pairs; they differ only in which pairs a round labels:
 
 - active: :meth:`PairLabeller.suggest` (uncertainty near the calibrated threshold, 20% random
-  exploration, one pair per record per round; before the first fit, each record's nearest
-  neighbour spread over the range of their distances);
+  exploration, one pair per record per round; before the first fit, half records' nearest
+  neighbours spread over the range of their distances, half spread over all candidates);
 - random: pairs drawn uniformly from the same candidates (the unlabelled pairs of the
   current 10-nearest-neighbour graph of the pool).
 
@@ -233,7 +233,7 @@ def main(argv=None) -> None:
             for strategy in ("active", "random"):
                 rows, labeller = labelling_run(data, strategy, seed, rounds, args)
                 runs += [{**base, **row} for row in rows]
-                if strategy == "active":
+                if strategy == "active" and labeller.fitted:
                     costs.append({**base, **explanation_cost(labeller.embedder, data)})
     runs, costs = pd.DataFrame(runs), pd.DataFrame(costs)
     stem = "active_labelling" + ("_quick" if args.quick else "")

@@ -4,11 +4,12 @@ Which pairs to label first? Active labelling for entity resolution
 
 Entity resolution starts with a table of records and no labelled pairs. Labelling random
 pairs of records is wasteful: nearly all are plainly different people.
-:class:`~sk_dml.active.PairLabeller` proposes the pairs worth a label: before any label, each
-record's nearest neighbour by TF-IDF of its text and standardised numbers, from the nearest
-pairs to mid-distance ones; then, after each round of answers, the pairs of the neighbour
-graph whose learned distance is nearest the threshold the :class:`~sk_dml.PairEmbedder`
-calibrated (its least certain decisions), one pair per record per round.
+:class:`~sk_dml.active.PairLabeller` proposes the pairs worth a label: before any label, near
+and mid-distance pairs by TF-IDF of the text and standardised numbers (records' nearest
+neighbours, and pairs spread over all the candidates); then, after each round of answers, the
+pairs of the neighbour graph whose learned distance is nearest the threshold the
+:class:`~sk_dml.PairEmbedder` calibrated (its least certain decisions), one pair per record
+per round.
 
 Here a simulated labeller answers from the known entities, and the recall@1 of held-out
 records (is a corrupted copy's nearest clean record its original?) is followed as labels come

@@ -13,9 +13,10 @@ blocking):
 - Before the embedder has been fitted (no labels yet, or labels of one kind only), the
   embedding is the untrained input layer, the start of the residual network
   (:class:`sk_dml.nets.TableInput`: numbers standardised, categories one-hot-scaled, text as
-  TF-IDF), compared by the metric the embedder will have; the proposals are each record's
-  nearest neighbour, spread evenly over the range of their distances: the nearest pairs
-  (likely matches) and mid-distance ones (likely not).
+  TF-IDF), compared by the metric the embedder will have; half of the proposals are records'
+  nearest neighbours, spread evenly over the range of their distances from the nearest pair
+  (likely matches), the other half spread over all the candidates (mostly not): both kinds
+  of answer come in, so that the embedder can be fitted.
 - Once it has been fitted on labels of both kinds, the proposals are the candidates whose
   distance is nearest the threshold the embedder calibrated on the labelled pairs
   (``-threshold_``: its most uncertain decisions), and a share ``exploration`` of them is
@@ -180,8 +181,13 @@ class PairLabeller:
             random = found.iloc[self.random_state.permutation(len(found))]
             chosen = self._diverse([random, ranked], [n_random, n])
         else:
+            # Half from each record's nearest neighbour (likely matches), half over all the
+            # candidates (mostly not): both kinds of answer, whatever the table.
             nearest = found[found["rank"] == 0].sort_values("distance", kind="stable")
-            chosen = self._diverse([_spread(nearest, n), found], [n, n])
+            everything = found.sort_values("distance", kind="stable")
+            half = n - n // 2
+            sources = [_spread(nearest, half), _spread(everything, n), found]
+            chosen = self._diverse(sources, [half, n, n])
         return pd.DataFrame(
             {
                 "left": self.ids[chosen["i"].to_numpy()],

@@ -161,14 +161,14 @@ def add_parser(commands_) -> None:
     label = commands_.add_parser(
         "label",
         help="label pairs of records in the terminal, the pairs chosen by active learning",
-        description="Show pairs of DATA's records side by side and record whether they are the "
-        "same entity: y(es), n(o), u(nsure), q(uit). The pairs are proposed by active learning: "
-        "first each record's nearest neighbour by TF-IDF and standardised numbers, spread from "
-        "the nearest to mid-distance pairs; once both kinds of answer are in, a PairEmbedder "
-        "is refitted after each batch and the pairs proposed are those nearest its threshold. "
-        "Each answer is appended to OUT at once (rerun the command to resume: pairs answered "
-        "are not asked again); OUT is a pairs file for 'fit --pairs' (with the same --key). "
-        "Unsure answers go to OUT's name with .unsure.csv.",
+        description="Show pairs of DATA's records side by side and record whether they are "
+        "the same entity: y(es), n(o), u(nsure), q(uit). The pairs are proposed by active "
+        "learning: first near and mid-distance pairs by TF-IDF and standardised numbers; once "
+        "both kinds of answer are in, a PairEmbedder is refitted after each batch and the "
+        "pairs proposed are those nearest its threshold. Each answer is appended to OUT at "
+        "once (rerun the command to resume: pairs answered are not asked again); OUT is a "
+        "pairs file for 'fit --pairs' (with the same --key). Unsure answers go to OUT's name "
+        "with .unsure.csv.",
     )
     label.add_argument("data", metavar="DATA", help="CSV or Parquet table of the records")
     label.add_argument(
