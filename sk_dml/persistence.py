@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from .criteria import Loss, get_loss_class
 from .embedders import ESTIMATORS
+from .linking import MODEL_FILE_KEY, Linker, linker_from_state, linker_state
 
 __all__ = ["FORMAT_VERSION", "load", "read_metadata", "save"]
 
@@ -68,11 +69,14 @@ def _estimator_from_params(name: str, params: dict, path):
 
 
 def save(estimator, path, *, extra: dict | None = None) -> None:
-    """Write a fitted embedder to ``path`` (a safetensors file; any extension).
+    """Write a fitted embedder, or a fitted :class:`~sk_dml.linking.Linker`, to ``path`` (a
+    safetensors file; any extension).
 
     Parameters
     ----------
-    estimator : a fitted sk_dml embedder with the built-in MLP
+    estimator : a fitted sk_dml embedder with the built-in MLP, or a fitted Linker (its
+        embedder's file, holding what ``match`` needs besides; ``calibration_links_`` and the
+        embedder's ``preprocessor`` are not kept)
     path : str or Path
     extra : dict, optional
         JSON-serialisable data stored alongside (the CLI keeps its target and key columns
@@ -81,6 +85,9 @@ def save(estimator, path, *, extra: dict | None = None) -> None:
     The file is written to a temporary name and renamed, so an interrupted save never leaves
     a truncated model behind.
     """
+    if isinstance(estimator, Linker):  # its embedder's file, with what match needs
+        state = {**(extra or {}), MODEL_FILE_KEY: linker_state(estimator)}
+        return save(estimator.embedder_, path, extra=state)
     name = type(estimator).__name__
     if ESTIMATORS.get(name) is not type(estimator):
         raise TypeError(f"sk_dml.save stores sk_dml embedders, got {name}.")
@@ -208,7 +215,8 @@ def _check_shapes(expected: dict, stored: dict, path) -> None:
 
 
 def load(path):
-    """Read an embedder written by :func:`save`; its network is placed on the CPU.
+    """Read an embedder (or a Linker) written by :func:`save`; its network is placed on the
+    CPU.
 
     Only JSON and tensors are read: no code from the file is executed, so a model file from an
     untrusted source cannot run commands. A model trained on CUDA loads on a CPU-only machine.
@@ -232,4 +240,7 @@ def load(path):
             )
     module.load_state_dict(tensors, assign=True)  # the file's tensors become the weights
     estimator._set_fitted_state(fitted, module)
+    extra = meta["extra"]
+    if isinstance(extra, dict) and MODEL_FILE_KEY in extra:
+        return linker_from_state(estimator, extra[MODEL_FILE_KEY])
     return estimator

@@ -54,10 +54,18 @@ def _assignment(text: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise ValueError(text)
+    return value
+
+
 # How argparse names the types in its errors.
 _positive_int.__name__ = "positive integer"
 _positive_float.__name__ = "positive number"
 _assignment.__name__ = "NAME=VALUE"
+_probability.__name__ = "probability in [0, 1]"
 
 # fit's options that set a parameter of the embedder: flag -> (parameter, argparse keywords,
 # help). A help is formatted with the embedder's parameters; the default is added to it.
@@ -274,6 +282,54 @@ def _add_fit(commands_, table: str, loss: str) -> None:
     )
 
 
+def _add_linking(commands_, table: str) -> None:
+    """``link`` (fit a Linker, write matches) and ``match`` (a saved Linker's matches)."""
+    link = commands_.add_parser(
+        "link",
+        help="link two tables (or deduplicate one) from known links",
+        description="Learn a distance between the records of LEFT and RIGHT from LINKS, pairs "
+        "of ids of matching records (a LEFT id, then a RIGHT id: the links file's first two "
+        "columns), and write each LEFT record's nearest RIGHT records with their distance, "
+        "calibrated match probability and rank. Without RIGHT, deduplicate LEFT.",
+    )
+    link.add_argument("left", metavar="LEFT", help=table)
+    link.add_argument("right", metavar="RIGHT", nargs="?", help=f"{table} (omit: deduplicate)")
+    link.add_argument("--links", required=True, metavar="LINKS", help=f"known links, a {table}")
+    match = commands_.add_parser(
+        "match",
+        help="match two tables with a saved linker",
+        description="Write each LEFT record's nearest RIGHT records (without RIGHT: the other "
+        "LEFT records) under a linker saved by 'link --model'.",
+    )
+    match.add_argument("model", metavar="MODEL", help="a model file written by 'link --model'")
+    match.add_argument("left", metavar="LEFT", help=table)
+    match.add_argument("right", metavar="RIGHT", nargs="?", help=f"{table} (omit: deduplicate)")
+    for command in (link, match):
+        command.add_argument(
+            "-o", "--output", required=True, metavar="OUT", help=f"matches, a {table}"
+        )
+        command.add_argument(
+            "-k", type=_positive_int, default=None, help="candidates per record (default: 10)"
+        )
+        command.add_argument(
+            "--threshold",
+            type=_probability,
+            default=None,
+            metavar="P",
+            help="keep the candidates whose match probability is at least P",
+        )
+    link.add_argument(
+        "--key", metavar="COL", help="the id column of the tables (default: the row number)"
+    )
+    link.add_argument("--model", metavar="FILE", help="also save the linker, for 'match'")
+    link.add_argument(
+        "--epochs", type=_positive_int, default=None, metavar="N", help="most training epochs"
+    )
+    link.add_argument("--random-state", type=int, default=0, metavar="N", help="seed (default: 0)")
+    link.set_defaults(handler=commands.run_link)
+    match.set_defaults(handler=commands.run_match)
+
+
 def build_parser(loss: str | None = None) -> argparse.ArgumentParser:
     """The ``sk-dml`` argument parser with its subcommands; ``fit --help`` shows the
     defaults of ``loss`` (default: the default loss)."""
@@ -397,4 +453,5 @@ def build_parser(loss: str | None = None) -> argparse.ArgumentParser:
     plot.set_defaults(handler=commands.run_plot)
     explain_command.add_parser(commands_)
     label_command.add_parser(commands_)
+    _add_linking(commands_, table)
     return parser
