@@ -11,9 +11,12 @@ and FEBRL 4 (``benchmarks/entity_resolution.py``: two files of 5,000 records, on
 Protocol (per seed): the entities are split 50/50. The labelling pool is the rows of the
 training entities; an oracle answers each proposed pair from the known entities (no mistakes,
 no "unsure"). Both strategies run the same loop, :class:`sk_dml.active.PairLabeller` with
-``PairEmbedder(n_components=256, normalize=True, early_stopping=False, max_epochs=EPOCHS)``
-(the user guide's entity-resolution setting), refitted warm after each round, the rounds
-ending at ROUNDS labelled pairs; they differ only in which pairs a round labels:
+``PairEmbedder(n_components=256, normalize=True, max_epochs=EPOCHS)`` (the user guide's
+entity-resolution setting, but with early stopping: each refit holds out 10% of the labelled
+pairs and keeps the best network on them, the one it started from included;
+``--no-selection``: ``early_stopping=False``, the setting's own, results in
+``active_labelling_no_selection.*``), refitted warm after each round, the rounds ending at
+ROUNDS labelled pairs; they differ only in which pairs a round labels:
 
 - active: :meth:`PairLabeller.suggest` (uncertainty near the calibrated threshold, 20% random
   exploration, one pair per record per round; before the first fit, half records' nearest
@@ -66,7 +69,7 @@ EPOCHS = 20
 ER_RECORDS = 5_000
 QUICK_RECORDS = 1_000
 EXPLAINED = 200
-SETTING = {"n_components": 256, "normalize": True, "early_stopping": False}
+SETTING = {"n_components": 256, "normalize": True}
 
 
 # -- data: rows, entities, the pool and the queries ------------------------------------------
@@ -110,7 +113,11 @@ def labelling_run(data, strategy: str, seed: int, rounds: list[int], args) -> li
     pool = data["table"].iloc[data["pool"]].reset_index(drop=True)
     entity = data["entity"][data["pool"]]
     embedder = sk_dml.PairEmbedder(
-        max_epochs=args.epochs, negatives=args.negatives, random_state=seed, **SETTING
+        max_epochs=args.epochs,
+        negatives=args.negatives,
+        early_stopping=args.early_stopping,
+        random_state=seed,
+        **SETTING,
     )
     labeller = PairLabeller(embedder, pool, warm=not args.cold, random_state=seed)
     rng = np.random.default_rng(seed)
@@ -214,12 +221,21 @@ def main(argv=None) -> None:
     parser.add_argument("--negatives", default="in_batch", choices=["in_batch", "labelled"])
     parser.add_argument("--quick", action="store_true", help="smoke run: 1,000 records, seed 0")
     parser.add_argument(
+        "--no-selection",
+        dest="early_stopping",
+        action="store_const",
+        const=False,
+        default="auto",
+        help="early_stopping=False: keep each refit's last network (results *_no_selection)",
+    )
+    parser.add_argument(
         "--report", action="store_true", help="only rewrite the .md from an earlier run's .csv"
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     budgets = QUICK_BUDGETS if args.quick else BUDGETS
-    stem = "active_labelling" + ("_quick" if args.quick else "")
+    stem = "active_labelling" + ("_no_selection" if args.early_stopping is False else "")
+    stem += "_quick" if args.quick else ""
     if args.report:
         runs = pd.read_csv(RESULTS / f"{stem}.csv")
         costs = pd.read_csv(RESULTS / f"{stem}_explain.csv")
