@@ -90,7 +90,7 @@ def recall_at_1(Z, metric):
 # only in which candidates are labelled.
 rounds = [10, 30, 60] if QUICK else [10, 30, 60, 100, 200, 300]
 pool, pool_entity = table.iloc[pool_rows].reset_index(drop=True), entity[pool_rows]
-setting = dict(n_components=64 if QUICK else 256, normalize=True, early_stopping=False)
+setting = dict(n_components=64 if QUICK else 256, normalize=True)
 start = PairLabeller(PairEmbedder(**setting), table, random_state=0).embedding()
 curves = {}
 for strategy in ("active", "random"):

@@ -25,8 +25,9 @@ from ..tables import check_output, read_table
 
 HEADER = ["left", "right", "label"]
 ANSWERS = {"y": 1, "yes": 1, "n": 0, "no": 0, "u": None, "unsure": None}
-# The entity-resolution setting of the user guide, refitted briefly after each batch.
-SETTING = {"n_components": 256, "normalize": True, "early_stopping": False}
+# The entity-resolution setting of the user guide, refitted briefly after each batch; each
+# refit keeps the best network on held-out answers once there are enough (early stopping).
+SETTING = {"n_components": 256, "normalize": True}
 WIDTH = 32  # characters of a value shown
 
 
