@@ -21,6 +21,8 @@ from ..miners import TRIPLET_MINING
 from . import commands
 from .columns import column_list
 from .commands import DEFAULT_LOSS, DEFAULT_PAIRS_LOSS, N_FOLDS, N_NEIGHBORS
+from .commands import explain as explain_command
+from .commands import label as label_command
 from .errors import PROG, CLIError
 
 
@@ -329,7 +331,7 @@ def _add_linking(commands_, table: str) -> None:
 
 
 def build_parser(loss: str | None = None) -> argparse.ArgumentParser:
-    """The ``sk-dml`` argument parser with its five subcommands; ``fit --help`` shows the
+    """The ``sk-dml`` argument parser with its subcommands; ``fit --help`` shows the
     defaults of ``loss`` (default: the default loss)."""
     loss = DEFAULT_LOSS if loss is None else loss
     parser = _Parser(
@@ -449,5 +451,7 @@ def build_parser(loss: str | None = None) -> argparse.ArgumentParser:
         "-o", "--output", required=True, metavar="FIG", help="image file (.png, .pdf, .svg, ...)"
     )
     plot.set_defaults(handler=commands.run_plot)
+    explain_command.add_parser(commands_)
+    label_command.add_parser(commands_)
     _add_linking(commands_, table)
     return parser
