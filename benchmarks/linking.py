@@ -255,7 +255,9 @@ def part_10k(args) -> list[dict]:
                 continue
             row = {
                 "part": "10k",
-                "n": args.n,
+                "data": data,
+                "n": len(left),
+                "n_links": len(links),
                 "seed": seed,
                 "method": method,
                 **scores(matches, test, truth),
