@@ -419,9 +419,7 @@ def test_demo_quick(tmp_path):
 
 @pytest.mark.slow
 def test_console_script():
-    script = Path(sys.executable).with_name("sk-dml")
-    if not script.exists():
-        script = shutil.which("sk-dml")
+    script = console_script()
     if script is None:
         pytest.skip("the sk-dml console script is not installed")
     result = subprocess.run([script, "--version"], capture_output=True, text=True, env=ENV)
@@ -432,6 +430,44 @@ def test_console_script():
         "sk-dml: error: the following arguments are required: DATA, -o/--output "
         "(see 'sk-dml fit --help')"
     ]
+
+
+def console_script() -> str | None:
+    """The installed ``sk-dml`` script, None when it is not installed."""
+    script = Path(sys.executable).with_name("sk-dml")
+    return str(script) if script.exists() else shutil.which("sk-dml")
+
+
+# Runs the console script as its own process would, then says on stderr whether torch was
+# imported and which options the parser took.
+MODULES_AFTER = """
+import runpy, sys
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+except SystemExit as done:
+    status = done.code
+print(f"torch imported: {'torch' in sys.modules}; status {status}", file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize(
+    "args, torch_needed",
+    [(["--help"], False), (["--version"], False), ([], False), (["fit", "--help"], True)],
+)
+def test_help_imports_torch_only_for_a_command_that_needs_it(args, torch_needed):
+    script = console_script()
+    if script is None:
+        pytest.skip("the sk-dml console script is not installed")
+    command = [sys.executable, "-c", MODULES_AFTER, script, *args]
+    result = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=600)
+    status = 2 if not args else 0
+    assert result.stderr.splitlines()[-1] == f"torch imported: {torch_needed}; status {status}"
+    if args == ["--help"]:  # every subcommand listed with its help line
+        for name in ("demo", "fit", "transform", "evaluate", "plot"):
+            assert re.search(rf"^ +{name}\s+\w", result.stdout, re.MULTILINE), name
+    if args == ["fit", "--help"]:  # fit's options, read from the estimators
+        assert "--margin M" in result.stdout
 
 
 # ------------------------------------------------------------- options from the estimators
