@@ -197,8 +197,9 @@ plt.show()
 # The raw-table route has nothing to keep in step with the data: the columns are matched by
 # name at ``transform`` (their order may change), and a model saved with :func:`sk_dml.save`
 # keeps its schema. Each level gets a trained vector of a few numbers instead of a one-hot
-# column, which matters for columns with many levels. The pipeline route remains the one to
-# take for preprocessing of your own (text features, custom binning, a different imputer), and
-# the two can be mixed: a ColumnTransformer with ``set_output(transform="pandas")`` and
+# column, which matters for columns with many levels (free-text columns are read by their
+# character n-grams with ``text_features``). The pipeline route remains the one to take for
+# preprocessing of your own (custom binning, a different imputer, word-level text features),
+# and the two can be mixed: a ColumnTransformer with ``set_output(transform="pandas")`` and
 # ``remainder="passthrough"`` can hand the embedder a DataFrame that still holds categorical
 # columns.

@@ -101,7 +101,8 @@ def make_embedder(loss: str, **params) -> BaseEmbedder:
 # ------------------------------------------------------------------------------ named embedders
 class TripletEmbedder(BaseEmbedder, loss=TripletLoss):
     __doc__ = (
-        """Embedding trained with the triplet margin loss and hard-sample mining.
+        """Embedding trained with the triplet margin loss (every valid triplet of a batch by
+    default; ``mining`` picks semi-hard or hard ones instead).
 
     For anchor a, positive p (same label) and negative n, the loss is
     ``relu(D_ap - D_an + margin)``: each anchor must be nearer its positives than its negatives
@@ -111,7 +112,8 @@ class TripletEmbedder(BaseEmbedder, loss=TripletLoss):
     ----------
     margin : float, default=0.2
     mining : {"all", "semihard", "hard", "batch_hard"}, default="all"
-        Which triplets of a batch count (:mod:`sk_dml.miners`).
+        Which triplets of a batch count (:mod:`sk_dml.miners`): all valid ones, or only
+        hard-sample mining's.
     distance : str, default="euclidean"
         Distance between embeddings (:data:`sk_dml.distances.METRICS`).
     residual : bool, default=False

@@ -18,6 +18,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from . import tuple_embedders  # noqa: F401  (registers the tuple embedders in ESTIMATORS)
 from .criteria import Loss, get_loss_class
 from .embedders import ESTIMATORS
 

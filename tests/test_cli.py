@@ -752,6 +752,20 @@ def test_key_is_no_feature_and_transform_writes_it_first_to_join_rows_back(keyed
     assert not (tmp_path / "x.csv").exists()
 
 
+def test_transform_to_standard_output(keyed, tmp_path):
+    model, rows = keyed / "keyed.skdml", keyed / "keyed.csv"
+    to_file = run_cli("transform", model, rows, "-o", tmp_path / "e.csv")
+    assert to_file.returncode == 0, to_file.stderr
+    piped = run_cli("transform", model, rows, "-o", "-")
+    assert piped.returncode == 0, piped.stderr
+    # The table alone on stdout, the same as the file; what was written said on stderr.
+    pd.testing.assert_frame_equal(
+        pd.read_csv(io.StringIO(piped.stdout)), pd.read_csv(tmp_path / "e.csv")
+    )
+    assert "to standard output" in piped.stderr and "Traceback" not in piped.stderr
+    assert not (Path.cwd() / "-").exists()
+
+
 def test_missing_cells_are_the_embedders_to_handle(small, tmp_path):
     frame = pd.read_csv(small / "small.csv")
     rng = np.random.default_rng(3)

@@ -325,3 +325,22 @@ def test_categorical_column_all_missing_at_transform():
     assert Z.shape == (120, 8) and np.isfinite(Z).all()
     np.testing.assert_array_equal(emb.schema_.encode([blank["x"], blank["c"]])[:, 1], 0.0)
     np.testing.assert_allclose(emb.transform(blank.iloc[:1]), Z[:1], rtol=1e-5, atol=1e-6)
+
+
+def test_an_array_for_a_model_fitted_on_string_columns_says_to_pass_a_dataframe():
+    frame = pd.DataFrame({"a": np.arange(40.0), "id": [f"C{i:05d}" for i in range(40)]})
+    y = np.r_[np.zeros(20), np.ones(20)]
+    model = TripletEmbedder(max_epochs=1, batch_size=16, random_state=0).fit(frame, y)
+    refused = r"float: 'C00000': .* columns \['id'\] hold strings.*pass a DataFrame"
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        with pytest.raises(ValueError, match=refused):
+            model.transform(frame.to_numpy())
+    # Numbers only: an array is as good as the DataFrame, and any other error is unchanged.
+    numeric = TripletEmbedder(max_epochs=1, batch_size=16, random_state=0).fit(frame[["a"]], y)
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        np.testing.assert_array_equal(
+            numeric.transform(frame[["a"]].to_numpy()), numeric.transform(frame[["a"]])
+        )
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        with pytest.raises(ValueError, match=r"^could not convert string to float: 'C00000'$"):
+            numeric.transform(frame[["id"]].to_numpy())

@@ -326,7 +326,13 @@ def _add_transform(transform: argparse.ArgumentParser, loss: str | None) -> None
     )
     transform.add_argument("model", metavar="MODEL", help="a model file written by 'fit'")
     transform.add_argument("data", metavar="DATA", help=TABLE)
-    transform.add_argument("-o", "--output", required=True, metavar="OUT", help=f"output {TABLE}")
+    transform.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help=f"output {TABLE}, or - for CSV on standard output",
+    )
     keys = transform.add_mutually_exclusive_group()
     keys.add_argument(
         "--key",
