@@ -373,14 +373,49 @@ def test_evaluate_against_a_reference_table(small, tmp_path):
         ("MAP@R", f"{mean_average_precision_at_r(Zq, yq, **against):.4f}"),
         ("recall@10", f"{recall_at_k(Zq, yq, k=10, **against):.4f}"),
     ]
-    # Leave-one-out would give other scores; the 5-NN accuracies are those of DATA alone.
+    # The 5-NN accuracies: a k-NN fitted on REF predicts DATA's rows of REF's classes, on the
+    # embeddings and on the baseline's features (the model's statistics: the whole table's).
+    known = np.isin(yq, yr)
+    learned = KNeighborsClassifier(5, metric=metric).fit(Zr, yr).score(Zq[known], yq[known])
+    encoder = make_column_transformer((StandardScaler(), ["a", "b"]), (OneHotEncoder(), ["c"]))
+    encoder.fit(frame)
+    Xq, Xr = encoder.transform(queries), encoder.transform(reference)
+    plain = KNeighborsClassifier(5).fit(Xr, yr).score(Xq[known], yq[known])
+    assert printed[4:] == [("5-NN accuracy", f"{learned:.4f}"), ("5-NN accuracy", f"{plain:.4f}")]
+    assert "5-NN fitted on REF's rows predicts DATA's" in stdout
+    # Leave-one-out and cross-validation within DATA give other scores.
     _, alone, _ = call("evaluate", small / "small.skdml", tmp_path / "queries.csv")
     printed_alone = re.findall(RETRIEVAL_LINE, alone, re.M)
     assert printed_alone[:4] != printed[:4]
-    assert printed_alone[4:] == printed[4:]
+    assert "cross-validation" in alone and "cross-validation" not in stdout
     assert "queries: DATA, references: REF" in stdout and "leave-one-out" not in stdout
     assert f"ref    {tmp_path / 'reference.csv.gz'}: 20 rows, 2 classes" in stdout
     assert "10 DATA row(s) of a class absent from REF left out" in stdout
+
+
+def test_evaluate_warns_when_data_holds_the_rows_the_model_was_fitted_on(small, tmp_path):
+    model, frame = small / "small.skdml", pd.read_csv(small / "small.csv")
+    fitted = set(pd.util.hash_pandas_object(frame[["a", "b", "c"]], index=False))
+    assert len(read_metadata(model)["extra"]["fingerprint"]["sample"]) == len(fitted)  # < 256
+    frame.iloc[::-1].to_csv(tmp_path / "shuffled.csv", index=False)  # the same rows
+    frame.iloc[::4].to_csv(tmp_path / "part.csv", index=False)  # 15 of the 60
+    new = frame.assign(a=frame.a + 100)  # no row of the fitting table
+    new.to_csv(tmp_path / "new.csv", index=False)
+    expected = {
+        "small.csv": "small.csv is the table the model was fitted on: scores on rows it",
+        "shuffled.csv": "shuffled.csv is the table the model was fitted on",
+        "part.csv": "part.csv holds rows the model was fitted on (about 25% of its 60 fitting",
+        "new.csv": None,
+    }
+    for name, warning in expected.items():
+        source = small / name if name == "small.csv" else tmp_path / name
+        result = run_cli("evaluate", model, source)
+        assert result.returncode == 0, result.stderr
+        warned = [line for line in result.stderr.splitlines() if "sk-dml: warning:" in line]
+        assert [warning in line for line in warned] == ([True] if warning else []), warned
+    # The honest way: new rows as DATA, the fitting table as REF.
+    result = run_cli("evaluate", model, tmp_path / "new.csv", "--reference", small / "small.csv")
+    assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
 
 
 @pytest.mark.slow
@@ -829,7 +864,9 @@ def test_fit_on_pairs_by_key_and_by_row_number(small, tmp_path):
         np.testing.assert_allclose(
             loaded.transform(features), expected.transform(features), rtol=1e-6, atol=1e-7
         )
-        assert read_metadata(model)["extra"] == {
+        extra = read_metadata(model)["extra"]
+        assert extra.pop("fingerprint")["rows"] == len(frame)  # evaluate's: the table's rows
+        assert extra == {
             "pairs": str(command[3]),
             "key": "id" if name == "key" else None,
             "excluded": ["label"],
@@ -911,7 +948,9 @@ def test_fit_and_evaluate_with_a_continuous_target(small, tmp_path):
     assert isinstance(loaded, sk_dml.LogRatioEmbedder)
     Z = loaded.transform(features)
     np.testing.assert_allclose(Z, expected.transform(features), rtol=1e-6, atol=1e-7)
-    assert read_metadata(model)["extra"] == {"target": "price", "key": None, "excluded": ["label"]}
+    extra = read_metadata(model)["extra"]
+    assert extra.pop("fingerprint")["rows"] == len(frame)
+    assert extra == {"target": "price", "key": None, "excluded": ["label"]}
 
     # evaluate: the R^2 of 5-NN regression of the target, in the embedding and on the inputs.
     y = frame.price.to_numpy()

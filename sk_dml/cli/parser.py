@@ -355,9 +355,12 @@ def _add_evaluate(evaluate: argparse.ArgumentParser, loss: str | None) -> None:
         "Print precision@1, R-precision, MAP@R and recall@10 of DATA in the "
         "learned space, with the model's embedding metric (every row queries all the others, "
         "or with --reference the rows of REF), and the accuracy of a "
-        f"{N_NEIGHBORS}-NN classifier under {N_FOLDS}-fold stratified cross-validation of DATA, "
+        f"{N_NEIGHBORS}-NN classifier under {N_FOLDS}-fold stratified cross-validation of DATA "
+        "(with --reference: fitted on REF's rows, predicting DATA's), "
         "on the embeddings and, as a baseline, on the input features (numbers standardised as "
-        "the network does, categories one-hot, text as TF-IDF). A model of a continuous target "
+        "the network does, categories one-hot, text as TF-IDF). It warns when DATA holds rows "
+        "the model was fitted on (a fingerprint of the fitting table is in the model file "
+        "written by 'fit'): scores on them flatter the model. A model of a continuous target "
         f"(--loss {', '.join(loss_names('target'))}) gets the R^2 of {N_NEIGHBORS}-NN regression "
         "of the target instead (leave-one-out in DATA, or DATA's rows from REF's). With "
         "--pairs, any model gets the ROC AUC of labelled pairs of DATA's rows (and a model "
@@ -383,7 +386,8 @@ def _add_evaluate(evaluate: argparse.ArgumentParser, loss: str | None) -> None:
         "--reference",
         metavar="REF",
         help=f"a {TABLE} with the same target column: DATA's rows are the queries and REF's "
-        "the rows they retrieve (queries of a class absent from REF are left out)",
+        "the rows they retrieve, and the k-NN is fitted on REF (rows of DATA of a class absent "
+        "from REF are left out)",
     )
     pair_keys = evaluate.add_mutually_exclusive_group()
     pair_keys.add_argument(

@@ -23,7 +23,7 @@ from ...supervision import KINDS, ClassLabels, ContinuousTarget, LabelledPairs
 from ...tuple_embedders import PairEmbedder
 from ..columns import class_labels, feature_columns, target_column
 from ..errors import CLIError, names, one_line
-from ..model import check_pairs, check_table, check_target
+from ..model import check_pairs, check_table, check_target, fingerprint
 from ..pairs import read_pairs
 from ..tables import atomic_output, check_output, read_table
 from .common import model_name
@@ -193,6 +193,7 @@ def run_fit(args) -> None:
         {"pairs": args.pairs} if supervision is LabelledPairs else {"target": args.target}
     )
     extra = {**learned_from, "key": args.key, "excluded": list(args.exclude)}
+    extra["fingerprint"] = fingerprint(features)  # evaluate warns when DATA is this table
     with atomic_output(args.output) as tmp:
         save(estimator, tmp, extra=extra)  # a PairEmbedder's table is not saved
     losses = estimator.loss_curve_  # empty when the first epoch diverged (a warning says so)
