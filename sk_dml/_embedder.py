@@ -69,7 +69,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         learning_rate_schedule="cosine", weight_decay=0.0,
         early_stopping="auto", validation_split="rows", validation_fraction=0.1,
         n_iter_no_change=10, tol=1e-4,
-        warm_start=False, random_state=None, verbose=0, device="auto", checkpoint_dir=None,
+        warm_start=False, random_state=None, verbose="auto", device="auto", checkpoint_dir=None,
     ):
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes

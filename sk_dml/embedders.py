@@ -76,7 +76,7 @@ class MetricEmbedder(BaseEmbedder):
         learning_rate_schedule="cosine", weight_decay=0.0,
         early_stopping="auto", validation_split="rows", validation_fraction=0.1,
         n_iter_no_change=10, tol=1e-4,
-        warm_start=False, random_state=None, verbose=0, device="auto", checkpoint_dir=None,
+        warm_start=False, random_state=None, verbose="auto", device="auto", checkpoint_dir=None,
     ):
         super().__init__(**shared_arguments(locals()))
         self.loss = loss
@@ -134,7 +134,7 @@ class TripletEmbedder(BaseEmbedder, loss=TripletLoss):
         min_frequency=5, category_embedding_dim="auto", batch_size=256, samples_per_class=4,
         max_epochs=60, learning_rate=0.003, learning_rate_schedule="cosine", weight_decay=0.0,
         early_stopping="auto", validation_split="rows", validation_fraction=0.1,
-        n_iter_no_change=10, tol=0.0001, warm_start=False, random_state=None, verbose=0,
+        n_iter_no_change=10, tol=0.0001, warm_start=False, random_state=None, verbose="auto",
         device="auto", checkpoint_dir=None,
     ):
         super().__init__(**shared_arguments(locals()))
@@ -174,7 +174,7 @@ class ContrastiveEmbedder(BaseEmbedder, loss=ContrastiveLoss):
         category_embedding_dim="auto", batch_size=256, samples_per_class=4, max_epochs=60,
         learning_rate=0.003, learning_rate_schedule="cosine", weight_decay=0.0,
         early_stopping="auto", validation_split="rows", validation_fraction=0.1,
-        n_iter_no_change=10, tol=0.0001, warm_start=False, random_state=None, verbose=0,
+        n_iter_no_change=10, tol=0.0001, warm_start=False, random_state=None, verbose="auto",
         device="auto", checkpoint_dir=None,
     ):
         super().__init__(**shared_arguments(locals()))
@@ -214,7 +214,7 @@ class NPairEmbedder(BaseEmbedder, loss=NPairLoss):
         category_embedding_dim="auto", batch_size=256, samples_per_class=4, max_epochs=60,
         learning_rate=0.003, learning_rate_schedule="cosine", weight_decay=0.0,
         early_stopping="auto", validation_split="rows", validation_fraction=0.1,
-        n_iter_no_change=10, tol=0.0001, warm_start=False, random_state=None, verbose=0,
+        n_iter_no_change=10, tol=0.0001, warm_start=False, random_state=None, verbose="auto",
         device="auto", checkpoint_dir=None,
     ):
         super().__init__(**shared_arguments(locals()))
@@ -255,7 +255,7 @@ class LiftedStructEmbedder(BaseEmbedder, loss=LiftedStructLoss):
         min_frequency=5, category_embedding_dim="auto", batch_size=256, samples_per_class=4,
         max_epochs=60, learning_rate=0.003, learning_rate_schedule="cosine", weight_decay=0.0,
         early_stopping="auto", validation_split="rows", validation_fraction=0.1,
-        n_iter_no_change=10, tol=0.0001, warm_start=False, random_state=None, verbose=0,
+        n_iter_no_change=10, tol=0.0001, warm_start=False, random_state=None, verbose="auto",
         device="auto", checkpoint_dir=None,
     ):
         super().__init__(**shared_arguments(locals()))
@@ -309,7 +309,7 @@ class ProxyAnchorEmbedder(BaseEmbedder, loss=ProxyAnchorLoss):
         category_embedding_dim="auto", batch_size=256, samples_per_class=4, max_epochs=60,
         learning_rate=0.0003, learning_rate_schedule="cosine", weight_decay=0.0,
         early_stopping="auto", validation_split="rows", validation_fraction=0.1,
-        n_iter_no_change=10, tol=0.0001, warm_start=False, random_state=None, verbose=0,
+        n_iter_no_change=10, tol=0.0001, warm_start=False, random_state=None, verbose="auto",
         device="auto", checkpoint_dir=None,
     ):
         super().__init__(**shared_arguments(locals()))
@@ -355,7 +355,7 @@ class NormalizedSoftmaxEmbedder(BaseEmbedder, loss=NormalizedSoftmaxLoss):
         category_embedding_dim="auto", batch_size=256, samples_per_class=4, max_epochs=60,
         learning_rate=0.0003, learning_rate_schedule="cosine", weight_decay=0.0,
         early_stopping="auto", validation_split="rows", validation_fraction=0.1,
-        n_iter_no_change=10, tol=0.0001, warm_start=False, random_state=None, verbose=0,
+        n_iter_no_change=10, tol=0.0001, warm_start=False, random_state=None, verbose="auto",
         device="auto", checkpoint_dir=None,
     ):
         super().__init__(**shared_arguments(locals()))
@@ -395,7 +395,7 @@ class CosFaceEmbedder(BaseEmbedder, loss=CosFaceLoss):
         category_embedding_dim="auto", batch_size=256, samples_per_class=4, max_epochs=60,
         learning_rate=0.0003, learning_rate_schedule="cosine", weight_decay=0.0,
         early_stopping="auto", validation_split="rows", validation_fraction=0.1,
-        n_iter_no_change=10, tol=0.0001, warm_start=False, random_state=None, verbose=0,
+        n_iter_no_change=10, tol=0.0001, warm_start=False, random_state=None, verbose="auto",
         device="auto", checkpoint_dir=None,
     ):
         super().__init__(**shared_arguments(locals()))
@@ -438,7 +438,7 @@ class ArcFaceEmbedder(BaseEmbedder, loss=ArcFaceLoss):
         category_embedding_dim="auto", batch_size=256, samples_per_class=4, max_epochs=60,
         learning_rate=0.0003, learning_rate_schedule="cosine", weight_decay=0.0,
         early_stopping="auto", validation_split="rows", validation_fraction=0.1,
-        n_iter_no_change=10, tol=0.0001, warm_start=False, random_state=None, verbose=0,
+        n_iter_no_change=10, tol=0.0001, warm_start=False, random_state=None, verbose="auto",
         device="auto", checkpoint_dir=None,
     ):
         super().__init__(**shared_arguments(locals()))
@@ -480,7 +480,7 @@ class LogRatioEmbedder(BaseEmbedder, loss=LogRatioLoss):
         category_embedding_dim="auto", batch_size=256, samples_per_class=4, max_epochs=60,
         learning_rate=0.0003, learning_rate_schedule="cosine", weight_decay=0.0,
         early_stopping="auto", validation_split="rows", validation_fraction=0.1,
-        n_iter_no_change=10, tol=0.0001, warm_start=False, random_state=None, verbose=0,
+        n_iter_no_change=10, tol=0.0001, warm_start=False, random_state=None, verbose="auto",
         device="auto", checkpoint_dir=None,
     ):
         super().__init__(**shared_arguments(locals()))

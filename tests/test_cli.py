@@ -393,6 +393,25 @@ def test_evaluate_against_a_reference_table(small, tmp_path):
     assert "10 DATA row(s) of a class absent from REF left out" in stdout
 
 
+def test_fit_reports_the_validation_score_and_shows_progress_when_asked(small, tmp_path):
+    command = ("fit", small / "small.csv", "--target", "label", *TINY)
+    quiet = run_cli(*command, "-o", tmp_path / "quiet.skdml")
+    loud = run_cli(*command, "--verbose", "-o", tmp_path / "loud.skdml")
+    assert quiet.returncode == 0 and loud.returncode == 0, quiet.stderr + loud.stderr
+    model = sk_dml.load(tmp_path / "quiet.skdml")
+    scores = model.validation_scores_  # held-out rows' precision@1, epoch by epoch
+    assert len(scores) == model.n_iter_ and model.best_score_ >= scores[0]
+    reported = (
+        f"; precision@1 of the held-out rows: {scores[0]:.4f} after epoch 1, "
+        f"{model.best_score_:.4f} kept"
+    )
+    assert reported in quiet.stdout.splitlines()[0] and reported in loud.stdout
+    # No bar on a stderr that is no terminal (a quick fit), the bar with --verbose.
+    assert "loss=" not in quiet.stderr and f"val={scores[-1]:.4f}" in loud.stderr
+    silenced = run_cli(*command, "--quiet", "--verbose", "-o", tmp_path / "x.skdml")
+    assert silenced.returncode == 2 and "not allowed with argument" in silenced.stderr
+
+
 def test_evaluate_warns_when_data_holds_the_rows_the_model_was_fitted_on(small, tmp_path):
     model, frame = small / "small.skdml", pd.read_csv(small / "small.csv")
     fitted = set(pd.util.hash_pandas_object(frame[["a", "b", "c"]], index=False))

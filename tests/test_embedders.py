@@ -233,14 +233,33 @@ def test_early_stopping_keeps_the_best_validation_score(wine):
     assert 0 <= emb.best_score_ <= 1
 
 
-def test_verbose_shows_progress_and_default_is_silent(wine):
+@pytest.mark.parametrize(
+    "verbose, watched, seconds, shown",
+    [
+        (0, True, 0.0, False),  # never
+        (1, False, 1e9, True),  # always
+        ("auto", False, 0.0, False),  # a long fit that nobody watches (a file, a test)
+        ("auto", True, 1e9, False),  # watched, but quick
+        ("auto", True, 0.0, True),  # watched and long: the bar, with the validation score
+    ],
+)
+def test_verbose_shows_progress_when_asked_or_long_and_watched(
+    wine, monkeypatch, verbose, watched, seconds, shown
+):
+    import sk_dml._training
+
     X, y = wine
-    for verbose, expect_output in ((0, False), (1, True)):
-        err = io.StringIO()
-        with redirect_stderr(err), warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            TripletEmbedder(random_state=0, verbose=verbose, **QUICK).fit(X, y)
-        assert ("loss=" in err.getvalue()) is expect_output
+    assert TripletEmbedder().verbose == "auto"  # the default
+    monkeypatch.setattr(sk_dml._training, "_interactive", lambda: watched)
+    monkeypatch.setattr(sk_dml._training, "AUTO_PROGRESS_SECONDS", seconds)
+    err = io.StringIO()
+    with redirect_stderr(err), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        emb = TripletEmbedder(random_state=0, verbose=verbose, early_stopping=True, **QUICK)
+        emb.fit(X, y)
+    assert ("loss=" in err.getvalue()) is shown
+    if shown:  # the last epoch's validation score, as validation_scores_ holds it
+        assert f"val={emb.validation_scores_[-1]:.4f}" in err.getvalue()
 
 
 def test_partial_fit_runs_one_epoch_and_accepts_new_labels(wine):

@@ -285,7 +285,18 @@ def _add_fit(fit: argparse.ArgumentParser, loss: str | None) -> None:
     )
     for flag, (param, keywords, text) in UNSET_OPTIONS.items():
         fit.add_argument(flag, dest=param, help=text, **keywords)
-    fit.add_argument("--verbose", action="store_true", help="show a progress bar of the epochs")
+    progress = fit.add_mutually_exclusive_group()
+    progress.add_argument(
+        "--verbose",
+        action="store_const",
+        const=1,
+        dest="verbose",
+        help="always show the progress bar of the epochs (default: shown when the fit will "
+        "take more than a few seconds and stderr is a terminal)",
+    )
+    progress.add_argument(
+        "--quiet", action="store_const", const=0, dest="verbose", help="never show it"
+    )
     options = {**EMBEDDER_OPTIONS, **UNSET_OPTIONS}
     fit.set_defaults(
         handler=run_fit,
