@@ -457,8 +457,21 @@ def test_fit_with_a_checkpoint_dir_trains_the_same_model_and_cleans_up(tmp_path,
 
 
 @pytest.mark.slow
-def test_demo_quick(tmp_path):
+def test_demo_first_look_quick(tmp_path):
     result = run_cli("demo", "--quick", "--out", tmp_path / "figures")
+    assert result.returncode == 0, result.stderr
+    for name in ("segment", "nursery"):
+        lines = [line for line in result.stdout.splitlines() if line.startswith(f"{name} ")]
+        assert [line.split()[1] for line in lines[1:]] == ["plain", "TripletEmbedder"]
+        assert all(0.5 < float(line.split()[-1]) <= 1 for line in lines[1:])  # 5-NN accuracy
+    assert "1050 train / 450 test rows" in result.stdout  # 1500 rows of nursery
+    assert "loss=" in result.stderr and "Traceback" not in result.stderr  # a bar per epoch
+    assert_png(tmp_path / "figures" / "demo_embedding.png", min_size=800)
+
+
+@pytest.mark.slow
+def test_demo_full_quick(tmp_path):
+    result = run_cli("demo", "--full", "--quick", "--out", tmp_path / "figures")
     assert result.returncode == 0, result.stderr
     table = result.stdout
     for name in EMBEDDER_NAMES:
@@ -658,6 +671,7 @@ def test_fit_hands_the_table_to_the_embedder_and_saves_a_plain_model_file(small)
         atol=1e-6,
     )
     extra = read_metadata(small / "small.skdml")["extra"]
+    assert extra.pop("fingerprint")["rows"] == len(frame)  # for evaluate's warning
     assert extra == {"target": "label", "key": None, "excluded": []}
 
 
@@ -1037,10 +1051,41 @@ def test_demo_compares_only_the_losses_of_class_labels(tmp_path, monkeypatch):
     monkeypatch.setattr(cli.commands.demo, "_demo_data", lambda quick: tiny_data)
     monkeypatch.setattr(cli.commands.demo, "make_embedder", tiny_embedder)
     monkeypatch.setattr(cli.commands.demo, "save_figure", lambda figure, path: None)
-    code, out, err = call("demo", "--quick", "--out", tmp_path)
+    code, out, err = call("demo", "--full", "--quick", "--out", tmp_path)
     assert code == 0, err
     assert trained[1:] == loss_names("classes") * 2  # after the warm-up fit
     assert "log_ratio" not in loss_names("classes") and "LogRatio" not in out
+
+
+def test_demo_first_look_prints_each_table_against_plain_5nn(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    labels = np.repeat(["p", "q", "r"], 30)
+    numbers = pd.DataFrame({"a": rng.normal(size=90) + (labels == "p"), "b": rng.normal(size=90)})
+    words = pd.DataFrame({"w": np.where(labels == "q", "yes", rng.choice(["no", "maybe"], 90))})
+    splits = [
+        cli.commands.demo.Split.of("numbers", numbers, labels, "standardised", StandardScaler()),
+        cli.commands.demo.Split.of("words", words, labels, "one-hot", OneHotEncoder()),
+    ]
+    tiny = dict(max_epochs=1, hidden_layer_sizes=(4,), n_components=2, batch_size=12)
+    monkeypatch.setattr(cli.commands.demo, "_first_look_data", lambda quick: splits)
+    monkeypatch.setattr(
+        cli.commands.demo,
+        "make_embedder",
+        lambda loss, **params: make_embedder(loss, **{**params, **tiny}),
+    )
+    figures = []
+    monkeypatch.setattr(cli.commands.demo, "save_figure", lambda fig, path: figures.append(fig))
+    code, out, err = call("demo", "--out", tmp_path)
+    assert code == 0, err
+    for split in splits:  # plain 5-NN on the baseline's encoding, fitted on the training rows
+        encode = split.encoder.transform
+        knn = KNeighborsClassifier(5).fit(encode(split.X_train), split.y_train)
+        plain = knn.score(encode(split.X_test), split.y_test)
+        lines = [line.split() for line in out.splitlines() if line.startswith(f"{split.name} ")]
+        assert lines[-2][1:3] == ["plain", "5-NN"] and lines[-2][-1] == f"{plain:.4f}"
+        assert lines[-1][1] == "TripletEmbedder" and lines[-1][2] == "1"  # one epoch
+    assert "loss=" in err  # the progress bar of each fit's epochs
+    assert [len(sub.axes) for sub in figures[0].subfigs] == [2, 2]  # raw features, embedding
 
 
 # ---------------------------------------------------------------------------- bad input

@@ -44,6 +44,7 @@ sk_dml's public API only.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 import warnings
@@ -68,8 +69,11 @@ _LAZY = {"Model": ".model", "read_table": ".tables", "write_table": ".tables"}
 
 
 def __getattr__(name):
+    """A lazy name, or a submodule (``cli.commands``), imported on first use."""
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    if not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}"):
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
