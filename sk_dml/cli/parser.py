@@ -291,8 +291,8 @@ def _add_fit(fit: argparse.ArgumentParser, loss: str | None) -> None:
         action="store_const",
         const=1,
         dest="verbose",
-        help="always show the progress bar of the epochs (default: shown when the fit will "
-        "take more than a few seconds and stderr is a terminal)",
+        help="always show the progress bar of the epochs (without --verbose or --quiet, it "
+        "shows when the fit will take more than a few seconds and stderr is a terminal)",
     )
     progress.add_argument(
         "--quiet", action="store_const", const=0, dest="verbose", help="never show it"
