@@ -188,8 +188,9 @@ def _add_fit(fit: argparse.ArgumentParser, loss: str | None) -> None:
     """``fit``'s options, its help showing ``loss``'s defaults (default: the default loss)."""
     from ..criteria import get_loss_class, loss_names
     from ..miners import TRIPLET_MINING
+    from . import commands
     from .columns import column_list
-    from .commands.fit import DEFAULT_LOSS, DEFAULT_PAIRS_LOSS, run_fit
+    from .commands.fit import DEFAULT_LOSS, DEFAULT_PAIRS_LOSS
 
     loss = DEFAULT_LOSS if loss is None else loss
     defaults = {name: _parameters(name) for name in loss_names()}
@@ -299,7 +300,7 @@ def _add_fit(fit: argparse.ArgumentParser, loss: str | None) -> None:
     )
     options = {**EMBEDDER_OPTIONS, **UNSET_OPTIONS}
     fit.set_defaults(
-        handler=run_fit,
+        handler=commands.run_fit,
         embedder_options={flag: param for flag, (param, _, _) in options.items()},
     )
 
@@ -307,7 +308,7 @@ def _add_fit(fit: argparse.ArgumentParser, loss: str | None) -> None:
 def _add_demo(demo: argparse.ArgumentParser, loss: str | None) -> None:
     """``demo``'s options."""
     from ..criteria import loss_names
-    from .commands.demo import run_demo
+    from . import commands
 
     demo.description = (
         "A first look (about a minute): train a TripletEmbedder for 10 epochs, with a "
@@ -331,12 +332,12 @@ def _add_demo(demo: argparse.ArgumentParser, loss: str | None) -> None:
     demo.add_argument(
         "--out", default=".", metavar="DIR", help="folder of demo_embedding.png (default: .)"
     )
-    demo.set_defaults(handler=run_demo)
+    demo.set_defaults(handler=commands.run_demo)
 
 
 def _add_transform(transform: argparse.ArgumentParser, loss: str | None) -> None:
     """``transform``'s options."""
-    from .commands.transform import run_transform
+    from . import commands
 
     transform.description = (
         "Embed the rows of DATA; writes columns emb0..emb{d-1}, in DATA's row "
@@ -362,14 +363,14 @@ def _add_transform(transform: argparse.ArgumentParser, loss: str | None) -> None
     keys.add_argument(
         "--no-key", action="store_true", help="write the embedding alone, without the key column"
     )
-    transform.set_defaults(handler=run_transform)
+    transform.set_defaults(handler=commands.run_transform)
 
 
 def _add_evaluate(evaluate: argparse.ArgumentParser, loss: str | None) -> None:
     """``evaluate``'s options."""
     from ..criteria import loss_names
+    from . import commands
     from .commands import N_FOLDS, N_NEIGHBORS
-    from .commands.evaluate import run_evaluate
 
     evaluate.description = (
         "Print precision@1, R-precision, MAP@R and recall@10 of DATA in the "
@@ -422,12 +423,12 @@ def _add_evaluate(evaluate: argparse.ArgumentParser, loss: str | None) -> None:
         help="with --pairs: the pairs give 0-based row numbers of DATA, even if the model has a "
         "key column",
     )
-    evaluate.set_defaults(handler=run_evaluate)
+    evaluate.set_defaults(handler=commands.run_evaluate)
 
 
 def _add_plot(plot: argparse.ArgumentParser, loss: str | None) -> None:
     """``plot``'s options."""
-    from .commands.plot import run_plot
+    from . import commands
 
     plot.description = (
         "Draw the 2-D PCA projection of DATA's embedding, coloured by class "
@@ -439,7 +440,7 @@ def _add_plot(plot: argparse.ArgumentParser, loss: str | None) -> None:
     plot.add_argument(
         "-o", "--output", required=True, metavar="FIG", help="image file (.png, .pdf, .svg, ...)"
     )
-    plot.set_defaults(handler=run_plot)
+    plot.set_defaults(handler=commands.run_plot)
 
 
 # The subcommands: name -> (the line of 'sk-dml --help', the function that adds its options,
