@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 from sklearn.feature_extraction.text import HashingVectorizer
 
+from ._ngrams import ngram_counts
+
 
 def _rare_share(column, threshold: int) -> tuple[float, int]:
     """The share of ``column``'s non-missing cells whose level (:func:`_key`) occurs fewer
@@ -69,19 +71,20 @@ def _ngram_counts(column, hasher):
     present, texts = _present_texts(column)
     if not texts:
         return None
-    counts = hasher.transform(texts)
+    counts = ngram_counts(texts, hasher)
     counts.sort_indices()
     return counts
 
 
 def _ngram_ids(column, hasher, width: int) -> np.ndarray:
     """Each row's n-gram bucket ids + 1, one per occurrence, in increasing order, the first
-    ``width`` of them, padded with 0 (all 0 for a missing cell): (n_rows, width) float32."""
-    present, texts = _present_texts(column)
-    out = np.zeros((len(present), width), np.float32)
+    ``width`` of them, padded with 0 (all 0 for a missing cell): (n_rows, width) float32.
+    Each distinct value is hashed once (names, cities and codes repeat a lot)."""
+    codes, texts = _factorize(column)
+    out = np.zeros((len(codes), width), np.float32)
     if not texts:
         return out
-    counts = hasher.transform(texts)
+    counts = ngram_counts(texts, hasher)
     counts.sort_indices()
     repeats = np.rint(counts.data).astype(np.int64)
     ids = np.repeat(counts.indices.astype(np.int64) + 1, repeats)
@@ -92,7 +95,8 @@ def _ngram_ids(column, hasher, width: int) -> np.ndarray:
     keep = rank < width
     rows = np.zeros((len(texts), width), np.float32)
     rows[row[keep], rank[keep]] = ids[keep]
-    out[present] = rows
+    present = codes >= 0
+    out[present] = rows[codes[present]]
     return out
 
 

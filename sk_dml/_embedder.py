@@ -32,6 +32,7 @@ from ._learned_metric import LearnedMetric
 from ._sklearn_compat import _fit_context
 from .criteria import Loss
 from .distances import paired_distance, pairwise_distance
+from .explain import explain_distance as _explain_distance
 from .nets import TableEmbedding, TableInput, build_module
 from .supervision import Supervision, check_no_missing_labels, labels_kind, numeric_target
 from .tabular import (
@@ -397,6 +398,13 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             raise ValueError(f"pairs must have shape (n_pairs, 2, n_features), got {pairs.shape}.")
         left, right = self.transform(pairs[:, 0]), self.transform(pairs[:, 1])
         return paired_distance(left, right, self.embedding_metric_)
+
+    def explain_distance(self, a, b=None, **options):
+        """Each input column's share of the learned distance of each pair ``(a[i], b[i])``
+        (with ``b`` None: the pairs ``a``, as :meth:`pair_distance` takes them), by integrated
+        gradients whose shares add up to the distance: :func:`sk_dml.explain.explain_distance`,
+        which says how and takes the ``options``. Returns a DataFrame, one row per pair."""
+        return _explain_distance(self, a, b, **options)
 
     # -- scikit-learn plumbing ----------------------------------------------------------------
     def __sklearn_tags__(self):

@@ -57,6 +57,8 @@ default="from_dtype"
     min_frequency : int, default=5
         Levels of a categorical column seen fewer times than this at fit share one embedding
         with levels first seen after fit ("rare or unseen"): too few rows to learn their own.
+        A column whose kept levels name fewer than 10% of its non-missing rows (identifiers,
+        dates) gets a UserWarning naming it: read it as text (``text_features``) instead.
     category_embedding_dim : "auto", int or dict, default="auto"
         Width of each categorical column's embedding. "auto":
         ``min(32, round(1.6 * (n_levels + 2) ** 0.56))`` (fastai's rule of thumb, capped);
@@ -101,6 +103,11 @@ default="from_dtype"
     n_iter_no_change : int, default=10
         Epochs without an improvement larger than ``tol`` before stopping.
     tol : float, default=1e-4
+        What counts as an improvement. Of the validation score (with ``early_stopping``;
+        scores lie in [0, 1]): more than ``tol``. Of the training loss (without): a decrease
+        of more than ``tol`` times the best loss so far in absolute value, so the stop does
+        not depend on the loss's scale (its margin, temperature or number of terms). With
+        ``verbose``, a fit that stops at a plateau says so.
     warm_start : bool, default=False
         Continue from the fitted network (and optimizer) instead of starting afresh.
     random_state : int, RandomState instance or None, default=None

@@ -178,7 +178,8 @@ class TableInput(nn.Module):
 
     The embedding tables and bags have sparse gradients (``sparse=True``): a step updates only
     the rows its batch used, so a column with a million levels costs no more per step than one
-    with ten. Sparse gradients need an optimizer that takes them (``torch.optim.SparseAdam``).
+    with ten. Sparse gradients need an optimizer that takes them (``torch.optim.SparseAdam``, or
+    the trainer's ``LazyAdam``, the same update in less time).
     """
 
     def __init__(

@@ -33,6 +33,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import tuple_embedders  # noqa: F401  (registers the tuple embedders in ESTIMATORS)
 from .criteria import Loss, get_loss_class
 from .embedders import ESTIMATORS
+from .linking import MODEL_FILE_KEY, Linker, linker_from_state, linker_state
 
 __all__ = ["FORMAT_VERSION", "load", "read_metadata", "save"]
 
@@ -100,14 +101,16 @@ def _embedder_state(estimator) -> tuple[dict, dict]:
 
 
 def save(estimator, path, *, extra: dict | None = None) -> None:
-    """Write a fitted embedder, or a fitted scikit-learn estimator that holds embedders (a
-    ``Pipeline``, ``GridSearchCV``'s ``best_estimator_``), to ``path`` (a safetensors file;
-    any extension).
+    """Write a fitted embedder, a fitted :class:`~sk_dml.linking.Linker`, or a fitted
+    scikit-learn estimator that holds embedders (a ``Pipeline``, ``GridSearchCV``'s
+    ``best_estimator_``), to ``path`` (a safetensors file; any extension).
 
     Parameters
     ----------
-    estimator : a fitted sk_dml embedder with the built-in MLP, or a fitted estimator of
-        scikit-learn (a ``Pipeline``) whose parts are scikit-learn estimators and embedders
+    estimator : a fitted sk_dml embedder with the built-in MLP, a fitted Linker (its
+        embedder's file, holding what ``match`` needs besides; ``calibration_links_`` and the
+        embedder's ``preprocessor`` are not kept), or a fitted estimator of scikit-learn (a
+        ``Pipeline``) whose parts are scikit-learn estimators and embedders
     path : str or Path
     extra : dict, optional
         JSON-serialisable data stored alongside (the CLI keeps its target and key columns
@@ -118,6 +121,9 @@ def save(estimator, path, *, extra: dict | None = None) -> None:
     outside scikit-learn) is refused with its place in the estimator; pickle/joblib store it,
     for files you trust.
     """
+    if isinstance(estimator, Linker):  # its embedder's file, with what match needs
+        state = {**(extra or {}), MODEL_FILE_KEY: linker_state(estimator)}
+        return save(estimator.embedder_, path, extra=state)
     if not _is_embedder(estimator):
         _save_estimator(estimator, path, extra)
         return
@@ -259,8 +265,8 @@ def _check_shapes(expected: dict, stored: dict, path) -> None:
 
 
 def load(path):
-    """Read an embedder, or an estimator holding embedders (a ``Pipeline``), written by
-    :func:`save`; networks are placed on the CPU.
+    """Read an embedder, a Linker, or an estimator holding embedders (a ``Pipeline``),
+    written by :func:`save`; networks are placed on the CPU.
 
     Only JSON and tensors are read: no code from the file is executed, so a model file from an
     untrusted source cannot run commands (an estimator's class is looked up by name in
@@ -272,7 +278,11 @@ def load(path):
     if _raw_metadata(path).get("format") == ESTIMATOR_FORMAT:
         return _load_estimator(path)
     meta = read_metadata(path)
-    return _embedder_from(meta, _stored_shapes(path), lambda: load_file(str(path)), path)
+    estimator = _embedder_from(meta, _stored_shapes(path), lambda: load_file(str(path)), path)
+    extra = meta["extra"]
+    if isinstance(extra, dict) and MODEL_FILE_KEY in extra:
+        return linker_from_state(estimator, extra[MODEL_FILE_KEY])
+    return estimator
 
 
 def _embedder_from(meta: dict, stored: dict, read_tensors, path):

@@ -68,6 +68,7 @@ from ._cells import (
     text_hasher,
 )
 from ._frames import frame_columns, has_string_names, is_dataframe
+from ._training import warn_user
 
 __all__ = [
     "MAX_NGRAMS",
@@ -107,6 +108,9 @@ TEXT_EMBEDDING_DIM = 32
 # cells hold a level seen fewer than max(min_frequency, 2) times (see "What a string column
 # becomes").
 TEXT_RARE_SHARE = 0.05
+# learn_schema warns when a categorical column keeps less than this share of its non-missing
+# cells as named levels (the rest "rare"): most of what it says is lost.
+NAMED_SHARE_WARNING = 0.1
 # Version 1: text cells as the mean of random n-gram vectors, missing indicators as raw 0/1
 # (every schema written before versions existed). Version 2: text cells as TF-IDF (inverse
 # document frequencies learned at fit), standardised missing indicators.
@@ -444,6 +448,9 @@ def learn_schema(
     category would lump those cells into "rare", and a typo into "unseen"), else a category
     (short codes whose levels repeat). ``text_features`` names or indexes columns read as
     text whatever their dtype; an explicit ``categorical_features`` list is taken as given.
+    A categorical column whose kept levels name fewer than ``NAMED_SHARE_WARNING`` (10%) of
+    its non-missing cells is named in a UserWarning (a category or bool dtype, or a listed
+    column: a string column left to the data is text long before).
     ``embedding_dim`` is "auto" (:func:`default_embedding_dim`; ``TEXT_EMBEDDING_DIM`` for a
     text column), an int for every column, or a dict from column name (or position) to int,
     "auto" for the others.
@@ -519,6 +526,8 @@ def learn_schema(
             raise ValueError(
                 f"Column {label(p)} has {len(kept)} levels; at most {MAX_LEVELS} are supported."
             )
+        key = p if names is None else names[p]  # as text_features would name it
+        _warn_if_mostly_rare(counts, len(kept), min_frequency, label(p), key)
         levels.append([str(k) for k in kept])
         dims.append(_embedding_dim(embedding_dim, p, names, len(kept) + _FIRST_LEVEL))
     hasher = text_hasher(TEXT_NGRAM_RANGE, TEXT_N_BUCKETS)
@@ -560,6 +569,29 @@ def learn_schema(
         text_document_counts=document_counts,
         text_n_documents=n_documents,
         reasons=reasons,
+    )
+
+
+def _warn_if_mostly_rare(counts: pd.Series, n_kept: int, min_frequency, label, key) -> None:
+    """Warn when the levels kept (``n_kept`` of ``counts``'s, each level's number of cells)
+    name less than ``NAMED_SHARE_WARNING`` of the column's non-missing cells: a column of
+    identifiers (or dates) whose values each repeat a few times is then almost all "rare"."""
+    present = int(counts.sum())
+    rare = present - int(counts[counts >= min_frequency].sum())
+    if present - rare >= NAMED_SHARE_WARNING * present:
+        return
+    others = (
+        f"each appears fewer than min_frequency={min_frequency} times"
+        if n_kept == 0
+        else f"the other {len(counts) - n_kept:,} appear fewer than min_frequency="
+        f"{min_frequency} times each"
+    )
+    warn_user(
+        f"Column {label} keeps {n_kept:,} of its {len(counts):,} distinct values as categories "
+        f"({others}): {rare:,} of its {present:,} non-missing rows ({rare / present:.0%}) read "
+        f"as 'rare'. If it identifies records, pass it in text_features=[{key!r}] to compare "
+        "its characters, or lower min_frequency.",
+        UserWarning,
     )
 
 

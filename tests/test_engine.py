@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import ast
 import inspect
+import io
 import re
 import sys
 import warnings
+from contextlib import redirect_stderr
 
 import numpy as np
 import pytest
@@ -334,3 +336,108 @@ def test_embedders_with_a_loss_parameter_document_every_parameter(cls):
     assert set(_documented_parameters(cls)) == set(params)
     assert set(cls._parameter_constraints) == set(params)
     assert cls().get_params() == {name: p.default for name, p in params.items()}
+
+
+# --------------------------------------------------------------------------- early stopping
+def _plateau_curve() -> np.ndarray:
+    """A loss that keeps improving by ever less: 1 + 0.5**t, t = 0, 1, ... (times a scale)."""
+    return 1.0 + 0.5 ** np.arange(60.0)
+
+
+def _brute_force_stop(curve, tol, patience) -> int:
+    """The number of epochs run: the run ends ``patience`` epochs after the last epoch whose
+    loss was lower than (1 - tol) times every loss before it (a positive loss), or at the
+    end of the curve."""
+    for end in range(1, len(curve) + 1):
+        improved = [t for t in range(end) if t == 0 or curve[t] < (1 - tol) * curve[:t].min()]
+        if end - 1 - improved[-1] >= patience:
+            return end
+    return len(curve)
+
+
+class _FakeTrainer:
+    """What EarlyStopping reads of a trainer without validation data."""
+
+    def __init__(self):
+        self.history, self.stop, self.group = training.History(), False, None
+
+    @property
+    def n_iter(self):
+        return len(self.history.loss_curve)
+
+    def snapshot(self):
+        return {}
+
+
+def _stop_epoch_through_the_hook(curve, tol, patience) -> int:
+    hook, trainer = training.EarlyStopping(tol, patience), _FakeTrainer()
+    for loss in curve:
+        trainer.history.loss_curve.append(float(loss))
+        hook.after_epoch(trainer)
+        if trainer.stop:
+            break
+    return trainer.n_iter
+
+
+@pytest.mark.parametrize("tol, patience", [(1e-4, 3), (1e-3, 2), (1e-2, 5)])
+def test_the_loss_plateau_stops_at_the_same_epoch_whatever_the_losss_scale(tol, patience):
+    curve = _plateau_curve()
+    expected = _brute_force_stop(curve, tol, patience)
+    assert 5 < expected < len(curve)  # a real plateau, neither the first epochs nor the end
+    for scale in (1e-3, 1.0, 1e3):
+        assert _stop_epoch_through_the_hook(scale * curve, tol, patience) == expected
+
+
+def test_a_fit_without_held_out_data_stops_at_the_losss_plateau_and_says_so(wine, monkeypatch):
+    """A real fit whose epochs return the constructed loss curve (times 1e-3 and 1e3): the
+    same stop, independent of the scale, reported with verbose."""
+    X, y = wine
+    tol, patience = 1e-4, 3
+    expected = _brute_force_stop(_plateau_curve(), tol, patience)
+    original = training._train_one_epoch
+    for scale in (1e-3, 1e3):
+        losses = iter(scale * _plateau_curve())
+
+        def scripted(*args, _losses=losses):
+            original(*args)  # train as usual, report the scripted loss
+            return float(next(_losses))
+
+        monkeypatch.setattr(training, "_train_one_epoch", scripted)
+        emb = TripletEmbedder(
+            early_stopping=False, tol=tol, n_iter_no_change=patience,
+            learning_rate_schedule="constant", verbose=1, random_state=0,
+            **{**QUICK, "max_epochs": 60},
+        )  # fmt: skip
+        err = io.StringIO()
+        with redirect_stderr(err), warnings.catch_warnings():
+            warnings.simplefilter("error", ConvergenceWarning)  # a plateau, not max_epochs
+            emb.fit(X, y)
+        assert emb.n_iter_ == expected
+        assert (
+            f"Stopped at a plateau after epoch {expected}: the training loss did not improve "
+            f"by more than tol=0.0001 times its best for n_iter_no_change=3 epochs (the last "
+            f"improvement: epoch {expected - patience})." in err.getvalue()
+        )
+
+
+def test_a_fit_with_held_out_data_says_where_it_stopped(wine):
+    X, y = wine
+    emb = sk_dml.ContrastiveEmbedder(
+        early_stopping=True, n_iter_no_change=1, verbose=1, random_state=0,
+        **{**QUICK, "max_epochs": 50},
+    )  # fmt: skip
+    err = io.StringIO()
+    with redirect_stderr(err):
+        emb.fit(X, y)
+    assert emb.n_iter_ < 50
+    # One epoch without improvement ends the run: the one before was the last improvement.
+    last = (
+        f"the weights of epoch {emb.n_iter_ - 1}"
+        if emb.n_iter_ > 1
+        else ("the untrained network's weights")
+    )
+    assert (
+        f"Stopped at a plateau after epoch {emb.n_iter_}: the validation score did not improve "
+        f"by more than tol=0.0001 for n_iter_no_change=1 epochs; {last}, the last improvement, "
+        "were restored." in err.getvalue()
+    )

@@ -20,7 +20,8 @@ from sklearn.pipeline import make_pipeline
 
 import sk_dml
 from sk_dml import MetricEmbedder, ProxyAnchorEmbedder, TripletEmbedder
-from sk_dml.tabular import MISSING_CODE, RARE_CODE, default_embedding_dim
+from sk_dml._training import LazyAdam
+from sk_dml.tabular import MISSING_CODE, RARE_CODE, default_embedding_dim, learn_schema
 
 QUICK = dict(max_epochs=2, hidden_layer_sizes=(16,), n_components=8, batch_size=32)
 
@@ -110,6 +111,66 @@ def test_numbers_and_text_of_one_level_are_one_level():
     y = np.repeat([0, 1], 30)
     emb = TripletEmbedder(categorical_features=["code"], **QUICK).fit(X, y)
     assert emb.schema_.levels == [["1", "2"]]
+
+
+def _mostly_rare_warnings(frame, categorical_features, min_frequency=5) -> list[str]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        learn_schema(
+            [frame[c] for c in frame.columns], list(frame.columns),
+            categorical_features=categorical_features, min_frequency=min_frequency,
+            embedding_dim="auto",
+        )  # fmt: skip
+    assert all(w.filename == __file__ for w in caught)  # at the caller's line
+    return [str(w.message) for w in caught if "distinct values as categories" in str(w.message)]
+
+
+def test_a_categorical_column_of_mostly_rare_values_is_named_in_a_warning():
+    """200 rows: identifiers seen twice each (forced categorical), years with one frequent
+    value and missing cells (forced categorical), integer codes of category dtype seen 4
+    times each ("from_dtype"); the counts in the messages are those of the construction."""
+    frame = pd.DataFrame(
+        {
+            "ssn": [f"id{i:03d}" for i in range(100)] * 2,
+            "born": [1900.0] * 15 + [np.nan] * 15 + list(range(1901, 2071)),
+        }
+    )
+    assert _mostly_rare_warnings(frame, ["ssn", "born"]) == [
+        "Column 'ssn' keeps 0 of its 100 distinct values as categories (each appears fewer "
+        "than min_frequency=5 times): 200 of its 200 non-missing rows (100%) read as 'rare'. "
+        "If it identifies records, pass it in text_features=['ssn'] to compare its "
+        "characters, or lower min_frequency.",
+        "Column 'born' keeps 1 of its 171 distinct values as categories (the other 170 appear "
+        "fewer than min_frequency=5 times each): 170 of its 185 non-missing rows (92%) read "
+        "as 'rare'. If it identifies records, pass it in text_features=['born'] to compare "
+        "its characters, or lower min_frequency.",
+    ]
+    codes = pd.DataFrame({"code": pd.Categorical(np.repeat(np.arange(50), 4))})
+    (message,) = _mostly_rare_warnings(codes, "from_dtype")
+    assert message.startswith(
+        "Column 'code' keeps 0 of its 50 distinct values as categories (each appears fewer "
+        "than min_frequency=5 times): 200 of its 200 non-missing rows (100%) read as 'rare'."
+    )
+    assert _mostly_rare_warnings(codes, "from_dtype", min_frequency=4) == []
+
+
+def test_a_fit_warns_of_a_mostly_rare_column_at_the_users_line():
+    frame = pd.DataFrame({"ssn": [f"id{i:03d}" for i in range(100)] * 2, "x": np.arange(200.0)})
+    y = np.arange(200) % 4
+    with pytest.warns(UserWarning, match="Column 'ssn' keeps 0 of its 100 distinct") as caught:
+        TripletEmbedder(categorical_features=["ssn"], random_state=0, **QUICK).fit(frame, y)
+    assert [w.filename for w in caught if "'ssn'" in str(w.message)] == [__file__]
+
+
+def test_no_rare_warning_where_the_levels_name_a_tenth_of_the_rows_or_the_column_is_text():
+    unique = [f"v{i}" for i in range(181)]
+    tenth = pd.DataFrame({"c": ["a"] * 20 + unique[:180]})  # 20 of 200 rows named: 10%
+    assert _mostly_rare_warnings(tenth, ["c"]) == []
+    less = pd.DataFrame({"c": ["a"] * 19 + unique})  # 19 of 200: warned
+    (message,) = _mostly_rare_warnings(less, ["c"])
+    assert "keeps 1 of its 182 distinct values" in message and "181 of its 200" in message
+    # A string column left to the data ("from_dtype") with that many rare cells is text.
+    assert _mostly_rare_warnings(less.astype("string"), "from_dtype") == []
 
 
 def test_categorical_features_follow_histgradientboosting(table):
@@ -293,7 +354,7 @@ def test_a_residual_network_starts_from_the_tables_features(table):
 def test_the_embedding_tables_train_sparsely(fitted):
     tables = fitted.module_.inputs.embeddings
     assert all(t.sparse for t in tables)
-    assert isinstance(fitted._trainer.sparse_optimizer, torch.optim.SparseAdam)
+    assert isinstance(fitted._trainer.sparse_optimizer, LazyAdam)
     in_sparse = {id(p) for g in fitted._trainer.sparse_optimizer.param_groups for p in g["params"]}
     assert in_sparse == {id(t.weight) for t in tables}
 

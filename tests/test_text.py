@@ -10,7 +10,9 @@ start near their original.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import pickle
 from collections import Counter
 
@@ -22,7 +24,7 @@ from sklearn.feature_extraction.text import HashingVectorizer
 
 import sk_dml
 from sk_dml import PairEmbedder, TripletEmbedder
-from sk_dml._training import _sparse_parameters
+from sk_dml._training import LazyAdam, _sparse_parameters
 from sk_dml.nets import TableInput, set_sparse_gradients
 from sk_dml.tabular import (
     MAX_NGRAMS,
@@ -238,14 +240,14 @@ def test_a_schema_from_before_text_columns_reads_as_one_without_them():
     assert revived == as_then and revived.text == [] and revived.n_encoded == encoded.shape[1]
 
 
-def test_one_sparse_adam_step_moves_only_the_used_buckets():
+def test_one_lazy_adam_step_moves_only_the_used_buckets():
     frame = pd.DataFrame({"t": ["alpha", "beta", None, "gamma delta"]})
     schema, encoded = _learn(frame, ["t"])
     layer = TableInput(0, (), (), (), schema.max_ngrams, [8], schema.text_n_buckets)
     (weight,) = _sparse_parameters(layer)
     assert weight is layer.text_embeddings[0].weight
     before = weight.detach().clone()
-    optimizer = torch.optim.SparseAdam([weight], lr=0.1)
+    optimizer = LazyAdam([weight], lr=0.1)
     layer(torch.as_tensor(encoded[:2])).pow(2).sum().backward()  # rows "alpha", "beta"
     assert weight.grad.is_sparse
     optimizer.step()
@@ -254,6 +256,48 @@ def test_one_sparse_adam_step_moves_only_the_used_buckets():
     assert moved == used
     set_sparse_gradients(layer, False)  # dense for torch.distributed
     assert not layer.text_embeddings[0].sparse and _sparse_parameters(layer) == []
+
+
+def _lazy_adam_run(make_optimizer, table, batches, *, switch_at=None):
+    """Train a copy of ``table`` (an embedding table or bag) on ``batches`` of ids with a
+    loss that weighs its rows unevenly; after ``switch_at`` steps, continue with a fresh
+    optimizer of the other kind loaded from the first one's state_dict."""
+    table = copy.deepcopy(table)
+    optimizer = make_optimizer([table.weight])
+    for step, ids in enumerate(batches):
+        if step == switch_at:
+            other = torch.optim.SparseAdam if isinstance(optimizer, LazyAdam) else LazyAdam
+            state = optimizer.state_dict()
+            optimizer = other([table.weight], lr=0.05)
+            optimizer.load_state_dict(state)
+        optimizer.zero_grad(set_to_none=True)
+        out = table(ids)
+        (out * torch.linspace(-1, 2, out.shape[-1])).sin().sum().backward()
+        optimizer.step()
+    return table.weight.detach()
+
+
+@pytest.mark.parametrize("kind", ["embedding", "bag"])
+def test_lazy_adam_is_torchs_sparse_adam(kind):
+    """LazyAdam against torch.optim.SparseAdam (the oracle): the same weights after steps
+    whose batches repeat rows, skip rows and use padding, and the same after switching from
+    one optimizer to the other through state_dict (a checkpoint of either loads in both)."""
+    torch.manual_seed(0)
+    if kind == "bag":
+        table = torch.nn.EmbeddingBag(50, 6, mode="sum", padding_idx=0, sparse=True)
+    else:
+        table = torch.nn.Embedding(50, 6, sparse=True)
+    generator = torch.Generator().manual_seed(1)
+    # Zipf-like ids: many repeats within a batch; rows 40+ never used.
+    batches = [(torch.rand(16, 7, generator=generator) ** 3 * 40).long() for _ in range(12)]
+    sparse_adam = functools.partial(torch.optim.SparseAdam, lr=0.05)
+    lazy_adam = functools.partial(LazyAdam, lr=0.05)
+    expected = _lazy_adam_run(sparse_adam, table, batches)
+    assert not torch.equal(expected, table.weight)  # it trained
+    torch.testing.assert_close(_lazy_adam_run(lazy_adam, table, batches), expected)
+    for first in (sparse_adam, lazy_adam):
+        torch.testing.assert_close(_lazy_adam_run(first, table, batches, switch_at=6), expected)
+    torch.testing.assert_close(_lazy_adam_run(lazy_adam, table, batches)[40:], table.weight[40:])
 
 
 def test_pair_and_triplet_embedders_learn_from_a_text_column():

@@ -50,10 +50,18 @@ def _assignment(text: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise ValueError(text)
+    return value
+
+
 # How argparse names the types in its errors.
 _positive_int.__name__ = "positive integer"
 _positive_float.__name__ = "positive number"
 _assignment.__name__ = "NAME=VALUE"
+_probability.__name__ = "probability in [0, 1]"
 
 TABLE = "CSV (.csv, .csv.gz) or Parquet (.parquet, .pq) table"
 TARGET_HELP = "the class column (default: the one the model was trained on)"
@@ -443,6 +451,87 @@ def _add_plot(plot: argparse.ArgumentParser, loss: str | None) -> None:
     plot.set_defaults(handler=commands.run_plot)
 
 
+def _add_link(link: argparse.ArgumentParser, loss: str | None) -> None:
+    """``link``'s options: fit a Linker on two tables (or one) and known links, write matches."""
+    from . import commands
+
+    link.description = (
+        "Learn a distance between the records of LEFT and RIGHT from LINKS, pairs "
+        "of ids of matching records (a LEFT id, then a RIGHT id: the links file's first two "
+        "columns), and write each LEFT record's nearest RIGHT records with their distance, "
+        "calibrated match probability and rank. Without RIGHT, deduplicate LEFT."
+    )
+    link.add_argument("left", metavar="LEFT", help=TABLE)
+    link.add_argument("right", metavar="RIGHT", nargs="?", help=f"{TABLE} (omit: deduplicate)")
+    link.add_argument("--links", required=True, metavar="LINKS", help=f"known links, a {TABLE}")
+    _add_matches_options(link)
+    link.add_argument(
+        "--key", metavar="COL", help="the id column of the tables (default: the row number)"
+    )
+    link.add_argument("--model", metavar="FILE", help="also save the linker, for 'match'")
+    link.add_argument(
+        "--epochs", type=_positive_int, default=None, metavar="N", help="most training epochs"
+    )
+    link.add_argument("--random-state", type=int, default=0, metavar="N", help="seed (default: 0)")
+    link.set_defaults(handler=commands.run_link)
+
+
+def _add_match(match: argparse.ArgumentParser, loss: str | None) -> None:
+    """``match``'s options: a saved Linker's matches."""
+    from . import commands
+
+    match.description = (
+        "Write each LEFT record's nearest RIGHT records (without RIGHT: the other "
+        "LEFT records) under a linker saved by 'link --model'."
+    )
+    match.add_argument("model", metavar="MODEL", help="a model file written by 'link --model'")
+    match.add_argument("left", metavar="LEFT", help=TABLE)
+    match.add_argument("right", metavar="RIGHT", nargs="?", help=f"{TABLE} (omit: deduplicate)")
+    _add_matches_options(match)
+    match.set_defaults(handler=commands.run_match)
+
+
+def _add_matches_options(command: argparse.ArgumentParser) -> None:
+    """The options of ``link`` and ``match`` that say which matches to write, and where."""
+    command.add_argument("-o", "--output", required=True, metavar="OUT", help=f"matches, a {TABLE}")
+    command.add_argument(
+        "-k", type=_positive_int, default=None, help="candidates per record (default: 10)"
+    )
+    command.add_argument(
+        "--threshold",
+        type=_probability,
+        default=None,
+        metavar="P",
+        help="keep the candidates whose match probability is at least P",
+    )
+
+
+class _Made:
+    """Stands for the subparsers to a command module that adds its own subparser
+    (``add_parser(commands_)``): hands it the subparser already made, with its description."""
+
+    def __init__(self, subparser: argparse.ArgumentParser):
+        self.subparser = subparser
+
+    def add_parser(self, name: str, **keywords) -> argparse.ArgumentParser:
+        self.subparser.description = keywords.get("description")
+        return self.subparser
+
+
+def _add_explain(explain: argparse.ArgumentParser, loss: str | None) -> None:
+    """``explain``'s options, from its module."""
+    from .commands import explain as explain_command
+
+    explain_command.add_parser(_Made(explain))
+
+
+def _add_label(label: argparse.ArgumentParser, loss: str | None) -> None:
+    """``label``'s options, from its module."""
+    from .commands import label as label_command
+
+    label_command.add_parser(_Made(label))
+
+
 # The subcommands: name -> (the line of 'sk-dml --help', the function that adds its options,
 # imports what it needs and sets its handler). Only the subcommand being run is built, so that
 # 'sk-dml --help' imports neither torch nor the estimators.
@@ -452,6 +541,13 @@ SUBCOMMANDS = {
     "transform": ("embed a table", _add_transform),
     "evaluate": ("score a table in the learned space", _add_evaluate),
     "plot": ("draw a 2-D PCA scatter of a table's embedding", _add_plot),
+    "explain": ("each column's share of the learned distance of pairs of rows", _add_explain),
+    "label": (
+        "label pairs of records in the terminal, the pairs chosen by active learning",
+        _add_label,
+    ),
+    "link": ("link two tables (or deduplicate one) from known links", _add_link),
+    "match": ("match two tables with a saved linker", _add_match),
 }
 
 
