@@ -100,7 +100,8 @@ html_theme_options = {
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
 }
-html_sidebars = {"index": [], "getting_started": [], "guarantees": []}
+# The gallery's pages have no navigation sidebar, so that their code (100 columns) has room.
+html_sidebars = {"index": [], "getting_started": [], "guarantees": [], "auto_examples/*": []}
 html_show_sourcelink = False
 html_last_updated_fmt = None
 

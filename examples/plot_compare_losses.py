@@ -40,7 +40,7 @@ QUICK = os.environ.get("SK_DML_QUICK", "0") not in ("", "0")
 # A stratified sample of the 20,000 rows, split 3:1 into training and test rows and standardised
 # on the training rows.
 X, y = load_letter()
-n_rows = 780 if QUICK else 4000
+n_rows = 4000
 X, _, y, _ = train_test_split(X, y, train_size=n_rows, stratify=y, random_state=0)
 X_train, X_test, y_train, y_test = train_test_split(
     X, y, test_size=0.25, stratify=y, random_state=0
@@ -56,9 +56,7 @@ print(f"{len(X_train)} training rows, {len(X_test)} test rows, {y.nunique()} cla
 # the same number of epochs; each keeps its own defaults for its loss (margins, whether the
 # output is L2-normalised). The kNN that scores an embedding uses the distance its loss
 # trained, ``embedding_metric_``.
-common = dict(max_epochs=2 if QUICK else 30, random_state=0)
-if QUICK:
-    common.update(hidden_layer_sizes=(64,), n_components=16)
+common = dict(max_epochs=10 if QUICK else 30, random_state=0)
 embedders = {
     "triplet": TripletEmbedder(**common),
     "contrastive": ContrastiveEmbedder(**common),
@@ -84,6 +82,11 @@ for name, embedder in embedders.items():
 
 plain = KNeighborsClassifier(n_neighbors=5).fit(X_train, y_train).score(X_test, y_test)
 print(f"{'plain 5-NN':>16}: accuracy {plain:.3f}")
+winners = [name for name in embedders if accuracy[name] > plain]
+print(
+    f"{len(winners)} of {len(embedders)} embedders beat plain 5-NN after "
+    f"{common['max_epochs']} epochs on {len(X_train)} rows"
+)
 
 # %%
 # Accuracy and fit time

@@ -26,9 +26,9 @@ from sk_dml.losses import lifted_struct_loss
 from sk_dml.metrics import precision_at_k
 from sk_dml.sampling import ClassBalancedBatchSampler
 
-# SK_DML_QUICK=1 (the test suite, the documentation build) runs three epochs instead of forty.
+# SK_DML_QUICK=1 (the test suite, the documentation build) runs ten epochs instead of forty.
 QUICK = os.environ.get("SK_DML_QUICK", "0") not in ("", "0")
-EPOCHS = 3 if QUICK else 40
+EPOCHS = 10 if QUICK else 40
 
 # %%
 # The data

@@ -42,8 +42,8 @@ pipeline = make_pipeline(
     StandardScaler(),
     TripletEmbedder(
         n_components=16,
-        hidden_layer_sizes=(32,) if QUICK else (128,),
-        max_epochs=2 if QUICK else 30,
+        hidden_layer_sizes=(128,),
+        max_epochs=10 if QUICK else 30,
         random_state=0,
     ),
     KNeighborsClassifier(n_neighbors=5),
@@ -64,7 +64,13 @@ search = GridSearchCV(
 )
 search.fit(X, y)
 print(f"best margin: {search.best_params_['tripletembedder__margin']}")
-print(f"best cross-validated accuracy: {search.best_score_:.3f}")
+plain = cross_val_score(
+    make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=5)), X, y, cv=search.cv
+)
+print(
+    f"best cross-validated accuracy: {search.best_score_:.3f}, plain 5-NN on the same folds: "
+    f"{plain.mean():.3f}"
+)
 
 # %%
 # The validation curve

@@ -39,9 +39,9 @@ from sk_dml.miners import TRIPLET_MINING, mine_triplets
 from sk_dml.nets import make_mlp
 from sk_dml.sampling import ClassBalancedBatchSampler
 
-# SK_DML_QUICK=1 (the test suite, the documentation build) runs two epochs instead of fifteen.
+# SK_DML_QUICK=1 (the test suite, the documentation build) runs eight epochs instead of fifteen.
 QUICK = os.environ.get("SK_DML_QUICK", "0") not in ("", "0")
-EPOCHS = 2 if QUICK else 15
+EPOCHS = 8 if QUICK else 15
 MARGIN = 0.2
 
 # %%
@@ -53,6 +53,8 @@ scaler = StandardScaler().fit(X_train)
 X_train = torch.tensor(scaler.transform(X_train), dtype=torch.float32)
 X_test = torch.tensor(scaler.transform(X_test), dtype=torch.float32)
 y_train = torch.as_tensor(y_train)
+raw = precision_at_k(X_test.numpy(), y_test, k=1)
+print(f"test precision@1 of the standardised features (the baseline): {raw:.3f}")
 
 # The network an embedder would build (an MLP whose output is L2-normalised), seeded so that
 # every mining rule starts from the same weights.

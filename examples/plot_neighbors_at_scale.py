@@ -42,8 +42,8 @@ X, y = make_classification(
 X = X.astype(np.float32)
 X_rows, y_rows, X_queries, y_queries = X[:n_rows], y[:n_rows], X[n_rows:], y[n_rows:]
 embedder = NPairEmbedder(
-    hidden_layer_sizes=(64,) if QUICK else (256, 256),
-    max_epochs=3 if QUICK else 20,
+    hidden_layer_sizes=(256, 256),
+    max_epochs=10 if QUICK else 20,
     random_state=0,
 ).fit(X_rows[:5_000], y_rows[:5_000])
 Z_rows, Z_queries = embedder.transform(X_rows), embedder.transform(X_queries)
@@ -113,4 +113,14 @@ pipe = make_pipeline(
     ),
     KNeighborsClassifier(n_neighbors=5, metric="precomputed"),
 ).fit(X_rows, y_rows)
-print(f"5-NN accuracy through the index: {pipe.score(X_queries, y_queries):.3f}")
+# Two baselines: exact 5-NN in the same embedding (what the index approximates), and exact
+# 5-NN on the raw features. On this synthetic table the raw features stay ahead of an embedding
+# trained on 5,000 of the rows: the example is about searching many rows fast, and a learned
+# space pays off on tables whose raw distances mislead (see the other examples).
+exact = KNeighborsClassifier(n_neighbors=5, metric=metric).fit(Z_rows, y_rows)
+plain = KNeighborsClassifier(n_neighbors=5).fit(X_rows, y_rows).score(X_queries, y_queries)
+print(
+    f"5-NN accuracy through the index: {pipe.score(X_queries, y_queries):.3f}, exact 5-NN in "
+    f"the embedding: {exact.score(Z_queries, y_queries):.3f}, exact 5-NN on the raw features: "
+    f"{plain:.3f}"
+)

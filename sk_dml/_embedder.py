@@ -14,6 +14,7 @@ import copy
 from numbers import Integral
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import (
@@ -33,7 +34,7 @@ from .criteria import Loss
 from .distances import paired_distance, pairwise_distance
 from .explain import explain_distance as _explain_distance
 from .nets import TableEmbedding, TableInput, build_module
-from .supervision import Supervision, labels_kind, numeric_target
+from .supervision import Supervision, check_no_missing_labels, labels_kind, numeric_target
 from .tabular import (
     TableSchema,
     frame_columns,
@@ -69,7 +70,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         learning_rate_schedule="cosine", weight_decay=0.0,
         early_stopping="auto", validation_split="rows", validation_fraction=0.1,
         n_iter_no_change=10, tol=1e-4,
-        warm_start=False, random_state=None, verbose=0, device="auto", checkpoint_dir=None,
+        warm_start=False, random_state=None, verbose="auto", device="auto", checkpoint_dir=None,
     ):
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -195,6 +196,8 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         kind = labels_kind(self._get_loss())
         if kind.numeric_y:
             y = numeric_target(column_or_1d(y, warn=True))
+        elif y is not None:
+            check_no_missing_labels(y)
         if is_dataframe(X):
             if not continuing:  # a later call's columns are matched by name, in _encode
                 validate_data(self, X, reset=True, skip_check_array=True)
@@ -220,12 +223,35 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             names = [str(c) for c in X.columns] if has_string_names(X) else None
         else:
             if not validated:
-                X = validate_data(self, X, reset=reset, **_NUMERIC_INPUT)
+                try:
+                    X = validate_data(self, X, reset=reset, **_NUMERIC_INPUT)
+                except ValueError as error:
+                    raise (error if reset else self._array_error(error)) from None
             columns, names = list(X.T), None
         if not reset:
             return self.schema_.encode(columns), self.schema_
         schema = learn_schema(columns, names, **schema_options(self.get_params(deep=False)))
         return schema.encode(columns), schema
+
+    def _array_error(self, error: ValueError) -> ValueError:
+        """``error`` of an array refused at transform, saying what to pass instead when the
+        model was fitted on a DataFrame with string columns: an array holds numbers only."""
+        schema = self.schema_
+        if schema.feature_names is None:  # fitted on an array: numbers only
+            return error
+        strings = [
+            name
+            for name, dtype in zip(schema.feature_names, schema.dtypes, strict=True)
+            if not pd.api.types.is_numeric_dtype(pd.api.types.pandas_dtype(dtype))
+        ]
+        if not strings:
+            return error
+        return ValueError(
+            f"{error}: {type(self).__name__} was fitted on a pandas DataFrame whose columns "
+            f"{strings[:5]}{' ...' if len(strings) > 5 else ''} hold strings, and reads a NumPy "
+            "array as numbers only; pass a DataFrame with the fitted columns "
+            "(feature_names_in_) instead."
+        )
 
     def _new_module(self, schema: TableSchema) -> TableEmbedding:
         """The network for tables of ``schema``: its input layer, then the body."""

@@ -116,8 +116,11 @@ default="from_dtype"
         the fit's own generator). In a custom ``module``, use :class:`sk_dml.nets.Dropout` for
         that: ``torch.nn.Dropout`` draws from torch's process-wide generator, which the fit
         seeds, so it is reproducible only while one fit runs at a time.
-    verbose : int, default=0
-        Show a progress bar with the loss (and validation score) per epoch.
+    verbose : "auto", int or bool, default="auto"
+        A progress bar over the epochs with the loss and the validation score of each:
+        "auto" shows it when the fit will take more than a few seconds (as its first epochs
+        say) and stderr is a terminal or a notebook, so quick fits, scripts writing to a file
+        and tests stay silent; 1 or True always, 0 or False never.
     device : str or torch.device, default="auto"
         "auto" trains on CUDA when available, else on the CPU; or "cpu", "cuda", "cuda:1", ...
         Under ``torchrun`` (torch.distributed), "auto" and "cuda" mean each rank's own GPU.
@@ -218,7 +221,7 @@ SHARED_CONSTRAINTS = {
     "tol": [Interval(Real, 0, None, closed="left")],
     "warm_start": ["boolean"],
     "random_state": ["random_state"],
-    "verbose": ["verbose"],
+    "verbose": ["verbose", StrOptions({"auto"})],
     "device": [str, torch.device],
     "checkpoint_dir": [None, str, os.PathLike],
 }

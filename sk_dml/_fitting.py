@@ -207,7 +207,7 @@ def _run(estimator, trainer, task, validation, place, generator, epochs, stop_ea
             score_fn=task.score_function(estimator._embedding_metric()),
             patience=stop_early,
             warn=stop_early and schedule == "constant",
-            verbose=estimator.verbose,
+            verbose=estimator.verbose != "auto" and estimator.verbose,  # "auto": the bar only
         ),
         CollapseGuard(rows, learning_rate),
         ProgressBar(epochs, estimator.verbose),

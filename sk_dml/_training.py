@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import math
 import sys
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -506,22 +507,48 @@ class Checkpointing(Hook):
         on_main(trainer.group, self.checkpoint.remove)
 
 
-class ProgressBar(Hook):
-    """A tqdm bar over the epochs with the loss (and validation score), shown with
-    ``verbose`` on rank 0 only."""
+# Under verbose="auto", a fit expected to take longer than this many seconds shows its bar.
+AUTO_PROGRESS_SECONDS = 5.0
 
-    def __init__(self, max_epochs: int, verbose: int):
+
+def _interactive() -> bool:
+    """Whether a person is likely watching: stderr is a terminal, or a Jupyter kernel runs."""
+    stream = sys.stderr
+    return "ipykernel" in sys.modules or bool(stream is not None and stream.isatty())
+
+
+class ProgressBar(Hook):
+    """A tqdm bar over the epochs with the loss and the validation score, on rank 0 only.
+    ``verbose``: a true value shows it, 0 or False never; ``"auto"`` shows it once the epochs
+    so far say the run will take more than :data:`AUTO_PROGRESS_SECONDS` and someone is
+    watching (:func:`_interactive`), so quick fits and tests print nothing."""
+
+    def __init__(self, max_epochs: int, verbose):
         self.bar = None
         self.max_epochs, self.verbose = max_epochs, verbose
 
     def on_start(self, trainer: Trainer) -> None:
-        is_main = trainer.group is None or trainer.group.is_main
+        self.shown = (trainer.group is None or trainer.group.is_main) and bool(self.verbose)
+        self.start, self.first_epoch = time.perf_counter(), trainer.run_epoch
+        self._open(trainer.run_epoch, disable=not self.shown or self.verbose == "auto")
+
+    def _open(self, initial: int, disable: bool) -> None:
         self.bar = tqdm(
-            total=self.max_epochs, initial=trainer.run_epoch, desc="epochs", leave=False,
-            disable=not (self.verbose and is_main),
-        )  # fmt: skip
+            total=self.max_epochs, initial=initial, desc="epochs", leave=False, disable=disable
+        )
+
+    def _long(self, trainer: Trainer) -> bool:
+        """Whether the epochs so far say this run takes more than AUTO_PROGRESS_SECONDS."""
+        done = trainer.run_epoch - self.first_epoch
+        per_epoch = (time.perf_counter() - self.start) / done
+        return per_epoch * (self.max_epochs - self.first_epoch) > AUTO_PROGRESS_SECONDS
 
     def after_epoch(self, trainer: Trainer) -> None:
+        if self.bar.disable:
+            if not (self.shown and self._long(trainer) and _interactive()):
+                return
+            self.bar.close()  # "auto", and a long fit someone watches: show it from now on
+            self._open(trainer.run_epoch - 1, disable=False)
         history = trainer.history
         postfix = {"loss": f"{history.loss_curve[-1]:.4g}"}
         if len(history.validation_scores) == trainer.n_iter:

@@ -53,8 +53,9 @@ def _formed_tuples(X, preprocessor, size: int, name: str, *, merge: bool):
         if preprocessor is None:
             raise ValueError(
                 f"Without a preprocessor, {name} are rows: {_formed(name, size)}; got shape "
-                f"{tuples.shape}. To give row indices, set preprocessor to the table they "
-                "index."
+                f"{tuples.shape}. To give row indices, set the table they index: "
+                "set_params(preprocessor=table) (a model loaded by sk_dml.load has none: "
+                "model files hold no table)."
             )
         raise ValueError(
             f"{name.capitalize()} given as rows must be {_formed(name, size)}; got shape "

@@ -149,7 +149,8 @@ def _cosine_unless_normalized(normalized: bool) -> str:
 
 
 class TripletLoss(Loss):
-    """Triplet margin loss with hard-sample mining: :func:`sk_dml.losses.triplet_loss`.
+    """Triplet margin loss, over every triplet of a batch or with hard-sample mining:
+    :func:`sk_dml.losses.triplet_loss`.
 
     Parameters
     ----------

@@ -76,7 +76,7 @@ class MetricEmbedder(BaseEmbedder):
         learning_rate_schedule="cosine", weight_decay=0.0,
         early_stopping="auto", validation_split="rows", validation_fraction=0.1,
         n_iter_no_change=10, tol=1e-4,
-        warm_start=False, random_state=None, verbose=0, device="auto", checkpoint_dir=None,
+        warm_start=False, random_state=None, verbose="auto", device="auto", checkpoint_dir=None,
     ):
         super().__init__(**shared_arguments(locals()))
         self.loss = loss
@@ -101,7 +101,8 @@ def make_embedder(loss: str, **params) -> BaseEmbedder:
 # ------------------------------------------------------------------------------ named embedders
 class TripletEmbedder(BaseEmbedder, loss=TripletLoss):
     __doc__ = (
-        """Embedding trained with the triplet margin loss and hard-sample mining.
+        """Embedding trained with the triplet margin loss (every valid triplet of a batch by
+    default; ``mining`` picks semi-hard or hard ones instead).
 
     For anchor a, positive p (same label) and negative n, the loss is
     ``relu(D_ap - D_an + margin)``: each anchor must be nearer its positives than its negatives
@@ -111,7 +112,8 @@ class TripletEmbedder(BaseEmbedder, loss=TripletLoss):
     ----------
     margin : float, default=0.2
     mining : {"all", "semihard", "hard", "batch_hard"}, default="all"
-        Which triplets of a batch count (:mod:`sk_dml.miners`).
+        Which triplets of a batch count (:mod:`sk_dml.miners`): all valid ones, or only
+        hard-sample mining's.
     distance : str, default="euclidean"
         Distance between embeddings (:data:`sk_dml.distances.METRICS`).
     residual : bool, default=False
@@ -132,7 +134,7 @@ class TripletEmbedder(BaseEmbedder, loss=TripletLoss):
         min_frequency=5, category_embedding_dim="auto", batch_size=256, samples_per_class=4,
         max_epochs=60, learning_rate=0.003, learning_rate_schedule="cosine", weight_decay=0.0,
         early_stopping="auto", validation_split="rows", validation_fraction=0.1,
-        n_iter_no_change=10, tol=0.0001, warm_start=False, random_state=None, verbose=0,
+        n_iter_no_change=10, tol=0.0001, warm_start=False, random_state=None, verbose="auto",
         device="auto", checkpoint_dir=None,
     ):
         super().__init__(**shared_arguments(locals()))
@@ -172,7 +174,7 @@ class ContrastiveEmbedder(BaseEmbedder, loss=ContrastiveLoss):
         category_embedding_dim="auto", batch_size=256, samples_per_class=4, max_epochs=60,
         learning_rate=0.003, learning_rate_schedule="cosine", weight_decay=0.0,
         early_stopping="auto", validation_split="rows", validation_fraction=0.1,
-        n_iter_no_change=10, tol=0.0001, warm_start=False, random_state=None, verbose=0,
+        n_iter_no_change=10, tol=0.0001, warm_start=False, random_state=None, verbose="auto",
         device="auto", checkpoint_dir=None,
     ):
         super().__init__(**shared_arguments(locals()))
@@ -212,7 +214,7 @@ class NPairEmbedder(BaseEmbedder, loss=NPairLoss):
         category_embedding_dim="auto", batch_size=256, samples_per_class=4, max_epochs=60,
         learning_rate=0.003, learning_rate_schedule="cosine", weight_decay=0.0,
         early_stopping="auto", validation_split="rows", validation_fraction=0.1,
-        n_iter_no_change=10, tol=0.0001, warm_start=False, random_state=None, verbose=0,
+        n_iter_no_change=10, tol=0.0001, warm_start=False, random_state=None, verbose="auto",
         device="auto", checkpoint_dir=None,
     ):
         super().__init__(**shared_arguments(locals()))
@@ -253,7 +255,7 @@ class LiftedStructEmbedder(BaseEmbedder, loss=LiftedStructLoss):
         min_frequency=5, category_embedding_dim="auto", batch_size=256, samples_per_class=4,
         max_epochs=60, learning_rate=0.003, learning_rate_schedule="cosine", weight_decay=0.0,
         early_stopping="auto", validation_split="rows", validation_fraction=0.1,
-        n_iter_no_change=10, tol=0.0001, warm_start=False, random_state=None, verbose=0,
+        n_iter_no_change=10, tol=0.0001, warm_start=False, random_state=None, verbose="auto",
         device="auto", checkpoint_dir=None,
     ):
         super().__init__(**shared_arguments(locals()))
@@ -307,7 +309,7 @@ class ProxyAnchorEmbedder(BaseEmbedder, loss=ProxyAnchorLoss):
         category_embedding_dim="auto", batch_size=256, samples_per_class=4, max_epochs=60,
         learning_rate=0.0003, learning_rate_schedule="cosine", weight_decay=0.0,
         early_stopping="auto", validation_split="rows", validation_fraction=0.1,
-        n_iter_no_change=10, tol=0.0001, warm_start=False, random_state=None, verbose=0,
+        n_iter_no_change=10, tol=0.0001, warm_start=False, random_state=None, verbose="auto",
         device="auto", checkpoint_dir=None,
     ):
         super().__init__(**shared_arguments(locals()))
@@ -353,7 +355,7 @@ class NormalizedSoftmaxEmbedder(BaseEmbedder, loss=NormalizedSoftmaxLoss):
         category_embedding_dim="auto", batch_size=256, samples_per_class=4, max_epochs=60,
         learning_rate=0.0003, learning_rate_schedule="cosine", weight_decay=0.0,
         early_stopping="auto", validation_split="rows", validation_fraction=0.1,
-        n_iter_no_change=10, tol=0.0001, warm_start=False, random_state=None, verbose=0,
+        n_iter_no_change=10, tol=0.0001, warm_start=False, random_state=None, verbose="auto",
         device="auto", checkpoint_dir=None,
     ):
         super().__init__(**shared_arguments(locals()))
@@ -393,7 +395,7 @@ class CosFaceEmbedder(BaseEmbedder, loss=CosFaceLoss):
         category_embedding_dim="auto", batch_size=256, samples_per_class=4, max_epochs=60,
         learning_rate=0.0003, learning_rate_schedule="cosine", weight_decay=0.0,
         early_stopping="auto", validation_split="rows", validation_fraction=0.1,
-        n_iter_no_change=10, tol=0.0001, warm_start=False, random_state=None, verbose=0,
+        n_iter_no_change=10, tol=0.0001, warm_start=False, random_state=None, verbose="auto",
         device="auto", checkpoint_dir=None,
     ):
         super().__init__(**shared_arguments(locals()))
@@ -436,7 +438,7 @@ class ArcFaceEmbedder(BaseEmbedder, loss=ArcFaceLoss):
         category_embedding_dim="auto", batch_size=256, samples_per_class=4, max_epochs=60,
         learning_rate=0.0003, learning_rate_schedule="cosine", weight_decay=0.0,
         early_stopping="auto", validation_split="rows", validation_fraction=0.1,
-        n_iter_no_change=10, tol=0.0001, warm_start=False, random_state=None, verbose=0,
+        n_iter_no_change=10, tol=0.0001, warm_start=False, random_state=None, verbose="auto",
         device="auto", checkpoint_dir=None,
     ):
         super().__init__(**shared_arguments(locals()))
@@ -478,7 +480,7 @@ class LogRatioEmbedder(BaseEmbedder, loss=LogRatioLoss):
         category_embedding_dim="auto", batch_size=256, samples_per_class=4, max_epochs=60,
         learning_rate=0.0003, learning_rate_schedule="cosine", weight_decay=0.0,
         early_stopping="auto", validation_split="rows", validation_fraction=0.1,
-        n_iter_no_change=10, tol=0.0001, warm_start=False, random_state=None, verbose=0,
+        n_iter_no_change=10, tol=0.0001, warm_start=False, random_state=None, verbose="auto",
         device="auto", checkpoint_dir=None,
     ):
         super().__init__(**shared_arguments(locals()))

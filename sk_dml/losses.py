@@ -119,7 +119,7 @@ def triplet_loss(
     mining: str = "all",
     triplets: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Triplet margin loss ``l = relu(D_ap - D_an + margin)`` with hard-sample mining.
+    """Triplet margin loss ``l = relu(D_ap - D_an + margin)``, optionally with hard-sample mining.
 
     Parameters
     ----------

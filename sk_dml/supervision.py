@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
+import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from sklearn.metrics import r2_score, roc_auc_score
@@ -221,6 +222,17 @@ class ClassLabels(Supervision):
     def score_function(self, metric):
         score = mean_average_precision_at_r if self.held_out_classes else precision_at_k
         return functools.partial(score, metric=metric)
+
+
+def check_no_missing_labels(y) -> None:
+    """Refuse a missing class label (NaN, None, pd.NA) in ``y`` by name, before scikit-learn's
+    checks, which cannot sort it among strings or test pd.NA."""
+    missing = np.flatnonzero(pd.isna(np.asarray(y, dtype=object)))
+    if missing.size:
+        raise ValueError(
+            f"Input y contains NaN: {missing.size} missing class label(s), the first in row "
+            f"{missing[0]}; drop those rows or give them a class."
+        )
 
 
 def _check_class_labels(y, estimator: str) -> None:

@@ -114,7 +114,7 @@ class _TupleEmbedder(MetricEmbedder):
         learning_rate_schedule="cosine", weight_decay=0.0,
         early_stopping="auto", validation_split="rows", validation_fraction=0.1,
         n_iter_no_change=10, tol=1e-4,
-        warm_start=False, random_state=None, verbose=0, device="auto", checkpoint_dir=None,
+        warm_start=False, random_state=None, verbose="auto", device="auto", checkpoint_dir=None,
     ):
         super().__init__(loss, **shared_arguments(locals()))
         self.preprocessor = preprocessor
@@ -240,7 +240,7 @@ class PairEmbedder(_TupleEmbedder):
         learning_rate_schedule="cosine", weight_decay=0.0,
         early_stopping="auto", validation_split="rows", validation_fraction=0.1,
         n_iter_no_change=10, tol=1e-4,
-        warm_start=False, random_state=None, verbose=0, device="auto", checkpoint_dir=None,
+        warm_start=False, random_state=None, verbose="auto", device="auto", checkpoint_dir=None,
     ):
         super().__init__(preprocessor, loss, **shared_arguments(locals()))
         self.negatives = negatives

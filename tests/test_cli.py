@@ -373,14 +373,68 @@ def test_evaluate_against_a_reference_table(small, tmp_path):
         ("MAP@R", f"{mean_average_precision_at_r(Zq, yq, **against):.4f}"),
         ("recall@10", f"{recall_at_k(Zq, yq, k=10, **against):.4f}"),
     ]
-    # Leave-one-out would give other scores; the 5-NN accuracies are those of DATA alone.
+    # The 5-NN accuracies: a k-NN fitted on REF predicts DATA's rows of REF's classes, on the
+    # embeddings and on the baseline's features (the model's statistics: the whole table's).
+    known = np.isin(yq, yr)
+    learned = KNeighborsClassifier(5, metric=metric).fit(Zr, yr).score(Zq[known], yq[known])
+    encoder = make_column_transformer((StandardScaler(), ["a", "b"]), (OneHotEncoder(), ["c"]))
+    encoder.fit(frame)
+    Xq, Xr = encoder.transform(queries), encoder.transform(reference)
+    plain = KNeighborsClassifier(5).fit(Xr, yr).score(Xq[known], yq[known])
+    assert printed[4:] == [("5-NN accuracy", f"{learned:.4f}"), ("5-NN accuracy", f"{plain:.4f}")]
+    assert "5-NN fitted on REF's rows predicts DATA's" in stdout
+    # Leave-one-out and cross-validation within DATA give other scores.
     _, alone, _ = call("evaluate", small / "small.skdml", tmp_path / "queries.csv")
     printed_alone = re.findall(RETRIEVAL_LINE, alone, re.M)
     assert printed_alone[:4] != printed[:4]
-    assert printed_alone[4:] == printed[4:]
+    assert "cross-validation" in alone and "cross-validation" not in stdout
     assert "queries: DATA, references: REF" in stdout and "leave-one-out" not in stdout
     assert f"ref    {tmp_path / 'reference.csv.gz'}: 20 rows, 2 classes" in stdout
     assert "10 DATA row(s) of a class absent from REF left out" in stdout
+
+
+def test_fit_reports_the_validation_score_and_shows_progress_when_asked(small, tmp_path):
+    command = ("fit", small / "small.csv", "--target", "label", *TINY)
+    quiet = run_cli(*command, "-o", tmp_path / "quiet.skdml")
+    loud = run_cli(*command, "--verbose", "-o", tmp_path / "loud.skdml")
+    assert quiet.returncode == 0 and loud.returncode == 0, quiet.stderr + loud.stderr
+    model = sk_dml.load(tmp_path / "quiet.skdml")
+    scores = model.validation_scores_  # held-out rows' precision@1, epoch by epoch
+    assert len(scores) == model.n_iter_ and model.best_score_ >= scores[0]
+    reported = (
+        f"; precision@1 of the held-out rows: {scores[0]:.4f} after epoch 1, "
+        f"{model.best_score_:.4f} kept"
+    )
+    assert reported in quiet.stdout.splitlines()[0] and reported in loud.stdout
+    # No bar on a stderr that is no terminal (a quick fit), the bar with --verbose.
+    assert "loss=" not in quiet.stderr and f"val={scores[-1]:.4f}" in loud.stderr
+    silenced = run_cli(*command, "--quiet", "--verbose", "-o", tmp_path / "x.skdml")
+    assert silenced.returncode == 2 and "not allowed with argument" in silenced.stderr
+
+
+def test_evaluate_warns_when_data_holds_the_rows_the_model_was_fitted_on(small, tmp_path):
+    model, frame = small / "small.skdml", pd.read_csv(small / "small.csv")
+    fitted = set(pd.util.hash_pandas_object(frame[["a", "b", "c"]], index=False))
+    assert len(read_metadata(model)["extra"]["fingerprint"]["sample"]) == len(fitted)  # < 256
+    frame.iloc[::-1].to_csv(tmp_path / "shuffled.csv", index=False)  # the same rows
+    frame.iloc[::4].to_csv(tmp_path / "part.csv", index=False)  # 15 of the 60
+    new = frame.assign(a=frame.a + 100)  # no row of the fitting table
+    new.to_csv(tmp_path / "new.csv", index=False)
+    expected = {
+        "small.csv": "small.csv is the table the model was fitted on: scores on rows it",
+        "shuffled.csv": "shuffled.csv is the table the model was fitted on",
+        "part.csv": "part.csv holds rows the model was fitted on (about 25% of its 60 fitting",
+        "new.csv": None,
+    }
+    for name, warning in expected.items():
+        source = small / name if name == "small.csv" else tmp_path / name
+        result = run_cli("evaluate", model, source)
+        assert result.returncode == 0, result.stderr
+        warned = [line for line in result.stderr.splitlines() if "sk-dml: warning:" in line]
+        assert [warning in line for line in warned] == ([True] if warning else []), warned
+    # The honest way: new rows as DATA, the fitting table as REF.
+    result = run_cli("evaluate", model, tmp_path / "new.csv", "--reference", small / "small.csv")
+    assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
 
 
 @pytest.mark.slow
@@ -403,8 +457,21 @@ def test_fit_with_a_checkpoint_dir_trains_the_same_model_and_cleans_up(tmp_path,
 
 
 @pytest.mark.slow
-def test_demo_quick(tmp_path):
+def test_demo_first_look_quick(tmp_path):
     result = run_cli("demo", "--quick", "--out", tmp_path / "figures")
+    assert result.returncode == 0, result.stderr
+    for name in ("segment", "nursery"):
+        lines = [line for line in result.stdout.splitlines() if line.startswith(f"{name} ")]
+        assert [line.split()[1] for line in lines] == ["plain", "TripletEmbedder"]
+        assert all(0.5 < float(line.split()[-1]) <= 1 for line in lines)  # 5-NN accuracy
+    assert "1050 train / 450 test rows" in result.stdout  # 1500 rows of nursery
+    assert "loss=" in result.stderr and "Traceback" not in result.stderr  # a bar per epoch
+    assert_png(tmp_path / "figures" / "demo_embedding.png", min_size=800)
+
+
+@pytest.mark.slow
+def test_demo_full_quick(tmp_path):
+    result = run_cli("demo", "--full", "--quick", "--out", tmp_path / "figures")
     assert result.returncode == 0, result.stderr
     table = result.stdout
     for name in EMBEDDER_NAMES:
@@ -419,9 +486,7 @@ def test_demo_quick(tmp_path):
 
 @pytest.mark.slow
 def test_console_script():
-    script = Path(sys.executable).with_name("sk-dml")
-    if not script.exists():
-        script = shutil.which("sk-dml")
+    script = console_script()
     if script is None:
         pytest.skip("the sk-dml console script is not installed")
     result = subprocess.run([script, "--version"], capture_output=True, text=True, env=ENV)
@@ -432,6 +497,44 @@ def test_console_script():
         "sk-dml: error: the following arguments are required: DATA, -o/--output "
         "(see 'sk-dml fit --help')"
     ]
+
+
+def console_script() -> str | None:
+    """The installed ``sk-dml`` script, None when it is not installed."""
+    script = Path(sys.executable).with_name("sk-dml")
+    return str(script) if script.exists() else shutil.which("sk-dml")
+
+
+# Runs the console script as its own process would, then says on stderr whether torch was
+# imported and which options the parser took.
+MODULES_AFTER = """
+import runpy, sys
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+except SystemExit as done:
+    status = done.code
+print(f"torch imported: {'torch' in sys.modules}; status {status}", file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize(
+    "args, torch_needed",
+    [(["--help"], False), (["--version"], False), ([], False), (["fit", "--help"], True)],
+)
+def test_help_imports_torch_only_for_a_command_that_needs_it(args, torch_needed):
+    script = console_script()
+    if script is None:
+        pytest.skip("the sk-dml console script is not installed")
+    command = [sys.executable, "-c", MODULES_AFTER, script, *args]
+    result = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=600)
+    status = 2 if not args else 0
+    assert result.stderr.splitlines()[-1] == f"torch imported: {torch_needed}; status {status}"
+    if args == ["--help"]:  # every subcommand listed with its help line
+        for name in ("demo", "fit", "transform", "evaluate", "plot"):
+            assert re.search(rf"^ +{name}\s+\w", result.stdout, re.MULTILINE), name
+    if args == ["fit", "--help"]:  # fit's options, read from the estimators
+        assert "--margin M" in result.stdout
 
 
 # ------------------------------------------------------------- options from the estimators
@@ -568,6 +671,7 @@ def test_fit_hands_the_table_to_the_embedder_and_saves_a_plain_model_file(small)
         atol=1e-6,
     )
     extra = read_metadata(small / "small.skdml")["extra"]
+    assert extra.pop("fingerprint")["rows"] == len(frame)  # for evaluate's warning
     assert extra == {"target": "label", "key": None, "excluded": []}
 
 
@@ -716,6 +820,20 @@ def test_key_is_no_feature_and_transform_writes_it_first_to_join_rows_back(keyed
     assert not (tmp_path / "x.csv").exists()
 
 
+def test_transform_to_standard_output(keyed, tmp_path):
+    model, rows = keyed / "keyed.skdml", keyed / "keyed.csv"
+    to_file = run_cli("transform", model, rows, "-o", tmp_path / "e.csv")
+    assert to_file.returncode == 0, to_file.stderr
+    piped = run_cli("transform", model, rows, "-o", "-")
+    assert piped.returncode == 0, piped.stderr
+    # The table alone on stdout, the same as the file; what was written said on stderr.
+    pd.testing.assert_frame_equal(
+        pd.read_csv(io.StringIO(piped.stdout)), pd.read_csv(tmp_path / "e.csv")
+    )
+    assert "to standard output" in piped.stderr and "Traceback" not in piped.stderr
+    assert not (Path.cwd() / "-").exists()
+
+
 def test_missing_cells_are_the_embedders_to_handle(small, tmp_path):
     frame = pd.read_csv(small / "small.csv")
     rng = np.random.default_rng(3)
@@ -779,7 +897,9 @@ def test_fit_on_pairs_by_key_and_by_row_number(small, tmp_path):
         np.testing.assert_allclose(
             loaded.transform(features), expected.transform(features), rtol=1e-6, atol=1e-7
         )
-        assert read_metadata(model)["extra"] == {
+        extra = read_metadata(model)["extra"]
+        assert extra.pop("fingerprint")["rows"] == len(frame)  # evaluate's: the table's rows
+        assert extra == {
             "pairs": str(command[3]),
             "key": "id" if name == "key" else None,
             "excluded": ["label"],
@@ -861,7 +981,9 @@ def test_fit_and_evaluate_with_a_continuous_target(small, tmp_path):
     assert isinstance(loaded, sk_dml.LogRatioEmbedder)
     Z = loaded.transform(features)
     np.testing.assert_allclose(Z, expected.transform(features), rtol=1e-6, atol=1e-7)
-    assert read_metadata(model)["extra"] == {"target": "price", "key": None, "excluded": ["label"]}
+    extra = read_metadata(model)["extra"]
+    assert extra.pop("fingerprint")["rows"] == len(frame)
+    assert extra == {"target": "price", "key": None, "excluded": ["label"]}
 
     # evaluate: the R^2 of 5-NN regression of the target, in the embedding and on the inputs.
     y = frame.price.to_numpy()
@@ -929,10 +1051,41 @@ def test_demo_compares_only_the_losses_of_class_labels(tmp_path, monkeypatch):
     monkeypatch.setattr(cli.commands.demo, "_demo_data", lambda quick: tiny_data)
     monkeypatch.setattr(cli.commands.demo, "make_embedder", tiny_embedder)
     monkeypatch.setattr(cli.commands.demo, "save_figure", lambda figure, path: None)
-    code, out, err = call("demo", "--quick", "--out", tmp_path)
+    code, out, err = call("demo", "--full", "--quick", "--out", tmp_path)
     assert code == 0, err
     assert trained[1:] == loss_names("classes") * 2  # after the warm-up fit
     assert "log_ratio" not in loss_names("classes") and "LogRatio" not in out
+
+
+def test_demo_first_look_prints_each_table_against_plain_5nn(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    labels = np.repeat(["p", "q", "r"], 30)
+    numbers = pd.DataFrame({"a": rng.normal(size=90) + (labels == "p"), "b": rng.normal(size=90)})
+    words = pd.DataFrame({"w": np.where(labels == "q", "yes", rng.choice(["no", "maybe"], 90))})
+    splits = [
+        cli.commands.demo.Split.of("numbers", numbers, labels, "standardised", StandardScaler()),
+        cli.commands.demo.Split.of("words", words, labels, "one-hot", OneHotEncoder()),
+    ]
+    tiny = dict(max_epochs=1, hidden_layer_sizes=(4,), n_components=2, batch_size=12)
+    monkeypatch.setattr(cli.commands.demo, "_first_look_data", lambda quick: splits)
+    monkeypatch.setattr(
+        cli.commands.demo,
+        "make_embedder",
+        lambda loss, **params: make_embedder(loss, **{**params, **tiny}),
+    )
+    figures = []
+    monkeypatch.setattr(cli.commands.demo, "save_figure", lambda fig, path: figures.append(fig))
+    code, out, err = call("demo", "--out", tmp_path)
+    assert code == 0, err
+    for split in splits:  # plain 5-NN on the baseline's encoding, fitted on the training rows
+        encode = split.encoder.transform
+        knn = KNeighborsClassifier(5).fit(encode(split.X_train), split.y_train)
+        plain = knn.score(encode(split.X_test), split.y_test)
+        lines = [line.split() for line in out.splitlines() if line.startswith(f"{split.name} ")]
+        assert lines[-2][1:3] == ["plain", "5-NN"] and lines[-2][-1] == f"{plain:.4f}"
+        assert lines[-1][1] == "TripletEmbedder" and lines[-1][2] == "1"  # one epoch
+    assert "loss=" in err  # the progress bar of each fit's epochs
+    assert [len(sub.axes) for sub in figures[0].subfigs] == [2, 2]  # raw features, embedding
 
 
 # ---------------------------------------------------------------------------- bad input

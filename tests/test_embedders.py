@@ -233,14 +233,33 @@ def test_early_stopping_keeps_the_best_validation_score(wine):
     assert 0 <= emb.best_score_ <= 1
 
 
-def test_verbose_shows_progress_and_default_is_silent(wine):
+@pytest.mark.parametrize(
+    "verbose, watched, seconds, shown",
+    [
+        (0, True, 0.0, False),  # never
+        (1, False, 1e9, True),  # always
+        ("auto", False, 0.0, False),  # a long fit that nobody watches (a file, a test)
+        ("auto", True, 1e9, False),  # watched, but quick
+        ("auto", True, 0.0, True),  # watched and long: the bar, with the validation score
+    ],
+)
+def test_verbose_shows_progress_when_asked_or_long_and_watched(
+    wine, monkeypatch, verbose, watched, seconds, shown
+):
+    import sk_dml._training
+
     X, y = wine
-    for verbose, expect_output in ((0, False), (1, True)):
-        err = io.StringIO()
-        with redirect_stderr(err), warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            TripletEmbedder(random_state=0, verbose=verbose, **QUICK).fit(X, y)
-        assert ("loss=" in err.getvalue()) is expect_output
+    assert TripletEmbedder().verbose == "auto"  # the default
+    monkeypatch.setattr(sk_dml._training, "_interactive", lambda: watched)
+    monkeypatch.setattr(sk_dml._training, "AUTO_PROGRESS_SECONDS", seconds)
+    err = io.StringIO()
+    with redirect_stderr(err), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        emb = TripletEmbedder(random_state=0, verbose=verbose, early_stopping=True, **QUICK)
+        emb.fit(X, y)
+    assert ("loss=" in err.getvalue()) is shown
+    if shown:  # the last epoch's validation score, as validation_scores_ holds it
+        assert f"val={emb.validation_scores_[-1]:.4f}" in err.getvalue()
 
 
 def test_partial_fit_runs_one_epoch_and_accepts_new_labels(wine):
@@ -325,3 +344,22 @@ def test_categorical_column_all_missing_at_transform():
     assert Z.shape == (120, 8) and np.isfinite(Z).all()
     np.testing.assert_array_equal(emb.schema_.encode([blank["x"], blank["c"]])[:, 1], 0.0)
     np.testing.assert_allclose(emb.transform(blank.iloc[:1]), Z[:1], rtol=1e-5, atol=1e-6)
+
+
+def test_an_array_for_a_model_fitted_on_string_columns_says_to_pass_a_dataframe():
+    frame = pd.DataFrame({"a": np.arange(40.0), "id": [f"C{i:05d}" for i in range(40)]})
+    y = np.r_[np.zeros(20), np.ones(20)]
+    model = TripletEmbedder(max_epochs=1, batch_size=16, random_state=0).fit(frame, y)
+    refused = r"float: 'C00000': .* columns \['id'\] hold strings.*pass a DataFrame"
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        with pytest.raises(ValueError, match=refused):
+            model.transform(frame.to_numpy())
+    # Numbers only: an array is as good as the DataFrame, and any other error is unchanged.
+    numeric = TripletEmbedder(max_epochs=1, batch_size=16, random_state=0).fit(frame[["a"]], y)
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        np.testing.assert_array_equal(
+            numeric.transform(frame[["a"]].to_numpy()), numeric.transform(frame[["a"]])
+        )
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        with pytest.raises(ValueError, match=r"^could not convert string to float: 'C00000'$"):
+            numeric.transform(frame[["id"]].to_numpy())

@@ -297,3 +297,111 @@ def test_a_pickled_tuple_model_names_no_class_of_a_private_module(wine):
     for model in models:
         assert type(model._trainer.objective).__module__ == "sk_dml._objectives"
         assert _private_classes_in(model) == []
+
+
+# ------------------------------------------------- pipelines and the tuple embedders' table
+@pytest.fixture(scope="module")
+def mixed_wine(wine):
+    X, y = wine
+    X = X.assign(kind=np.where(X.alcohol > 0, "strong", "light"))  # a string column
+    return X, np.array(["barolo", "grignolino", "barbera"])[y]
+
+
+def test_a_pipeline_round_trips_as_data(mixed_wine, tmp_path):
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+
+    X, y = mixed_wine
+    model = make_pipeline(TripletEmbedder(random_state=0, **QUICK), KNeighborsClassifier())
+    model.fit(X, y)
+    sk_dml.save(model, tmp_path / "pipe.skdml", extra={"note": "hello"})
+    loaded = sk_dml.load(tmp_path / "pipe.skdml")
+    assert [type(step) for step in loaded] == [type(step) for step in model]
+    assert loaded.get_params(deep=False).keys() == model.get_params(deep=False).keys()
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    np.testing.assert_array_equal(loaded[0].transform(X), model[0].transform(X))
+    np.testing.assert_array_equal(loaded.classes_, model.classes_)
+    # The file holds JSON and tensors only: a JSON header that names the classes.
+    with safe_open(str(tmp_path / "pipe.skdml"), framework="pt") as f:
+        header = f.metadata()
+    assert header["format"] == "sk_dml.estimator" and json.loads(header["extra"])["note"]
+    assert "sklearn.neighbors._classification:KNeighborsClassifier" in header["tree"]
+    with pytest.raises(ValueError, match="holds a scikit-learn estimator.*sk_dml.load reads it"):
+        sk_dml.persistence.read_metadata(tmp_path / "pipe.skdml")
+
+
+def test_a_grid_searchs_best_estimator_round_trips(wine, tmp_path):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = wine
+    pipe = make_pipeline(StandardScaler(), TripletEmbedder(random_state=0, **QUICK))
+    pipe.steps.append(("logisticregression", LogisticRegression()))
+    grid = GridSearchCV(pipe, {"logisticregression__C": [0.1, 10.0]}, cv=2).fit(X, y)
+    sk_dml.save(grid.best_estimator_, tmp_path / "best.skdml")
+    loaded = sk_dml.load(tmp_path / "best.skdml")
+    np.testing.assert_array_equal(loaded.predict_proba(X), grid.predict_proba(X))
+    assert loaded[-1].C == grid.best_params_["logisticregression__C"]
+
+
+def test_save_refuses_a_pipeline_part_that_is_code(wine, tmp_path):
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    X, y = wine
+    logged = make_pipeline(FunctionTransformer(np.log1p), TripletEmbedder(**QUICK)).fit(X + 5, y)
+    with pytest.raises(TypeError, match=r"cannot store Pipeline.*func: a ufunc.*pickle"):
+        sk_dml.save(logged, tmp_path / "m")
+    emb = TripletEmbedder(**QUICK).fit(X, y)
+    by_metric = KNeighborsClassifier(metric=emb.get_metric(), algorithm="brute").fit(X, y)
+    with pytest.raises(TypeError, match=r"metric: a LearnedMetric is neither data"):
+        sk_dml.save(make_pipeline(by_metric), tmp_path / "m")
+    with pytest.raises(TypeError, match="scikit-learn estimators that hold them"):
+        sk_dml.save(pd.DataFrame(), tmp_path / "m")
+    assert not any(tmp_path.iterdir())
+
+
+def test_an_estimator_file_names_only_scikit_learns_classes(wine, tmp_path):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = wine
+    sk_dml.save(make_pipeline(StandardScaler()).fit(X), tmp_path / "p.skdml")
+    with safe_open(str(tmp_path / "p.skdml"), framework="pt") as f:
+        metadata = dict(f.metadata())
+    marker = tmp_path / "pwned"
+    for name in ("os:system", "subprocess:Popen", "builtins:eval"):
+        edited = metadata["tree"].replace("sklearn.preprocessing._data:StandardScaler", name)
+        save_file(load_file(str(tmp_path / "p.skdml")), str(tmp_path / "e.skdml"),
+                  metadata={**metadata, "tree": edited})  # fmt: skip
+        with pytest.raises(ValueError, match=f"describes no valid estimator.*{name}"):
+            sk_dml.load(tmp_path / "e.skdml")
+    assert not marker.exists()
+
+
+def test_a_loaded_pair_embedder_asks_for_its_table(tmp_path):
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X = X[:400]
+    pairs = np.random.default_rng(0).integers(0, len(X), (600, 2))
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    is_match = (y[pairs[:, 0]] == y[pairs[:, 1]]).astype(int)
+    emb = sk_dml.PairEmbedder(preprocessor=X, random_state=0, **QUICK).fit(pairs, is_match)
+    sk_dml.save(emb, tmp_path / "pairs.skdml")
+    # A fresh process: `import sk_dml` alone registers the tuple embedders for load.
+    script = f"import sk_dml; print(type(sk_dml.load({str(tmp_path / 'pairs.skdml')!r})).__name__)"
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.stdout.strip() == "PairEmbedder", run.stderr
+    loaded = sk_dml.load(tmp_path / "pairs.skdml")
+    assert loaded.preprocessor is None
+    with pytest.raises(ValueError, match=r"set_params\(preprocessor=table\).*sk_dml.load"):
+        loaded.predict(pairs[:5])
+    np.testing.assert_array_equal(loaded.predict(X[pairs[:5]]), emb.predict(pairs[:5]))
+    loaded.set_params(preprocessor=X)
+    np.testing.assert_array_equal(loaded.predict(pairs), emb.predict(pairs))
+    np.testing.assert_array_equal(loaded.decision_function(pairs), emb.decision_function(pairs))

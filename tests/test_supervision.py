@@ -474,3 +474,15 @@ def test_pairs_of_rows_with_every_cell_missing_embed_as_missing_rows():
         Z = emb.transform(rows)
         assert np.isfinite(Z).all() and np.isfinite(emb.decision_function(pairs)).all()
         np.testing.assert_allclose(Z[1:20], np.repeat(Z[:1], 19, axis=0), atol=1e-6)
+
+
+@pytest.mark.parametrize("missing", [None, np.nan, pd.NA])
+def test_a_missing_class_label_is_named_as_such(missing):
+    # Strings with one missing label: NumPy cannot sort them, so the check must come first.
+    X = pd.DataFrame({"a": np.arange(40.0), "b": np.arange(40.0) % 7})
+    y = pd.Series(["p", "q"] * 20, dtype="string" if missing is pd.NA else object)
+    y[5] = missing
+    message = r"Input y contains NaN: 1 missing class label\(s\), the first in row 5"
+    for table in (X, X.to_numpy()):
+        with pytest.raises(ValueError, match=message):
+            TripletEmbedder(max_epochs=1).fit(table, y)

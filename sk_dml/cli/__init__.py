@@ -43,23 +43,38 @@ sk_dml's public API only.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 import sys
 import warnings
 
 from .errors import CLIError, report, warning_printer
-from .model import Model
-from .parser import build_parser, chosen_loss
-from .tables import read_table, write_table
+from .parser import build_parser, chosen_command, chosen_loss
 
 __all__ = [
     "CLIError",
     "Model",
     "build_parser",
+    "chosen_command",
+    "chosen_loss",
     "main",
     "read_table",
     "write_table",
 ]
+
+
+# Imported on first use: they import torch, which 'sk-dml --help' does without.
+_LAZY = {"Model": ".model", "read_table": ".tables", "write_table": ".tables"}
+
+
+def __getattr__(name):
+    """A lazy name, or a submodule (``cli.commands``), imported on first use."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    if not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}"):
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = warning_printer()
             try:
-                args = build_parser(chosen_loss(argv)).parse_args(argv)
+                command = chosen_command(argv)
+                loss = chosen_loss(argv) if command == "fit" else None
+                args = build_parser(loss, command).parse_args(argv)
             except SystemExit as done:  # --help and --version
                 return 0 if done.code is None else int(done.code)
             args.handler(args)

@@ -97,7 +97,7 @@ def _class_key(fig, target, classes, colours) -> None:
         return
     mappable = ScalarMappable(BoundaryNorm(np.arange(n + 1) - 0.5, n), ListedColormap(colours))
     ticks = np.unique(np.linspace(0, n - 1, 10).round().astype(int))
-    bar = fig.colorbar(mappable, ax=fig.axes, ticks=ticks, label=str(target))
+    bar = fig.colorbar(mappable, ax=fig.get_axes(), ticks=ticks, label=str(target))
     bar.ax.set_yticklabels([str(classes[i]) for i in ticks])
 
 
@@ -106,10 +106,17 @@ def embedding_figure(panels, labels, target, title, n_cols: int = 1):
     by class."""
     from matplotlib.figure import Figure
 
+    n_rows = math.ceil(len(panels) / n_cols)
+    fig = Figure(figsize=(1.5 + 4.6 * n_cols, 0.6 + 4.2 * n_rows), layout="constrained")
+    draw_panels(fig, panels, labels, target, title, n_cols)
+    return fig
+
+
+def draw_panels(fig, panels, labels, target, title, n_cols: int = 1) -> None:
+    """Draw :func:`embedding_figure`'s panels into ``fig``, a figure or a subfigure."""
     classes, codes = np.unique(labels, return_inverse=True)
     colours = _class_colours(len(classes))
     n_rows = math.ceil(len(panels) / n_cols)
-    fig = Figure(figsize=(1.5 + 4.6 * n_cols, 0.6 + 4.2 * n_rows), layout="constrained")
     axes = fig.subplots(n_rows, n_cols, squeeze=False).ravel()
     for ax in axes[len(panels) :]:  # a last row that is not full
         ax.set_axis_off()
@@ -119,4 +126,3 @@ def embedding_figure(panels, labels, target, title, n_cols: int = 1):
         ax.set_title(panel_title, fontsize="medium")
     _class_key(fig, target, classes, colours)
     fig.suptitle(title)
-    return fig

@@ -33,6 +33,9 @@ from .errors import CLIError, names, one_line
 # What the ``extra`` of model files written by earlier versions of ``sk-dml fit`` held: their
 # one-hot preprocessing, which this version no longer applies.
 OLD_PREPROCESSING = "preprocessing"
+# Rows of the fitting table whose hashes a model file keeps: the smallest distinct ones, a
+# sample by which evaluate estimates how many of DATA's rows the model was fitted on.
+FINGERPRINT_ROWS = 256
 # How fit's message for a table its embedder refuses goes on: the options that change it.
 FIT_HINT = (
     " (fit: --exclude COL leaves a column out, --categorical COL learns it as categories,"
@@ -85,6 +88,18 @@ def check_pairs(estimator, pairs: np.ndarray, labels: pd.Series, source) -> np.n
     return alike
 
 
+def row_hashes(features: pd.DataFrame) -> np.ndarray:
+    """A 64-bit hash of each row's cells (pandas' ``hash_pandas_object``), its index left out."""
+    return pd.util.hash_pandas_object(features, index=False).to_numpy()
+
+
+def fingerprint(features: pd.DataFrame) -> dict:
+    """What a model file keeps of its fitting table's feature columns: the number of rows and
+    the smallest :data:`FINGERPRINT_ROWS` distinct row hashes (a bottom-k sample, as hex)."""
+    sample = np.unique(row_hashes(features))[:FINGERPRINT_ROWS]
+    return {"rows": len(features), "sample": [f"{h:016x}" for h in sample]}
+
+
 @dataclass
 class Model:
     """A model file: the embedder, the columns ``fit`` was given, and the pairs file it
@@ -96,6 +111,7 @@ class Model:
     key: str | None = None
     excluded: list[str] = field(default_factory=list)
     pairs: str = ""
+    fitted_on: dict | None = None  # the fitting table's fingerprint (fingerprint())
 
     @classmethod
     def load(cls, path) -> Model:
@@ -131,6 +147,9 @@ class Model:
             key=key if isinstance(key, str) else None,
             excluded=[str(c) for c in extra.get("excluded") or []],
             pairs=str(extra.get("pairs") or ""),
+            fitted_on=extra.get("fingerprint")
+            if isinstance(extra.get("fingerprint"), dict)
+            else None,
         )
 
     @property
@@ -219,6 +238,21 @@ class Model:
                 )
             )
         return sparse.hstack([sparse.csr_matrix(numbers), *one_hot], format="csr")
+
+    def fitted_share(self, frame: pd.DataFrame, source) -> tuple[float, int] | None:
+        """How much of the fitting table ``frame`` holds, estimated from the model's
+        fingerprint: the share of the fitting table's rows found in ``frame`` and the number of
+        its rows; None when the model file has no fingerprint (an earlier sk-dml's, or a model
+        fitted in Python)."""
+        try:
+            n_rows = int(self.fitted_on["rows"])
+            sample = {int(h, 16) for h in self.fitted_on["sample"]}
+        except (TypeError, KeyError, ValueError):
+            return None
+        if not sample:
+            return None
+        seen = set(row_hashes(self.features(frame, source)).tolist())
+        return len(sample & seen) / len(sample), n_rows
 
     def describe(self) -> str:
         """One line: the file, the embedder, the embedding's size and metric."""

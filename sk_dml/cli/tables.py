@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import zlib
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from .errors import CLIError, one_line
 # File name endings of the tables read and written, and their format.
 TABLE_FORMATS = {".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet", ".pq": "parquet"}
 NEEDS_PYARROW = "Parquet needs pyarrow: pip install 'sk_dml[parquet]'"
+# The output name of a table written to standard output, as CSV.
+STDOUT = "-"
 # What pandas and pyarrow raise on a file they cannot read: ValueError covers pandas' parser
 # errors, UnicodeDecodeError and pyarrow's ArrowInvalid; OSError covers gzip's BadGzipFile and
 # pyarrow's IO errors.
@@ -25,7 +28,9 @@ _UNREADABLE = (ValueError, KeyError, OSError, EOFError, zlib.error, TypeError, N
 
 
 def table_format(path) -> str:
-    """``"csv"`` or ``"parquet"``, from the file name's ending."""
+    """``"csv"`` or ``"parquet"``, from the file name's ending (``-``, standard output: CSV)."""
+    if str(path) == STDOUT:
+        return "csv"
     name = Path(path).name.lower()
     for ending, fmt in TABLE_FORMATS.items():
         if name.endswith(ending):
@@ -84,7 +89,11 @@ def atomic_output(path):
 
 
 def write_table(frame: pd.DataFrame, path) -> None:
-    """Write ``frame`` (without its index) as CSV, gzipped CSV or Parquet, atomically."""
+    """Write ``frame`` (without its index) as CSV, gzipped CSV or Parquet, atomically; as CSV
+    on standard output when ``path`` is ``-``."""
+    if str(path) == STDOUT:
+        frame.to_csv(sys.stdout, index=False)
+        return
     fmt = table_format(path)
     with atomic_output(path) as tmp:
         if fmt == "csv":

@@ -10,6 +10,7 @@ rows (:func:`evaluate_pairs`).
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,6 +91,8 @@ class ClassScores(Scores):
         return class_labels(frame, self.target, source)
 
     def check(self, labels: np.ndarray, source, reference) -> None:
+        if reference is not None:  # a k-NN fitted on REF scores DATA: no folds
+            return
         if len(labels) < 2 * N_FOLDS or np.unique(labels, return_counts=True)[1].max() < N_FOLDS:
             raise CLIError(
                 f"{source}: {N_FOLDS}-fold cross-validation needs at least {2 * N_FOLDS} rows "
@@ -134,28 +137,46 @@ class ClassScores(Scores):
             lines.append(
                 f"{ref.source}: {len(ref.y)} rows, {len(np.unique(ref.y))} classes{absent}"
             )
-        folds = StratifiedKFold(N_FOLDS, shuffle=True, random_state=0)
-        learned, plain = (
-            cross_val_score(classifier, Z, data.y, cv=folds, error_score="raise")
-            for classifier, Z in [
-                (KNeighborsClassifier(N_NEIGHBORS, metric=metric), data.Z),
-                (KNeighborsClassifier(N_NEIGHBORS), data.X),
-            ]
-        )
+        accuracies = self._accuracies(data, ref, metric)
         titles = ["precision@1", "R-precision", "MAP@R", f"recall@{RECALL_AT}"]
         keys = ["precision@1", "r_precision", "map@r", f"recall@{RECALL_AT}"]
         scores = [
             (name, f"{retrieval[key]:.4f}", note)
             for name, key, note in zip(titles, keys, notes, strict=True)
         ]
-        scores += [
-            (f"{N_NEIGHBORS}-NN accuracy", f"{learned.mean():.4f} +/- {learned.std():.4f}",
-             f"{N_FOLDS}-fold stratified cross-validation (shuffled, seed 0) of DATA, on the "
-             "embeddings"),
-            (f"{N_NEIGHBORS}-NN accuracy", f"{plain.mean():.4f} +/- {plain.std():.4f}",
-             f"same folds, on {BASELINE}"),
+        return lines, scores + accuracies
+
+    @staticmethod
+    def _accuracies(data: Rows, ref: Rows | None, metric: str) -> list:
+        """k-NN accuracy on the embeddings and on the baseline's features: cross-validated
+        within DATA, or with REF, a k-NN fitted on REF's rows predicting DATA's (those of a
+        class REF has)."""
+        learned_knn = KNeighborsClassifier(N_NEIGHBORS, metric=metric)
+        plain_knn = KNeighborsClassifier(N_NEIGHBORS)
+        if ref is None:
+            folds = StratifiedKFold(N_FOLDS, shuffle=True, random_state=0)
+            learned, plain = (
+                cross_val_score(knn, Z, data.y, cv=folds, error_score="raise")
+                for knn, Z in [(learned_knn, data.Z), (plain_knn, data.X)]
+            )
+            return [
+                (f"{N_NEIGHBORS}-NN accuracy", f"{learned.mean():.4f} +/- {learned.std():.4f}",
+                 f"{N_FOLDS}-fold stratified cross-validation (shuffled, seed 0) of DATA, on "
+                 "the embeddings"),
+                (f"{N_NEIGHBORS}-NN accuracy", f"{plain.mean():.4f} +/- {plain.std():.4f}",
+                 f"same folds, on {BASELINE}"),
+            ]  # fmt: skip
+        k = min(N_NEIGHBORS, len(ref.y))
+        known = np.isin(data.y, ref.y)
+        learned_knn.set_params(n_neighbors=k).fit(ref.Z, ref.y)
+        plain_knn.set_params(n_neighbors=k).fit(ref.X, ref.y)
+        learned = learned_knn.score(data.Z[known], data.y[known])
+        plain = plain_knn.score(data.X[known], data.y[known])
+        return [
+            (f"{N_NEIGHBORS}-NN accuracy", f"{learned:.4f}",
+             f"{k}-NN fitted on REF's rows predicts DATA's, on the embeddings"),
+            (f"{N_NEIGHBORS}-NN accuracy", f"{plain:.4f}", f"same, on {BASELINE}"),
         ]  # fmt: skip
-        return lines, scores
 
 
 class TargetScores(Scores):
@@ -221,10 +242,32 @@ def run_evaluate(args) -> None:
     data = Rows.of(model, frame, args.data, y)
     ref = None if args.reference is None else Rows.read(model, args.reference, scores)
     lines, results = scores.evaluate(data, ref)
+    warn_if_fitted_on(model, frame, args.data)  # once the input is known to be good
     print(f"model  {model.describe()}")
     for title, line in zip(("data", "ref"), lines, strict=False):
         print(f"{title:<6} {line}")
     print_scores(results)
+
+
+def warn_if_fitted_on(model: Model, frame, source) -> None:
+    """Warn when DATA holds rows the model was fitted on (by the fingerprint in its file):
+    scores on them flatter it."""
+    found = model.fitted_share(frame, source)
+    if found is None or found[0] == 0:
+        return
+    share, n_rows = found
+    if share == 1 and len(frame) == n_rows:
+        what = "is the table the model was fitted on"
+    else:
+        what = (
+            f"holds rows the model was fitted on (about {share:.0%} of its {n_rows} fitting rows)"
+        )
+    warnings.warn(
+        f"{source} {what}: scores on rows it learned from flatter it; evaluate rows held out "
+        "of fit (the fitting table may be the --reference of new rows)",
+        UserWarning,
+        stacklevel=2,
+    )
 
 
 def evaluate_pairs(args, model: Model) -> None:

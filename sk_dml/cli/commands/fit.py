@@ -23,7 +23,7 @@ from ...supervision import KINDS, ClassLabels, ContinuousTarget, LabelledPairs
 from ...tuple_embedders import PairEmbedder
 from ..columns import class_labels, feature_columns, target_column
 from ..errors import CLIError, names, one_line
-from ..model import check_pairs, check_table, check_target
+from ..model import check_pairs, check_table, check_target, fingerprint
 from ..pairs import read_pairs
 from ..tables import atomic_output, check_output, read_table
 from .common import model_name
@@ -121,7 +121,7 @@ def build_embedder(args, supervision=ClassLabels):
         if name in params:
             raise CLIError(f"{flag} and --loss-param {name} both set {name}")
         params[name] = tuple(value) if isinstance(value, list) else value
-    params["verbose"] = int(args.verbose)
+    params["verbose"] = "auto" if args.verbose is None else args.verbose
     if supervision is LabelledPairs:
         own = {name: params.pop(name) for name in loss_defaults if name in params}
         estimator = PairEmbedder(loss=loss_class(**own), **params)
@@ -147,6 +147,30 @@ def build_embedder(args, supervision=ClassLabels):
     if estimator.checkpoint_dir is not None:
         _check_folder(estimator.checkpoint_dir, "--checkpoint-dir")
     return estimator
+
+
+# What the validation score of each kind of supervision is (sk_dml.supervision's
+# score_function), as fit reports it.
+VALIDATION_SCORES = {
+    ClassLabels: "precision@1 of the held-out rows",
+    ContinuousTarget: "5-NN R^2 of the held-out rows",
+    LabelledPairs: "ROC AUC of the held-out pairs",
+}
+
+
+def training_summary(estimator, supervision) -> str:
+    """What improved in training, as fit reports it: the validation score after the first
+    epoch and at its best (the epoch the model keeps), else the mean training loss of the
+    first and the last epoch (empty when the first epoch diverged; a warning says so)."""
+    scores, losses = estimator.validation_scores_, estimator.loss_curve_
+    if scores:
+        what = VALIDATION_SCORES.get(supervision, "validation score")
+        if estimator.get_params().get("validation_split") == "classes":
+            what = "MAP@R of the held-out classes"
+        return f"; {what}: {scores[0]:.4f} after epoch 1, {estimator.best_score_:.4f} kept"
+    if losses:
+        return f"; mean training loss {losses[0]:.4g} in epoch 1, {losses[-1]:.4g} in the last"
+    return ""
 
 
 # The kinds of column a table schema reads (sk_dml.tabular.TableSchema.describe).
@@ -193,9 +217,9 @@ def run_fit(args) -> None:
         {"pairs": args.pairs} if supervision is LabelledPairs else {"target": args.target}
     )
     extra = {**learned_from, "key": args.key, "excluded": list(args.exclude)}
+    extra["fingerprint"] = fingerprint(features)  # evaluate warns when DATA is this table
     with atomic_output(args.output) as tmp:
         save(estimator, tmp, extra=extra)  # a PairEmbedder's table is not saved
-    losses = estimator.loss_curve_  # empty when the first epoch diverged (a warning says so)
     columns = estimator.schema_.describe()  # what each column was read as, and why
     read_as = {kind: [c["column"] for c in columns if c["kind"] == kind] for kind in COLUMN_KINDS}
     categorical, text = read_as["categorical"], read_as["text"]
@@ -208,7 +232,7 @@ def run_fit(args) -> None:
     print(
         f"{model_name(estimator)} trained on {rows} ({n_numeric} numeric and "
         f"{len(categorical)} categorical columns{listed}{texts}) in {estimator.n_iter_} epochs, "
-        f"{fit_time:.1f} s" + (f"; final loss {losses[-1]:.4g}" if losses else "")
+        f"{fit_time:.1f} s{training_summary(estimator, supervision)}"
     )
     width = max(len(str(c["column"])) for c in columns)
     print("columns read as:")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 import pandas as pd
 
 from ..errors import CLIError
 from ..model import Model
-from ..tables import check_output, read_table, table_format, write_table
+from ..tables import STDOUT, check_output, read_table, table_format, write_table
 from .common import key_of
 
 
@@ -22,9 +24,12 @@ def _key_column(args, model: Model, frame: pd.DataFrame, width: int) -> pd.DataF
 
 
 def run_transform(args) -> None:
-    """Write the embeddings of DATA's rows, columns emb0..emb{d-1}, after the key column."""
-    table_format(args.output)
-    check_output(args.output)
+    """Write the embeddings of DATA's rows, columns emb0..emb{d-1}, after the key column; to
+    standard output with ``-o -`` (and what was written said on stderr)."""
+    to_stdout = args.output == STDOUT
+    if not to_stdout:
+        table_format(args.output)
+        check_output(args.output)
     model = Model.load(args.model)
     frame = read_table(args.data)
     key = _key_column(args, model, frame, len(model.estimator.get_feature_names_out()))
@@ -32,4 +37,8 @@ def run_transform(args) -> None:
     embeddings = pd.DataFrame(Z, columns=[f"emb{i}" for i in range(Z.shape[1])])
     write_table(pd.concat([key, embeddings], axis=1), args.output)
     keyed = f", after the key column {key.columns[0]!r}," if key.shape[1] else ""
-    print(f"wrote {Z.shape[0]} embeddings of dimension {Z.shape[1]}{keyed} to {args.output}")
+    where = "standard output" if to_stdout else args.output
+    print(
+        f"wrote {Z.shape[0]} embeddings of dimension {Z.shape[1]}{keyed} to {where}",
+        file=sys.stderr if to_stdout else sys.stdout,
+    )
