@@ -9,14 +9,14 @@ comparisons and blocking rules::
 
 ``fit`` stacks the two tables, turns the known links into labelled pairs of rows (each link a
 match; ``negatives_per_link`` random pairs of linked records that are not linked to each other
-as non-matches) and trains a :class:`~sk_dml.tuple_embedders.PairEmbedder` on them. A share of
+as non-matches) and trains a :class:`~sk_dml.PairEmbedder` on them. A share of
 the links (``calibration_fraction``) is kept out of training. After each epoch, the held-out
 left records' partners are searched among their nearest candidates: the epoch that retrieves
 them best is kept (the untrained network, a TF-IDF-like start, is a candidate too). Their
 candidates, labelled by the links, then fit the map from distance to match probability (Platt
 scaling: a logistic regression on the distance), so the probabilities are those of records the
 network never trained on. ``match`` embeds both tables and finds each left record's ``k``
-nearest right records with :class:`~sk_dml.neighbors.ApproximateKNeighborsTransformer` (exact
+nearest right records with :class:`~sk_dml.ApproximateKNeighborsTransformer` (exact
 search for small tables, a faiss inverted-file index for large ones): the candidate set that
 blocking rules would give, without writing any. Deduplication of one table is the same calls
 with ``right=None``.
@@ -40,7 +40,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from sklearn.base import BaseEstimator, clone
 from sklearn.linear_model import LogisticRegression
-from sklearn.utils import check_random_state
+from sklearn.utils import check_random_state, metadata_routing
 from sklearn.utils.validation import check_is_fitted
 
 from ._sklearn_compat import Interval, StrOptions, _fit_context
@@ -60,8 +60,9 @@ _EMBED_CHUNK = 65_536
 
 
 def default_embedder() -> PairEmbedder:
-    """The embedder a :class:`Linker` trains when given none: the user guide's setting for
-    entity resolution (a wide normalised embedding trained on all the pairs)."""
+    """The embedder a :class:`Linker` trains when given none: a wide embedding (256
+    components, the whole TF-IDF start kept) compared by cosine, as TF-IDF is; the Linker
+    chooses its epochs on held-out links."""
     return PairEmbedder(n_components=256, normalize=True, early_stopping=False)
 
 
@@ -95,7 +96,7 @@ class Linker(BaseEstimator):
         least 2 links stay on each side).
     backend : {"auto", "faiss", "exact"}, default="auto"
         The neighbour search of :meth:`match`
-        (:class:`~sk_dml.neighbors.ApproximateKNeighborsTransformer`'s): "auto" takes faiss for
+        (:class:`~sk_dml.ApproximateKNeighborsTransformer`'s): "auto" takes faiss for
         50,000 right records or more when it is installed.
     n_probe : int, default=32
         Cells of the faiss index each query scans (recall against speed).
@@ -139,6 +140,10 @@ class Linker(BaseEstimator):
         "n_probe": [Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
     }
+
+    # fit's tables and links are data, not metadata for scikit-learn's routing (so no
+    # set_fit_request method is made for them).
+    __metadata_request__fit = {name: metadata_routing.UNUSED for name in ("left", "right", "links")}
 
     def __init__(
         self,
@@ -362,10 +367,11 @@ class Linker(BaseEstimator):
 
         Returns
         -------
-        DataFrame with columns ``left_id``, ``right_id``, ``distance`` (learned),
-        ``probability`` (of a match, calibrated) and ``rank`` (1 for the nearest candidate of
-        the left record), sorted by left record then rank. Deduplicating, each pair of records
-        appears once, with the smaller rank of the two directions.
+        matches : DataFrame
+            Columns ``left_id``, ``right_id``, ``distance`` (learned), ``probability`` (of a
+            match, calibrated) and ``rank`` (1 for the nearest candidate of the left record),
+            sorted by left record then rank. Deduplicating, each pair of records appears once,
+            with the smaller rank of the two directions.
         """
         check_is_fitted(self)
         k = self.n_neighbors if k is None else k
