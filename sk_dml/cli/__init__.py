@@ -19,6 +19,17 @@ evaluate
     model of a continuous target; ROC AUC of labelled pairs with ``--pairs``.
 plot
     2-D PCA scatter of a table's embedding, coloured by class.
+link
+    Learn a distance between the records of two tables (or one, to deduplicate) from known
+    links (a :class:`~sk_dml.linking.Linker`), write each record's candidate matches with a
+    calibrated probability, and optionally save the linker.
+match
+    A saved linker's candidate matches for two tables (or within one).
+explain
+    Each input column's share of the learned distance between paired rows.
+label
+    Show pairs of records side by side and record y / n / unsure answers to a pairs file,
+    resumable (active labelling).
 
 Exit status
 -----------
