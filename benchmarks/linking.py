@@ -346,7 +346,12 @@ def report(rows: list[dict], args, name: str) -> None:
         f"`python benchmarks/linking.py {' '.join(sys.argv[1:])}` on {date.today()}: "
         f"{platform.machine()}, {args.threads} torch thread(s), torch {torch.__version__}, "
         f"scikit-learn {sklearn.__version__}, pandas {pd.__version__}, sk_dml "
-        f"{sk_dml.__version__}. The protocol is in the docstring of benchmarks/linking.py.",
+        f"{sk_dml.__version__}. The protocol is in the docstring of benchmarks/linking.py."
+        + (
+            f" {args.kept} rows of the other parts are kept from an earlier run's linking.csv."
+            if getattr(args, "kept", 0)
+            else ""
+        ),
         "",
     ]
     small = frame[frame["part"] == "10k"] if "part" in frame else frame.iloc[:0]
@@ -410,7 +415,18 @@ def main() -> None:
         rows += part_10k(args)
     if "1m" in args.parts:
         rows += part_1m(args)
-    report(rows, args, "linking_quick" if args.quick else "linking")
+    name = "linking_quick" if args.quick else "linking"
+    # Parts not run this time keep their committed rows.
+    previous = RESULTS / f"{name}.csv"
+    if previous.exists():
+        kept = pd.read_csv(previous)
+        ran = {"synthetic"} if "10k" in args.parts else set()
+        ran |= {"FEBRL 4"} if "febrl" in args.parts else set()
+        keep = ~kept["data"].isin(ran) if "data" in kept else True
+        keep &= kept["part"] != "1m" if "1m" in args.parts else True
+        args.kept = int(np.count_nonzero(keep))
+        rows = kept[keep].to_dict("records") + rows
+    report(rows, args, name)
 
 
 if __name__ == "__main__":
