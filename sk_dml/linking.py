@@ -141,9 +141,10 @@ class Linker(BaseEstimator):
         "random_state": ["random_state"],
     }
 
-    # fit's tables and links are data, not metadata for scikit-learn's routing (so no
-    # set_fit_request method is made for them).
+    # The tables and links of fit and transform are data, not metadata for scikit-learn's
+    # routing (so no set_fit_request or set_transform_request method is made for them).
     __metadata_request__fit = {name: metadata_routing.UNUSED for name in ("left", "right", "links")}
+    __metadata_request__transform = {"table": metadata_routing.UNUSED}
 
     def __init__(
         self,
