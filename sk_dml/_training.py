@@ -123,7 +123,7 @@ class Trainer:
             settings = getattr(objective.criterion, "optimizer_settings", {})
             param_groups.append({"params": own, "lr_multiplier": 1.0, **settings})
         self.optimizer = torch.optim.AdamW(
-            param_groups, lr=learning_rate, weight_decay=weight_decay
+            param_groups, lr=learning_rate, weight_decay=weight_decay, fused=_fusable(dense)
         )
         # Embedding tables with sparse gradients (sk_dml.nets.TableInput): Adam's lazy
         # variant, which moves only the rows a batch used (no weight decay).
@@ -314,6 +314,16 @@ def _train_one_epoch(objective, X, y, batches, optimizers, group, generator) -> 
     if group is not None:
         total = group.sum(total) / group.world_size
     return float(total) / max(len(batches), 1)
+
+
+def _fusable(parameters: Sequence[torch.Tensor]) -> bool | None:
+    """Whether torch has a fused AdamW kernel for ``parameters`` (CUDA ones; CPU ones since
+    torch 2.4): one kernel per step instead of a dozen per weight, the same update to
+    rounding, ``benchmarks/results/epoch_profile.md``. None lets torch choose otherwise."""
+    cpu = tuple(int(part) for part in torch.__version__.split(".")[:2]) >= (2, 4)
+    devices = {"cuda", "cpu"} if cpu else {"cuda"}
+    fusable = all(p.is_floating_point() and p.device.type in devices for p in parameters)
+    return True if fusable and parameters else None
 
 
 def _sparse_parameters(module: torch.nn.Module) -> list[torch.nn.Parameter]:
@@ -584,14 +594,16 @@ class CollapseGuard(Hook):
         )
 
 
-def _collapsed(module: torch.nn.Module, X: torch.Tensor, max_rows: int = 4096) -> bool:
+def _collapsed(module: torch.nn.Module, X: torch.Tensor, max_rows: int = 512) -> bool:
     """Whether ``module`` maps distinct training rows to one point (or a non-finite one).
 
-    On up to ``max_rows`` evenly spaced rows: the root-mean-square distance of the embeddings
-    to their mean is at most ``COLLAPSE_TOL`` times their root-mean-square norm. Rows that are
-    all identical are never called collapsed.
+    On up to ``max_rows`` evenly spaced rows (enough to see a collapse, and cheap next to an
+    epoch of a small table): the root-mean-square distance of the embeddings to their mean
+    is at most ``COLLAPSE_TOL`` times their root-mean-square norm. Rows that are all
+    identical are never called collapsed.
     """
-    sample = X[:: max(1, len(X) // max_rows)]
+    rows = torch.linspace(0, len(X) - 1, min(len(X), max_rows), device=X.device)
+    sample = X[rows.round().long()]
     if not (sample != sample[0]).any():
         return False
     Z = torch.from_numpy(embed(module, sample)).double()

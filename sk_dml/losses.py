@@ -149,8 +149,9 @@ def triplet_loss(
     """
     labels = _check_batch(embeddings, labels)
     _check_margin(margin)
-    dist = pairwise_distance(embeddings, metric=check_metric(distance))  # (B, B)
+    metric = check_metric(distance)
     if triplets is not None:
+        dist = pairwise_distance(embeddings, metric=metric)  # (B, B)
         anchors, positives, negatives = (torch.as_tensor(t, device=dist.device) for t in triplets)
         if len(anchors) == 0:
             return _zero(embeddings)
@@ -158,78 +159,96 @@ def triplet_loss(
     # The masks below keep the value and the graph (zero gradients) when nothing is active,
     # without asking the device whether anything is: a host sync stalls a GPU.
     if check_mining(mining) == "batch_hard":
-        d_pos, d_neg, _, _, valid = hardest_pairs(dist, labels)
+        # Mined without a graph; only the 2B chosen pairs' distances are differentiated.
+        with torch.no_grad():
+            dist = pairwise_distance(embeddings.detach(), metric=metric)
+            _, _, pos_idx, neg_idx, valid = hardest_pairs(dist, labels)
+        d_pos = paired_distance(embeddings, embeddings[pos_idx], metric)
+        d_neg = paired_distance(embeddings, embeddings[neg_idx], metric)
         per_anchor = torch.where(valid, F.relu(d_pos - d_neg + margin), 0.0)
         return per_anchor.sum() / valid.sum().clamp_min(1)
 
-    positive, negative = pair_masks(labels)
-    # Both forms are exact; comparing each pair with every negative is cheaper for few
-    # positives per anchor (class-balanced batches), ranking otherwise.
-    per_anchor = positive.sum(1)
-    width = int(per_anchor.max())  # the one host sync of the choice
-    window_totals = _window_totals_per_anchor if width <= 8 else _window_totals_ranked
-    total, n_active = window_totals(dist, positive, negative, margin, mining, per_anchor, width)
+    dist = pairwise_distance(embeddings, metric=metric)  # (B, B)
+    pos_index, pos_valid = _positives_table(labels)
+    negative = labels.unsqueeze(0) != labels.unsqueeze(1)
+    weights, n_active = _window_weights(
+        dist.detach(), pos_index, pos_valid, negative, margin, mining
+    )
+    # sum over the window's triplets of D_ap - D_an + margin = sum(W * D) + margin * count.
+    total = (weights * dist).sum(dtype=torch.float64) + margin * n_active
     return (total / n_active.clamp_min(1)).to(dist.dtype)
 
 
-def _positives_table(positive, per_anchor, width):
-    """Each anchor's positives in a (B, M) table: their indices and which slots are real.
+def _positives_table(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each anchor's positives (the other rows with its label) in a (B, M) table: their row
+    indices and which slots are real, M being the most positives any anchor has.
 
-    ``per_anchor`` (B,) counts each anchor's positives and ``width`` is their maximum M.
+    Built from the sorted labels in O(B log B + B M) (no (B, B) pass); reading M is the
+    one host sync of the triplet windows.
     """
-    batch = len(positive)
-    anchors, positives = positive.nonzero(as_tuple=True)  # row-major: grouped by anchor
-    first_of_anchor = per_anchor.cumsum(0) - per_anchor
-    slot = torch.arange(len(anchors), device=positive.device) - first_of_anchor[anchors]
-    pos_index = torch.zeros(batch, width, dtype=torch.long, device=positive.device)
-    pos_valid = torch.zeros(batch, width, dtype=torch.bool, device=positive.device)
-    pos_index[anchors, slot] = positives
-    pos_valid[anchors, slot] = True
-    return pos_index, pos_valid
+    batch, device = len(labels), labels.device
+    sorted_labels, order = labels.sort(stable=True)
+    first = torch.searchsorted(sorted_labels, labels)  # where each anchor's label starts
+    count = torch.searchsorted(sorted_labels, labels, right=True) - first
+    width = int(count.max()) - 1 if batch else 0
+    place = torch.empty_like(order)
+    place[order] = torch.arange(batch, device=device)  # each row's position once sorted
+    slots = torch.arange(width, device=device)
+    position = first.unsqueeze(1) + slots
+    position += position >= place.unsqueeze(1)  # step over the anchor itself
+    valid = slots < (count - 1).unsqueeze(1)
+    index = order[position.clamp_max(max(batch - 1, 0))].masked_fill(~valid, 0)
+    return index, valid
 
 
-def _linear_total(dist, d_ap, count_ap, count_an, margin):
-    """Sum of l over the window's triplets, from how many windows each pair is in.
+#: The per-anchor form compares each positive pair with its anchor's whole row (B x M x B
+#: comparisons); above these sizes ranking costs less (benchmarks/results/epoch_profile.md).
+_PER_ANCHOR_MAX_WIDTH = 8  # "all" and "hard": one comparison per element
+_PER_ANCHOR_MAX_SEMIHARD = 1 << 23  # B * B * M elements; ranking takes two searches here
 
-    Window membership is piecewise constant, so the sum is a linear function of the
-    distances, with counts found without autograd:
-    ``sum_(a,p) c_ap (D_ap + margin) - sum_(a,n) c_an D_an``; sums are accumulated in float64
-    (there may be more triplets than float32 counts exactly).
+
+@torch.no_grad()
+def _window_weights(dist, pos_index, pos_valid, negative, margin, mining):
+    """The (B, B) weights W and the number of triplets in the windows, such that the sum of
+    ``D_ap - D_an + margin`` over those triplets is ``sum(W * D) + margin * count``.
+
+    W_ap is the number of negatives in the window of the positive pair (a, p) and -W_an the
+    number of windows of anchor a that hold the negative n (window membership is piecewise
+    constant, so the sum is linear in D with these counts, found without autograd). Both
+    forms are exact: comparing each pair with every negative costs less for few positives
+    per anchor (class-balanced batches), ranking otherwise.
     """
-    total = (count_ap * (d_ap + margin)).sum(dtype=torch.float64) - (count_an * dist).sum(
-        dtype=torch.float64
-    )
-    return total, count_ap.sum(dtype=torch.float64)
+    width = pos_index.shape[1]
+    if mining == "semihard":
+        per_anchor = len(dist) ** 2 * width <= _PER_ANCHOR_MAX_SEMIHARD
+    else:
+        per_anchor = width <= _PER_ANCHOR_MAX_WIDTH
+    form = _window_counts_per_anchor if per_anchor else _window_counts_ranked
+    count_ap, count_an = form(dist, pos_index, pos_valid, negative, margin, mining)
+    weights = count_an.neg_().scatter_add_(1, pos_index, count_ap)
+    # Summed in float64: there may be more triplets than float32 counts exactly.
+    return weights, count_ap.sum(dtype=torch.float64)
 
 
-def _window_totals_per_anchor(dist, positive, negative, margin, mining, per_anchor, width):
-    """Sum of l over the window's triplets, and their number, comparing each pair with every
-    negative of its anchor.
-
-    Each anchor's (at most M) positives are laid out in a (B, M) table and compared with the
-    anchor's row of distances: O(B^2 M) time and memory, the cheapest form for class-balanced
-    batches (M = K - 1 for K rows per class).
-    """
-    pos_index, pos_valid = _positives_table(positive, per_anchor, width)
-    d_ap = dist.gather(1, pos_index)  # (B, M), connected to the graph
-    with torch.no_grad():
-        low, high = triplet_window(d_ap, margin, mining)  # (B, M)
-        high = high.masked_fill(~pos_valid, float("-inf"))  # padding slots: an empty window
-        # Non-negatives become NaN, which no comparison keeps: the masks fold into the bounds.
-        d_an = dist.masked_fill(~negative, float("nan")).unsqueeze(1)  # (B, 1, B)
-        in_window = d_an < high.unsqueeze(2)  # (B, M, B) over (a, p, n)
-        if mining == "semihard":  # "all" and "hard" have no lower bound: one pass, not three
-            in_window &= d_an > low.unsqueeze(2)
-        # Converting once and summing floats is twice as fast as two converting sums.
-        in_window = in_window.to(dist.dtype)
-        count_ap = in_window.sum(2)  # negatives in each pair's window
-        count_an = in_window.sum(1)  # windows each (a, n) falls in
-    return _linear_total(dist, d_ap, count_ap, count_an, margin)
+def _window_counts_per_anchor(dist, pos_index, pos_valid, negative, margin, mining):
+    """(negatives in each positive pair's window (B, M), windows holding each (a, n) (B, B)),
+    comparing each pair with its anchor's row of distances: O(B^2 M) time and memory."""
+    d_ap = dist.gather(1, pos_index)  # (B, M)
+    low, high = triplet_window(d_ap, margin, mining)
+    high = high.masked_fill(~pos_valid, float("-inf"))  # padding slots: an empty window
+    # Non-negatives become NaN, which no comparison keeps: the masks fold into the bounds.
+    d_an = dist.masked_fill(~negative, float("nan")).unsqueeze(1)  # (B, 1, B)
+    in_window = d_an < high.unsqueeze(2)  # (B, M, B) over (a, p, n)
+    if mining == "semihard":  # "all" and "hard" have no lower bound: one pass, not three
+        in_window &= d_an > low.unsqueeze(2)
+    # Converting once and summing floats is twice as fast as two converting sums.
+    in_window = in_window.to(dist.dtype)
+    return in_window.sum(2), in_window.sum(1)
 
 
-def _window_totals_ranked(dist, positive, negative, margin, mining, per_anchor, width):
-    """Sum of l over the window's triplets, and their number, by ranking each negative among
-    its anchor's sorted positive windows: O(B^2 log M) time, O(B^2) memory, for any labels.
+def _window_counts_ranked(dist, pos_index, pos_valid, negative, margin, mining):
+    """The counts of :func:`_window_counts_per_anchor`, by ranking each negative among its
+    anchor's sorted positive windows: O(B^2 log M) time, O(B^2) memory, for any labels.
 
     A window's bounds are non-decreasing functions of D_ap, so with an anchor's positives
     sorted by D_ap the windows that hold a negative n are a run of consecutive positions
@@ -237,30 +256,28 @@ def _window_totals_ranked(dist, positive, negative, margin, mining, per_anchor, 
     c_ap as the number of runs covering p's position (a prefix sum of +1 at each start and -1
     at each stop). The bounds are the very values the mining rule compares with.
     """
-    batch = len(dist)
-    pos_index, pos_valid = _positives_table(positive, per_anchor, width)
-    d_ap = dist.gather(1, pos_index)  # (B, M), connected to the graph
-    with torch.no_grad():
-        # Padding sorts last (inf) and lies beyond stop <= the anchor's number of positives.
-        sorted_ap, order = d_ap.masked_fill(~pos_valid, float("inf")).sort(dim=1)
-        _, high = triplet_window(sorted_ap, margin, mining)
-        d_an = dist.contiguous()
-        start = torch.searchsorted(high.contiguous(), d_an, right=True)  # first high > D_an
-        if mining == "semihard":  # and D_ap < D_an: before the first D_ap >= D_an
-            stop = torch.searchsorted(sorted_ap.contiguous(), d_an, right=False)
-        else:
-            stop = per_anchor.unsqueeze(1)
-        weight = (negative & (start < stop)).to(dist.dtype)  # (B, B): n in some window of a
-        count_an = (stop - start) * weight
-        edges = torch.zeros(batch, width + 1, dtype=dist.dtype, device=dist.device)
-        edges.scatter_add_(1, start, weight)
-        if mining == "semihard":
-            edges.scatter_add_(1, stop, -weight)
-        else:
-            edges.scatter_add_(1, stop, -weight.sum(1, keepdim=True))
-        count_sorted = edges.cumsum(1)[:, :width]
-        count_ap = torch.zeros_like(count_sorted).scatter_(1, order, count_sorted)
-    return _linear_total(dist, d_ap, count_ap, count_an, margin)
+    batch, width = pos_index.shape
+    d_ap = dist.gather(1, pos_index)  # (B, M)
+    # Padding sorts last (inf) and lies beyond stop <= the anchor's number of positives.
+    sorted_ap, order = d_ap.masked_fill(~pos_valid, float("inf")).sort(dim=1)
+    _, high = triplet_window(sorted_ap, margin, mining)
+    d_an = dist.contiguous()
+    start = torch.searchsorted(high.contiguous(), d_an, right=True)  # first high > D_an
+    if mining == "semihard":  # and D_ap < D_an: before the first D_ap >= D_an
+        stop = torch.searchsorted(sorted_ap.contiguous(), d_an, right=False)
+    else:
+        stop = pos_valid.sum(1, keepdim=True)
+    weight = (negative & (start < stop)).to(dist.dtype)  # (B, B): n in some window of a
+    count_an = (stop - start) * weight
+    edges = torch.zeros(batch, width + 1, dtype=dist.dtype, device=dist.device)
+    edges.scatter_add_(1, start, weight)
+    if mining == "semihard":
+        edges.scatter_add_(1, stop, -weight)
+    else:
+        edges.scatter_add_(1, stop, -weight.sum(1, keepdim=True))
+    count_sorted = edges.cumsum(1)[:, :width]
+    count_ap = torch.zeros_like(count_sorted).scatter_(1, order, count_sorted)
+    return count_ap, count_an
 
 
 def npair_loss(embeddings: torch.Tensor, labels, *, l2_reg: float = 0.0) -> torch.Tensor:

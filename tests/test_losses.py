@@ -541,7 +541,6 @@ def test_triplet_window_forms_match_brute_force_and_gradient(mining, n_classes, 
     With ``tied``, coordinates on a grid and a margin of one grid step put many negatives
     exactly on a window's bounds."""
     from sk_dml import losses
-    from sk_dml.miners import pair_masks
 
     emb0, y = random_batch(40 + n_classes, n=24, dim=4, n_classes=n_classes)
     margin = _margin(emb0, "euclidean")
@@ -550,18 +549,36 @@ def test_triplet_window_forms_match_brute_force_and_gradient(mining, n_classes, 
     emb_ref = emb0.clone().requires_grad_(True)
     expected = ref_triplet(loop_dist_matrix(emb_ref, "euclidean"), y, margin, mining)
     expected_grad = _grad(expected, emb_ref)
-    positive, negative = pair_masks(torch.tensor(y))
-    per_anchor = positive.sum(1)
-    for form in (losses._window_totals_per_anchor, losses._window_totals_ranked):
+    labels = torch.tensor(y)
+    pos_index, pos_valid = losses._positives_table(labels)
+    negative = labels.unsqueeze(0) != labels.unsqueeze(1)
+    for form in (losses._window_counts_per_anchor, losses._window_counts_ranked):
         emb = emb0.clone().requires_grad_(True)
         dist = losses.pairwise_distance(emb, metric="euclidean")
-        total, n_active = form(
-            dist, positive, negative, margin, mining, per_anchor, int(per_anchor.max())
-        )
+        count_ap, count_an = form(dist.detach(), pos_index, pos_valid, negative, margin, mining)
+        weights = count_an.neg().scatter_add(1, pos_index, count_ap)
+        n_active = count_ap.sum()
+        total = (weights * dist).sum() + margin * n_active
         got = total / n_active if n_active else total
         assert_close(got, expected)
         if expected.item() > 0:
             torch.testing.assert_close(_grad(got, emb), expected_grad, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_positives_table_lists_each_anchors_other_rows_of_its_label(seed):
+    """Brute force: for every anchor, the real slots hold exactly the other rows with its
+    label, once each; padding slots are marked as such."""
+    from sk_dml.losses import _positives_table
+
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, [1, 2, 5, 30, 3, 8][seed], size=[1, 7, 20, 31, 2, 40][seed])
+    index, valid = _positives_table(torch.tensor(y))
+    expected_width = max(np.bincount(y)) - 1
+    assert index.shape == valid.shape == (len(y), expected_width)
+    for a in range(len(y)):
+        got = sorted(index[a][valid[a]].tolist())
+        assert got == [p for p in range(len(y)) if p != a and y[p] == y[a]]
 
 
 # ------------------------------------------------------- one source of truth per loss

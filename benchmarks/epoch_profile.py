@@ -1,0 +1,239 @@
+"""Where one epoch of ``TripletEmbedder.fit`` spends its time, against the network's floor.
+
+For each batch size and mining rule, in one process (2 torch threads, letter-sized data as
+in ``throughput.py``: 14,000 rows x 16 features, 26 classes; the default 512x512 -> 64 MLP):
+
+- **fit**: ``TripletEmbedder(mining=..., batch_size=B, early_stopping=False)`` fitted for 1
+  and for 5 epochs; the difference over 4 is the time of one epoch inside ``fit`` (sampling,
+  the steps, the end-of-epoch checks and hooks), the rest the fit's fixed cost (validation,
+  schema, encoding, network and optimizer construction, the collapse check at the end).
+- **parts**: one epoch of the fitted estimator's own trainer (its objective, optimizers and
+  sampler), run step by step with a clock between the parts: drawing the epoch's batches,
+  gathering a batch, the input layer, the network's forward pass, the loss's forward pass
+  (distances, mining and the loss), the loss's backward pass (to the embeddings), the
+  network's backward pass, zeroing the gradients and the optimizer's step, the loss's
+  bookkeeping. On the CPU every kernel runs when it is called, so a part's clock time is its
+  cost. The epoch inside ``fit`` minus the parts' sum is "hooks and the rest".
+- **floor**: the same MLP trained by a plain loop (``throughput.floor_seconds``) with torch's default AdamW on batches of
+  ``B`` rows gathered by index from a random permutation, with a trivial loss
+  (``emb.square().mean()``): no sampler, no mining, no metric loss. "floor, pre-sliced" skips
+  the gathering too (``throughput.py``'s floor).
+- **loss ops**: the torch operators that take most of the loss's forward and backward, from
+  ``torch.profiler`` (self CPU time).
+
+    python benchmarks/epoch_profile.py                 # B = 256 and 1024; ~3 minutes
+    python benchmarks/epoch_profile.py --batch-sizes 256 --minings semihard --epochs 2
+
+Writes benchmarks/results/epoch_profile.md and .csv (``--output`` to change the stem).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+import warnings
+from collections import defaultdict
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from throughput import floor_seconds, letter_like  # noqa: E402
+
+import sk_dml  # noqa: E402
+from sk_dml import TripletEmbedder  # noqa: E402
+from sk_dml.sampling import ClassBalancedBatchSampler  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+PARTS = [
+    "sampler", "gather", "input layer", "network forward", "loss forward", "loss backward",
+    "network backward", "optimizer", "bookkeeping",
+]  # fmt: skip
+
+
+def fitted(X, y, batch_size, mining, epochs):
+    """A fit of ``epochs`` epochs and its wall time."""
+    emb = TripletEmbedder(
+        mining=mining, batch_size=batch_size, max_epochs=epochs, early_stopping=False,
+        n_iter_no_change=epochs + 1, random_state=0,
+    )  # fmt: skip
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        emb.fit(X, y)
+    elapsed = time.perf_counter() - start
+    assert emb.n_iter_ == epochs
+    return emb, elapsed
+
+
+def staged_epoch(emb, X, y, batch_size, totals) -> None:
+    """One epoch of ``emb``'s trainer, each part's time added to ``totals`` (seconds)."""
+    trainer = emb._trainer
+    objective, module = trainer.objective, trainer.objective.module
+    X_t, y_t = torch.as_tensor(X), torch.as_tensor(y)
+    sampler = ClassBalancedBatchSampler(y, batch_size, emb.samples_per_class, random_state=0)
+    objective.train()
+    clock = time.perf_counter()
+
+    def lap(part):
+        nonlocal clock
+        now = time.perf_counter()
+        totals[part] += now - clock
+        clock = now
+
+    batches = list(sampler)
+    lap("sampler")
+    total = torch.zeros((), dtype=torch.float64)
+    for batch in batches:
+        index = torch.from_numpy(batch)
+        rows, codes = X_t[index], y_t[index]
+        lap("gather")
+        hidden = module.inputs(rows)
+        lap("input layer")
+        embeddings = module.body(hidden)
+        lap("network forward")
+        leaf = embeddings.detach().requires_grad_()
+        loss = objective.criterion(leaf, codes)
+        lap("loss forward")
+        loss.backward()
+        lap("loss backward")
+        embeddings.backward(leaf.grad)
+        lap("network backward")
+        for optimizer in trainer.optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        for optimizer in trainer.optimizers:
+            optimizer.step()
+        lap("optimizer")
+        total += loss.detach()
+        lap("bookkeeping")
+    float(total)
+
+
+def floor_epoch(X, batch_size, epochs, presliced: bool) -> float:
+    """Seconds per epoch of the plain loop (``throughput.floor_seconds``), after a warm-up."""
+    cpu = torch.device("cpu")
+    floor_seconds(X[:2000], batch_size, 1, cpu, presliced)
+    return floor_seconds(X, batch_size, epochs, cpu, presliced) / epochs
+
+
+def loss_ops(emb, X, y, batch_size, top) -> list[tuple[str, float]]:
+    """The ``top`` operators of the loss's forward + backward by self CPU time (ms per step)."""
+    criterion = emb._trainer.objective.criterion
+    sampler = ClassBalancedBatchSampler(y, batch_size, emb.samples_per_class, random_state=1)
+    batches = list(sampler)[:20]
+    with torch.no_grad():
+        inputs = [
+            (emb._trainer.objective.module(torch.as_tensor(X[b])), torch.as_tensor(y[b]))
+            for b in batches
+        ]
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        for embeddings, codes in inputs:
+            criterion(embeddings.requires_grad_(), codes).backward()
+    events = sorted(profile.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    return [(e.key, e.self_cpu_time_total / 1e3 / len(inputs)) for e in events[:top]]
+
+
+def profile_case(X, y, batch_size, mining, epochs) -> tuple[dict, list]:
+    _, one = fitted(X, y, batch_size, mining, 1)
+    emb, many = fitted(X, y, batch_size, mining, epochs + 1)
+    per_epoch = (many - one) / epochs
+    totals = defaultdict(float)
+    staged_epoch(emb, X, y, batch_size, defaultdict(float))  # warm-up
+    for _ in range(epochs):
+        staged_epoch(emb, X, y, batch_size, totals)
+    parts = {part: totals[part] / epochs for part in PARTS}
+    row = {
+        "batch_size": batch_size,
+        "mining": mining,
+        "fit_epoch_s": per_epoch,
+        "fit_fixed_s": one - per_epoch,
+        **{f"{part}_s": seconds for part, seconds in parts.items()},
+        "hooks_and_rest_s": per_epoch - sum(parts.values()),
+        "floor_epoch_s": floor_epoch(X, batch_size, epochs, presliced=False),
+        "floor_presliced_epoch_s": floor_epoch(X, batch_size, epochs, presliced=True),
+    }
+    return row, loss_ops(emb, X, y, batch_size, top=6)
+
+
+def markdown(rows: list[dict], ops: dict, args, wall: float) -> str:
+    lines = [
+        "# Where an epoch of `fit` goes",
+        "",
+        f"`python benchmarks/epoch_profile.py --batch-sizes {' '.join(map(str, args.batch_sizes))}"
+        f" --minings {' '.join(args.minings)} --epochs {args.epochs}` on {date.today()}: "
+        f"{platform.machine()}, 2 torch threads, torch {torch.__version__}, sk_dml "
+        f"{sk_dml.__version__}; {wall / 60:.1f} min. {args.rows:,} rows x 16 features, 26 "
+        "classes; `TripletEmbedder(early_stopping=False)`, the default 512x512 -> 64 MLP. "
+        "The protocol is in the docstring of benchmarks/epoch_profile.py.",
+        "",
+        "Milliseconds per epoch; each part's share of the epoch inside `fit` in brackets. "
+        "floor / fit is the floor's epoch time over the fit's: 1.00 would be the network's "
+        "own speed.",
+        "",
+    ]
+    header = [f"B={r['batch_size']} {r['mining']}" for r in rows]
+    lines += ["| part | " + " | ".join(header) + " |", "|---|" + "--:|" * len(rows)]
+
+    def line(label, key, share=True):
+        cells = []
+        for r in rows:
+            ms = r[key] * 1e3
+            cells.append(f"{ms:,.1f} ({r[key] / r['fit_epoch_s']:.0%})" if share else f"{ms:,.1f}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+
+    for part in PARTS:
+        line(part, f"{part}_s")
+    line("hooks and the rest", "hooks_and_rest_s")
+    line("**epoch inside fit**", "fit_epoch_s", share=False)
+    line("fit's fixed cost (once per fit)", "fit_fixed_s", share=False)
+    line("floor (gathered batches)", "floor_epoch_s", share=False)
+    line("floor, pre-sliced", "floor_presliced_epoch_s", share=False)
+    lines.append(
+        "| **floor / fit** | "
+        + " | ".join(f"**{r['floor_epoch_s'] / r['fit_epoch_s']:.2f}**" for r in rows)
+        + " |"
+    )
+    lines += ["", "## The loss's largest operators (forward + backward, self CPU ms per step)", ""]
+    for name in header:
+        listed = ", ".join(f"`{op}` {ms:.3f}" for op, ms in ops[name])
+        lines.append(f"- {name}: {listed}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 1024])
+    parser.add_argument("--minings", nargs="+", default=["semihard", "batch_hard", "all"])
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--rows", type=int, default=14000)
+    parser.add_argument("--output", default=str(RESULTS / "epoch_profile"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    X, y = letter_like(n=args.rows)
+    start = time.perf_counter()
+    fitted(X[:2000], y[:2000], 256, "semihard", 1)  # a warmed-up process
+    rows, ops = [], {}
+    for batch_size in args.batch_sizes:
+        for mining in args.minings:
+            row, top = profile_case(X, y, batch_size, mining, args.epochs)
+            rows.append(row)
+            ops[f"B={batch_size} {mining}"] = top
+            print(
+                f"B={batch_size} {mining}: fit epoch {row['fit_epoch_s'] * 1e3:.1f} ms, floor "
+                f"{row['floor_epoch_s'] * 1e3:.1f} ms",
+                flush=True,
+            )
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(output.with_suffix(".csv"), index=False)
+    text = markdown(rows, ops, args, time.perf_counter() - start)
+    output.with_suffix(".md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
