@@ -14,10 +14,10 @@ in ``throughput.py``: 14,000 rows x 16 features, 26 classes; the default 512x512
   network's backward pass, zeroing the gradients and the optimizer's step, the loss's
   bookkeeping. On the CPU every kernel runs when it is called, so a part's clock time is its
   cost. The epoch inside ``fit`` minus the parts' sum is "hooks and the rest".
-- **floor**: the same MLP trained by a plain loop (``throughput.floor_seconds``) with torch's default AdamW on batches of
-  ``B`` rows gathered by index from a random permutation, with a trivial loss
-  (``emb.square().mean()``): no sampler, no mining, no metric loss. "floor, pre-sliced" skips
-  the gathering too (``throughput.py``'s floor).
+- **floor**: the same MLP trained by a plain loop (``throughput.floor_seconds``) with torch's
+  default AdamW on batches of ``B`` rows gathered by index from a random permutation, with a
+  trivial loss (``emb.square().mean()``): no sampler, no mining, no metric loss. "floor,
+  pre-sliced" skips the gathering too.
 - **loss ops**: the torch operators that take most of the loss's forward and backward, from
   ``torch.profiler`` (self CPU time).
 
