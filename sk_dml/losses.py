@@ -20,7 +20,9 @@ ranges and defaults once, for the function and the estimators alike.
 from __future__ import annotations
 
 import math
+import sys
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -202,9 +204,9 @@ def _positives_table(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 #: The per-anchor form compares each positive pair with its anchor's whole row (B x M x B
-#: comparisons); above these sizes ranking costs less (benchmarks/results/epoch_profile.md).
-_PER_ANCHOR_MAX_WIDTH = 8  # "all" and "hard": one comparison per element
-_PER_ANCHOR_MAX_SEMIHARD = 1 << 23  # B * B * M elements; ranking takes two searches here
+#: comparisons): the cheapest up to this many positives per anchor M, sorting or ranking
+#: above (benchmarks/results/epoch_profile.md).
+_PER_ANCHOR_MAX_WIDTH = 8
 
 
 @torch.no_grad()
@@ -214,16 +216,16 @@ def _window_weights(dist, pos_index, pos_valid, negative, margin, mining):
 
     W_ap is the number of negatives in the window of the positive pair (a, p) and -W_an the
     number of windows of anchor a that hold the negative n (window membership is piecewise
-    constant, so the sum is linear in D with these counts, found without autograd). Both
-    forms are exact: comparing each pair with every negative costs less for few positives
-    per anchor (class-balanced batches), ranking otherwise.
+    constant, so the sum is linear in D with these counts, found without autograd). The
+    three forms count exactly alike; which costs least depends on M, the most positives an
+    anchor has: comparing each pair with every negative for few (class-balanced batches of
+    many classes), else sorting each anchor's negatives for the semi-hard window (two
+    bounds) and ranking them among the sorted positives for the others (one bound).
     """
-    width = pos_index.shape[1]
-    if mining == "semihard":
-        per_anchor = len(dist) ** 2 * width <= _PER_ANCHOR_MAX_SEMIHARD
+    if pos_index.shape[1] <= _PER_ANCHOR_MAX_WIDTH:
+        form = _window_counts_per_anchor
     else:
-        per_anchor = width <= _PER_ANCHOR_MAX_WIDTH
-    form = _window_counts_per_anchor if per_anchor else _window_counts_ranked
+        form = _window_counts_sorted if mining == "semihard" else _window_counts_ranked
     count_ap, count_an = form(dist, pos_index, pos_valid, negative, margin, mining)
     weights = count_an.neg_().scatter_add_(1, pos_index, count_ap)
     # Summed in float64: there may be more triplets than float32 counts exactly.
@@ -244,6 +246,50 @@ def _window_counts_per_anchor(dist, pos_index, pos_valid, negative, margin, mini
     # Converting once and summing floats is twice as fast as two converting sums.
     in_window = in_window.to(dist.dtype)
     return in_window.sum(2), in_window.sum(1)
+
+
+def _window_counts_sorted(dist, pos_index, pos_valid, negative, margin, mining):
+    """The counts of :func:`_window_counts_per_anchor`, from each anchor's negatives sorted
+    by distance: O(B^2 log B) time, O(B^2) memory, whatever the number of positives.
+
+    Each window is then a run of consecutive sorted negatives, found by binary search of its
+    two bounds (the very values the mining rule compares with): c_ap is the run's length, and
+    c_an the number of runs covering n's position (a prefix sum of +1 at each run's start and
+    -1 at its stop), put back in the original order.
+    """
+    batch, width = pos_index.shape
+    low, high = triplet_window(dist.gather(1, pos_index), margin, mining)  # (B, M)
+    high = high.masked_fill(~pos_valid, float("-inf"))  # padding slots: an empty run
+    ranked, order = _sorted_negatives(dist, negative)
+    start = torch.searchsorted(ranked, low.contiguous(), right=True)  # first above low
+    stop = torch.searchsorted(ranked, high.contiguous(), right=False)  # first at or above high
+    count_ap = (stop - start).clamp_min_(0)
+    runs = (count_ap > 0).to(dist.dtype)
+    edges = torch.zeros(batch, batch + 1, dtype=dist.dtype, device=dist.device)
+    edges.scatter_add_(1, start, runs).scatter_add_(1, stop, -runs)
+    count_sorted = edges[:, :batch].cumsum_(1)
+    count_an = torch.empty_like(count_sorted).scatter_(1, order, count_sorted)
+    return count_ap.to(dist.dtype), count_an
+
+
+def _sorted_negatives(dist, negative) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each anchor's row of distances sorted, non-negatives last (as inf), and the order:
+    ``where(negative, dist, inf).sort(dim=1)`` for non-negative distances. On the CPU,
+    float32 rows are sorted as 64-bit keys (a value's bits, then its column) by NumPy's
+    vectorised sort, five times faster there than torch's sort; equal values may come in
+    another order, which no count depends on."""
+    if dist.device.type != "cpu" or dist.dtype != torch.float32 or sys.byteorder != "little":
+        return torch.where(negative, dist, float("inf")).sort(dim=1)
+    width = dist.shape[1]
+    # The bits of a non-negative float32 (inf included) order like the floats themselves;
+    # clearing the sign bit makes -0.0 the 0.0 it equals.
+    bits = np.where(negative.numpy(), dist.numpy().view(np.uint32) & 0x7FFFFFFF, 0x7F800000)
+    keys = (bits.astype(np.uint64) << np.uint64(32)) | np.arange(width, dtype=np.uint64)
+    keys.sort(axis=1)
+    words = keys.view(np.uint32)  # little-endian: (column, value bits) per key
+    ranked = torch.from_numpy(words[:, 1::2].view(np.float32).copy())
+    order = torch.from_numpy(words[:, 0::2].astype(np.int64))
+    return ranked, order
 
 
 def _window_counts_ranked(dist, pos_index, pos_valid, negative, margin, mining):

@@ -135,10 +135,13 @@ def hardest_pairs(
     pos_idx, neg_idx : (B,) their indices
     valid : (B,) bool, anchors that have at least one positive and one negative
     """
-    positive, negative = pair_masks(labels)
-    d_pos, pos_idx = dist.masked_fill(~positive, float("-inf")).max(dim=1)
-    d_neg, neg_idx = dist.masked_fill(~negative, float("inf")).min(dim=1)
-    valid = positive.any(dim=1) & negative.any(dim=1)
+    labels = torch.as_tensor(labels, device=dist.device)
+    same = labels.unsqueeze(0) == labels.unsqueeze(1)
+    positives = torch.where(same, dist, float("-inf")).fill_diagonal_(float("-inf"))
+    d_pos, pos_idx = positives.max(dim=1)
+    d_neg, neg_idx = torch.where(same, float("inf"), dist).min(dim=1)
+    n_same = same.sum(1)  # the anchor itself included
+    valid = (n_same > 1) & (n_same < len(labels))
     return d_pos, d_neg, pos_idx, neg_idx, valid
 
 

@@ -552,7 +552,11 @@ def test_triplet_window_forms_match_brute_force_and_gradient(mining, n_classes, 
     labels = torch.tensor(y)
     pos_index, pos_valid = losses._positives_table(labels)
     negative = labels.unsqueeze(0) != labels.unsqueeze(1)
-    for form in (losses._window_counts_per_anchor, losses._window_counts_ranked):
+    for form in (
+        losses._window_counts_per_anchor,
+        losses._window_counts_ranked,
+        losses._window_counts_sorted,
+    ):
         emb = emb0.clone().requires_grad_(True)
         dist = losses.pairwise_distance(emb, metric="euclidean")
         count_ap, count_an = form(dist.detach(), pos_index, pos_valid, negative, margin, mining)
@@ -563,6 +567,46 @@ def test_triplet_window_forms_match_brute_force_and_gradient(mining, n_classes, 
         assert_close(got, expected)
         if expected.item() > 0:
             torch.testing.assert_close(_grad(got, emb), expected_grad, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("mining", ["all", "semihard", "hard"])
+@pytest.mark.parametrize("n_classes", [3, 12])
+def test_triplet_window_forms_count_identically_in_float32(mining, n_classes):
+    """In float32 on the CPU the sorted form sorts with NumPy (64-bit keys): on distances
+    with many exact ties, and with negative zeros, every form must count the same."""
+    from sk_dml import losses
+
+    emb, y = random_batch(7 + n_classes, n=40, dim=3, n_classes=n_classes)
+    emb = ((emb * 2).round() / 2).to(torch.float32)  # a grid: many equal distances
+    dist = losses.pairwise_distance(emb, metric="euclidean")
+    dist[dist == 0] = -0.0
+    labels = torch.tensor(y)
+    tables = losses._positives_table(labels)
+    negative = labels.unsqueeze(0) != labels.unsqueeze(1)
+    expected = losses._window_counts_per_anchor(dist, *tables, negative, 0.5, mining)
+    for form in (losses._window_counts_ranked, losses._window_counts_sorted):
+        got = form(dist, *tables, negative, 0.5, mining)
+        for g, e in zip(got, expected, strict=True):
+            torch.testing.assert_close(g, e, rtol=0, atol=0)
+
+
+def test_sorted_negatives_sorts_each_row_as_torch_does():
+    """NumPy's key sort gives torch's sorted values (non-negatives as inf, -0.0 as 0) and an
+    order that points at them."""
+    from sk_dml.losses import _sorted_negatives
+
+    gen = torch.Generator().manual_seed(0)
+    dist = (torch.randint(0, 4, (30, 30), generator=gen) / 4).float()
+    dist[dist == 0] = -0.0
+    dist[0, :5] = float("inf")
+    negative = torch.rand(30, 30, generator=gen) > 0.3
+    ranked, order = _sorted_negatives(dist, negative)
+    expected = torch.where(negative, dist, float("inf")).sort(dim=1).values
+    torch.testing.assert_close(ranked, expected, rtol=0, atol=0)
+    assert (order.sort(dim=1).values == torch.arange(30)).all()  # a permutation per row
+    torch.testing.assert_close(
+        torch.where(negative, dist, float("inf")).gather(1, order), expected, rtol=0, atol=0
+    )
 
 
 @pytest.mark.parametrize("seed", range(6))
