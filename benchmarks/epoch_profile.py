@@ -21,16 +21,19 @@ in ``throughput.py``: 14,000 rows x 16 features, 26 classes; the default 512x512
 - **loss ops**: the torch operators that take most of the loss's forward and backward, from
   ``torch.profiler`` (self CPU time).
 
-    python benchmarks/epoch_profile.py                 # B = 256 and 1024; ~3 minutes
-    python benchmarks/epoch_profile.py --batch-sizes 256 --minings semihard --epochs 2
+    python benchmarks/epoch_profile.py                 # B = 256 and 1024; ~6 minutes
+    python benchmarks/epoch_profile.py --batch-sizes 256 --minings semihard --epochs 2 --rounds 1
 
-Writes benchmarks/results/epoch_profile.md and .csv (``--output`` to change the stem).
+Writes benchmarks/results/epoch_profile.md and .csv (``--output`` to change the stem);
+``--before CSV`` adds a comparison with an earlier run's CSV (e.g. the same script run on an
+older checkout, ``PYTHONPATH=<old checkout> python benchmarks/epoch_profile.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import subprocess
 import sys
 import time
 import warnings
@@ -137,26 +140,67 @@ def loss_ops(emb, X, y, batch_size, top) -> list[tuple[str, float]]:
     return [(e.key, e.self_cpu_time_total / 1e3 / len(inputs)) for e in events[:top]]
 
 
-def profile_case(X, y, batch_size, mining, epochs) -> tuple[dict, list]:
-    _, one = fitted(X, y, batch_size, mining, 1)
-    emb, many = fitted(X, y, batch_size, mining, epochs + 1)
-    per_epoch = (many - one) / epochs
-    totals = defaultdict(float)
-    staged_epoch(emb, X, y, batch_size, defaultdict(float))  # warm-up
-    for _ in range(epochs):
-        staged_epoch(emb, X, y, batch_size, totals)
-    parts = {part: totals[part] / epochs for part in PARTS}
-    row = {
-        "batch_size": batch_size,
-        "mining": mining,
-        "fit_epoch_s": per_epoch,
-        "fit_fixed_s": one - per_epoch,
-        **{f"{part}_s": seconds for part, seconds in parts.items()},
-        "hooks_and_rest_s": per_epoch - sum(parts.values()),
-        "floor_epoch_s": floor_epoch(X, batch_size, epochs, presliced=False),
-        "floor_presliced_epoch_s": floor_epoch(X, batch_size, epochs, presliced=True),
-    }
+def profile_case(X, y, batch_size, mining, epochs, rounds) -> tuple[dict, list]:
+    """The medians over ``rounds`` rounds, each timing every quantity once in turn."""
+    measured = []
+    for _ in range(rounds):
+        _, one = fitted(X, y, batch_size, mining, 1)
+        emb, many = fitted(X, y, batch_size, mining, epochs + 1)
+        per_epoch = (many - one) / epochs
+        totals = defaultdict(float)
+        staged_epoch(emb, X, y, batch_size, defaultdict(float))  # warm-up
+        for _ in range(epochs):
+            staged_epoch(emb, X, y, batch_size, totals)
+        parts = {part: totals[part] / epochs for part in PARTS}
+        measured.append({
+            "fit_epoch_s": per_epoch,
+            "fit_fixed_s": one - per_epoch,
+            **{f"{part}_s": seconds for part, seconds in parts.items()},
+            "hooks_and_rest_s": per_epoch - sum(parts.values()),
+            "floor_epoch_s": floor_epoch(X, batch_size, epochs, presliced=False),
+            "floor_presliced_epoch_s": floor_epoch(X, batch_size, epochs, presliced=True),
+        })  # fmt: skip
+    row = {"batch_size": batch_size, "mining": mining, **pd.DataFrame(measured).median()}
     return row, loss_ops(emb, X, y, batch_size, top=6)
+
+
+def commit() -> str:
+    """The git commit of the sk_dml package that ran (``+changes`` if its tree was edited)."""
+    package = Path(sk_dml.__file__).parent
+    git = ["git", "-C", str(package)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run([*git, "status", "--porcelain", "."], capture_output=True, text=True)
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+
+
+def comparison(rows: list[dict], before: pd.DataFrame) -> list[str]:
+    """Lines comparing this run with an earlier one (``--before``, its CSV)."""
+    lines = [
+        "",
+        "## Against the earlier run",
+        "",
+        "The same script on the code before this change (its CSV: `--before`). Milliseconds "
+        "per epoch.",
+        "",
+        "| case | loss forward + backward, before | after | epoch inside fit, before | after "
+        "| floor / fit, before | after |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    earlier = before.set_index(["batch_size", "mining"])
+    for r in rows:
+        key = (r["batch_size"], r["mining"])
+        if key not in earlier.index:
+            continue
+        b = earlier.loc[key]
+        lines.append(
+            f"| B={key[0]} {key[1]} | "
+            f"{(b['loss forward_s'] + b['loss backward_s']) * 1e3:,.1f} | "
+            f"{(r['loss forward_s'] + r['loss backward_s']) * 1e3:,.1f} | "
+            f"{b['fit_epoch_s'] * 1e3:,.1f} | {r['fit_epoch_s'] * 1e3:,.1f} | "
+            f"{b['floor_epoch_s'] / b['fit_epoch_s']:.2f} | "
+            f"**{r['floor_epoch_s'] / r['fit_epoch_s']:.2f}** |"
+        )
+    return lines
 
 
 def markdown(rows: list[dict], ops: dict, args, wall: float) -> str:
@@ -164,13 +208,15 @@ def markdown(rows: list[dict], ops: dict, args, wall: float) -> str:
         "# Where an epoch of `fit` goes",
         "",
         f"`python benchmarks/epoch_profile.py --batch-sizes {' '.join(map(str, args.batch_sizes))}"
-        f" --minings {' '.join(args.minings)} --epochs {args.epochs}` on {date.today()}: "
+        f" --minings {' '.join(args.minings)} --epochs {args.epochs} --rounds {args.rounds}` on "
+        f"{date.today()}: "
         f"{platform.machine()}, 2 torch threads, torch {torch.__version__}, sk_dml "
-        f"{sk_dml.__version__}; {wall / 60:.1f} min. {args.rows:,} rows x 16 features, 26 "
-        "classes; `TripletEmbedder(early_stopping=False)`, the default 512x512 -> 64 MLP. "
+        f"{sk_dml.__version__} at commit {commit()}; {wall / 60:.1f} min. {args.rows:,} rows "
+        "x 16 features, 26 classes; `TripletEmbedder(early_stopping=False)`, the default 512x512 -> 64 MLP. "
         "The protocol is in the docstring of benchmarks/epoch_profile.py.",
         "",
-        "Milliseconds per epoch; each part's share of the epoch inside `fit` in brackets. "
+        f"Milliseconds per epoch, medians of {args.rounds} rounds; each part's share of the "
+        "epoch inside `fit` in brackets. "
         "floor / fit is the floor's epoch time over the fit's: 1.00 would be the network's "
         "own speed.",
         "",
@@ -201,6 +247,8 @@ def markdown(rows: list[dict], ops: dict, args, wall: float) -> str:
     for name in header:
         listed = ", ".join(f"`{op}` {ms:.3f}" for op, ms in ops[name])
         lines.append(f"- {name}: {listed}")
+    if args.before:
+        lines += comparison(rows, pd.read_csv(args.before))
     return "\n".join(lines) + "\n"
 
 
@@ -209,8 +257,10 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 1024])
     parser.add_argument("--minings", nargs="+", default=["semihard", "batch_hard", "all"])
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rows", type=int, default=14000)
     parser.add_argument("--output", default=str(RESULTS / "epoch_profile"))
+    parser.add_argument("--before", help="the CSV of an earlier run, to compare with")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     X, y = letter_like(n=args.rows)
@@ -219,7 +269,7 @@ def main(argv=None) -> None:
     rows, ops = [], {}
     for batch_size in args.batch_sizes:
         for mining in args.minings:
-            row, top = profile_case(X, y, batch_size, mining, args.epochs)
+            row, top = profile_case(X, y, batch_size, mining, args.epochs, args.rounds)
             rows.append(row)
             ops[f"B={batch_size} {mining}"] = top
             print(
