@@ -3,17 +3,19 @@
 For each batch size and mining rule, in one process (2 torch threads, letter-sized data as
 in ``throughput.py``: 14,000 rows x 16 features, 26 classes; the default 512x512 -> 64 MLP):
 
-- **fit**: ``TripletEmbedder(mining=..., batch_size=B, early_stopping=False)`` fitted for 1
-  and for 5 epochs; the difference over 4 is the time of one epoch inside ``fit`` (sampling,
-  the steps, the end-of-epoch checks and hooks), the rest the fit's fixed cost (validation,
-  schema, encoding, network and optimizer construction, the collapse check at the end).
-- **parts**: one epoch of the fitted estimator's own trainer (its objective, optimizers and
-  sampler), run step by step with a clock between the parts: drawing the epoch's batches,
-  gathering a batch, the input layer, the network's forward pass, the loss's forward pass
-  (distances, mining and the loss), the loss's backward pass (to the embeddings), the
-  network's backward pass, zeroing the gradients and the optimizer's step, the loss's
-  bookkeeping. On the CPU every kernel runs when it is called, so a part's clock time is its
-  cost. The epoch inside ``fit`` minus the parts' sum is "hooks and the rest".
+- **fit**: ``TripletEmbedder(mining=..., batch_size=B, early_stopping=False)`` fitted for
+  ``--epochs`` epochs. The epoch inside ``fit`` is the trainer's run (``Trainer.run``:
+  drawing each epoch's batches, the steps, the epoch-end checks, the hooks) over the number
+  of epochs; the rest of ``fit`` is its fixed cost (validation, schema, encoding, network and
+  optimizer construction).
+- **parts**: during that fit, its epochs run step by step with a clock between the parts
+  (a copy of ``sk_dml._training._train_one_epoch`` with clocks, patched in): gathering a
+  batch, the input layer, the network's forward pass, the loss's forward pass (distances,
+  mining and the loss), the loss's backward pass (to the embeddings), the network's backward
+  pass, zeroing the gradients and the optimizer's step, the loss's bookkeeping, and the
+  epoch-end check of the weights. On the CPU every kernel runs when it is called, so a
+  part's clock time is its cost. The epoch minus the parts' sum is "sampler, hooks and the
+  rest" (drawing the batches, the early-stopping bookkeeping, the progress bar).
 - **floor**: the same MLP trained by a plain loop (``throughput.floor_seconds``) with torch's
   default AdamW on batches of ``B`` rows gathered by index from a random permutation, with a
   trivial loss (``emb.square().mean()``): no sampler, no mining, no metric loss. "floor,
@@ -32,6 +34,7 @@ older checkout, ``PYTHONPATH=<old checkout> python benchmarks/epoch_profile.py``
 from __future__ import annotations
 
 import argparse
+import functools
 import platform
 import subprocess
 import sys
@@ -40,6 +43,7 @@ import warnings
 from collections import defaultdict
 from datetime import date
 from pathlib import Path
+from unittest import mock
 
 import pandas as pd
 import torch
@@ -48,37 +52,51 @@ sys.path.insert(0, str(Path(__file__).parent))
 from throughput import floor_seconds, letter_like  # noqa: E402
 
 import sk_dml  # noqa: E402
-from sk_dml import TripletEmbedder  # noqa: E402
+from sk_dml import TripletEmbedder, _training  # noqa: E402
+from sk_dml.nets import dropout_generator  # noqa: E402
 from sk_dml.sampling import ClassBalancedBatchSampler  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 PARTS = [
-    "sampler", "gather", "input layer", "network forward", "loss forward", "loss backward",
-    "network backward", "optimizer", "bookkeeping",
+    "gather", "input layer", "network forward", "loss forward", "loss backward",
+    "network backward", "optimizer", "bookkeeping", "epoch-end check",
 ]  # fmt: skip
 
 
-def fitted(X, y, batch_size, mining, epochs):
-    """A fit of ``epochs`` epochs and its wall time."""
+def profiled_fit(X, y, batch_size, mining, epochs) -> tuple:
+    """A fit whose epochs are timed part by part: (estimator, fit seconds, run seconds,
+    {part: seconds over all epochs})."""
+    totals, runs = defaultdict(float), []
+    run = _training.Trainer.run
+
+    def timed_run(*args, **kwargs):
+        start = time.perf_counter()
+        run(*args, **kwargs)
+        runs.append(time.perf_counter() - start)
+
     emb = TripletEmbedder(
         mining=mining, batch_size=batch_size, max_epochs=epochs, early_stopping=False,
         n_iter_no_change=epochs + 1, random_state=0,
     )  # fmt: skip
-    start = time.perf_counter()
-    with warnings.catch_warnings():
+    patches = {"_train_one_epoch": functools.partial(staged_epoch, totals)}
+    with (
+        mock.patch.multiple(_training, **patches),
+        mock.patch.object(_training.Trainer, "run", timed_run),
+        warnings.catch_warnings(),
+    ):
         warnings.simplefilter("ignore")
+        start = time.perf_counter()
         emb.fit(X, y)
-    elapsed = time.perf_counter() - start
+        elapsed = time.perf_counter() - start
     assert emb.n_iter_ == epochs
-    return emb, elapsed
+    return emb, elapsed, runs[0], totals
 
 
-def staged_epoch(emb, X, y, batch_size, totals) -> None:
-    """One epoch of ``emb``'s trainer, each part's time added to ``totals`` (seconds)."""
-    trainer = emb._trainer
-    objective, module = trainer.objective, trainer.objective.module
-    X_t, y_t = torch.as_tensor(X), torch.as_tensor(y)
-    sampler = ClassBalancedBatchSampler(y, batch_size, emb.samples_per_class, random_state=0)
+def staged_epoch(totals, objective, X, y, batches, optimizers, group, generator) -> float:
+    """``sk_dml._training._train_one_epoch`` (one process, no group) with a clock between the
+    parts, each part's seconds added to ``totals``."""
+    assert group is None
+    module, criterion = objective.module, objective.criterion
     objective.train()
     clock = time.perf_counter()
 
@@ -88,32 +106,35 @@ def staged_epoch(emb, X, y, batch_size, totals) -> None:
         totals[part] += now - clock
         clock = now
 
-    batches = list(sampler)
-    lap("sampler")
-    total = torch.zeros((), dtype=torch.float64)
+    total = torch.zeros((), dtype=torch.float64, device=X.device)
     for batch in batches:
-        index = torch.from_numpy(batch)
-        rows, codes = X_t[index], y_t[index]
+        index = torch.from_numpy(batch).to(X.device, non_blocking=True)
+        rows, codes = X[index], y[index]
         lap("gather")
-        hidden = module.inputs(rows)
-        lap("input layer")
-        embeddings = module.body(hidden)
-        lap("network forward")
+        with dropout_generator(generator):
+            hidden = module.inputs(rows)
+            lap("input layer")
+            embeddings = module.body(hidden)
+            lap("network forward")
         leaf = embeddings.detach().requires_grad_()
-        loss = objective.criterion(leaf, codes)
+        loss = criterion(leaf, codes)
         lap("loss forward")
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
         loss.backward()
         lap("loss backward")
         embeddings.backward(leaf.grad)
         lap("network backward")
-        for optimizer in trainer.optimizers:
-            optimizer.zero_grad(set_to_none=True)
-        for optimizer in trainer.optimizers:
+        for optimizer in optimizers:
             optimizer.step()
         lap("optimizer")
         total += loss.detach()
         lap("bookkeeping")
-    float(total)
+    for weight in objective.parameters():
+        total += (weight.detach() - weight.detach()).sum()
+    mean = float(total) / max(len(batches), 1)
+    lap("epoch-end check")
+    return mean
 
 
 def floor_epoch(X, batch_size, epochs, presliced: bool) -> float:
@@ -144,17 +165,12 @@ def profile_case(X, y, batch_size, mining, epochs, rounds) -> tuple[dict, list]:
     """The medians over ``rounds`` rounds, each timing every quantity once in turn."""
     measured = []
     for _ in range(rounds):
-        _, one = fitted(X, y, batch_size, mining, 1)
-        emb, many = fitted(X, y, batch_size, mining, epochs + 1)
-        per_epoch = (many - one) / epochs
-        totals = defaultdict(float)
-        staged_epoch(emb, X, y, batch_size, defaultdict(float))  # warm-up
-        for _ in range(epochs):
-            staged_epoch(emb, X, y, batch_size, totals)
+        emb, fit_time, run_time, totals = profiled_fit(X, y, batch_size, mining, epochs)
+        per_epoch = run_time / epochs
         parts = {part: totals[part] / epochs for part in PARTS}
         measured.append({
             "fit_epoch_s": per_epoch,
-            "fit_fixed_s": one - per_epoch,
+            "fit_fixed_s": fit_time - run_time,
             **{f"{part}_s": seconds for part, seconds in parts.items()},
             "hooks_and_rest_s": per_epoch - sum(parts.values()),
             "floor_epoch_s": floor_epoch(X, batch_size, epochs, presliced=False),
@@ -212,7 +228,8 @@ def markdown(rows: list[dict], ops: dict, args, wall: float) -> str:
         f"{date.today()}: "
         f"{platform.machine()}, 2 torch threads, torch {torch.__version__}, sk_dml "
         f"{sk_dml.__version__} at commit {commit()}; {wall / 60:.1f} min. {args.rows:,} rows "
-        "x 16 features, 26 classes; `TripletEmbedder(early_stopping=False)`, the default 512x512 -> 64 MLP. "
+        "x 16 features, 26 classes; `TripletEmbedder(early_stopping=False)`, the default "
+        "512x512 -> 64 MLP. "
         "The protocol is in the docstring of benchmarks/epoch_profile.py.",
         "",
         f"Milliseconds per epoch, medians of {args.rounds} rounds; each part's share of the "
@@ -233,7 +250,7 @@ def markdown(rows: list[dict], ops: dict, args, wall: float) -> str:
 
     for part in PARTS:
         line(part, f"{part}_s")
-    line("hooks and the rest", "hooks_and_rest_s")
+    line("sampler, hooks and the rest", "hooks_and_rest_s")
     line("**epoch inside fit**", "fit_epoch_s", share=False)
     line("fit's fixed cost (once per fit)", "fit_fixed_s", share=False)
     line("floor (gathered batches)", "floor_epoch_s", share=False)
@@ -265,7 +282,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(2)
     X, y = letter_like(n=args.rows)
     start = time.perf_counter()
-    fitted(X[:2000], y[:2000], 256, "semihard", 1)  # a warmed-up process
+    profiled_fit(X[:2000], y[:2000], 256, "semihard", 1)  # a warmed-up process
     rows, ops = [], {}
     for batch_size in args.batch_sizes:
         for mining in args.minings:

@@ -25,7 +25,7 @@ is PML's time over sk_dml's.
 first call of a fresh process, where both pay torch's one-off costs (the first optimizer
 imports ``torch._dynamo``).
 
-    python benchmarks/throughput.py [--device cpu|cuda] [--batch-size 256] [--epochs 3]
+    python benchmarks/throughput.py [--device cpu|cuda] [--batch-size 256] [--epochs 5]
 
 Writes benchmarks/results/throughput_<device>.md and .csv.
 """
@@ -264,7 +264,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rows", type=int, default=14000)
     parser.add_argument("--skip-pml", action="store_true")
