@@ -207,6 +207,10 @@ def _positives_table(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 #: comparisons): the cheapest up to this many positives per anchor M, sorting or ranking
 #: above (benchmarks/results/epoch_profile.md).
 _PER_ANCHOR_MAX_WIDTH = 8
+#: Sorting each anchor's negatives pays for the semi-hard window up to rows of this length:
+#: NumPy sorts rows of up to 256 keys with a vectorised network, longer ones 5-10x slower
+#: per key, and ranking costs less then.
+_SORTED_MAX_BATCH = 256
 
 
 @torch.no_grad()
@@ -220,12 +224,15 @@ def _window_weights(dist, pos_index, pos_valid, negative, margin, mining):
     three forms count exactly alike; which costs least depends on M, the most positives an
     anchor has: comparing each pair with every negative for few (class-balanced batches of
     many classes), else sorting each anchor's negatives for the semi-hard window (two
-    bounds) and ranking them among the sorted positives for the others (one bound).
+    bounds) in batches of up to 256 rows, and ranking them among the sorted positives
+    otherwise.
     """
     if pos_index.shape[1] <= _PER_ANCHOR_MAX_WIDTH:
         form = _window_counts_per_anchor
+    elif mining == "semihard" and len(dist) <= _SORTED_MAX_BATCH:
+        form = _window_counts_sorted
     else:
-        form = _window_counts_sorted if mining == "semihard" else _window_counts_ranked
+        form = _window_counts_ranked
     count_ap, count_an = form(dist, pos_index, pos_valid, negative, margin, mining)
     weights = count_an.neg_().scatter_add_(1, pos_index, count_ap)
     # Summed in float64: there may be more triplets than float32 counts exactly.
