@@ -23,21 +23,26 @@ in ``throughput.py``: 14,000 rows x 16 features, 26 classes; the default 512x512
 - **loss ops**: the torch operators that take most of the loss's forward and backward, from
   ``torch.profiler`` (self CPU time).
 
-    python benchmarks/epoch_profile.py                 # B = 256 and 1024; ~6 minutes
+    python benchmarks/epoch_profile.py                 # B = 256 and 1024; ~4 minutes
+    python benchmarks/epoch_profile.py --compare-with ../old-checkout   # ~9 minutes
     python benchmarks/epoch_profile.py --batch-sizes 256 --minings semihard --epochs 2 --rounds 1
 
 Writes benchmarks/results/epoch_profile.md and .csv (``--output`` to change the stem);
-``--before CSV`` adds a comparison with an earlier run's CSV (e.g. the same script run on an
-older checkout, ``PYTHONPATH=<old checkout> python benchmarks/epoch_profile.py``).
+``--compare-with CHECKOUT`` profiles each case with the sk_dml of another checkout too (a
+git worktree of an older commit), in a subprocess run just before it, and adds a comparison:
+the machine's speed drifts over minutes, so the two are measured side by side, case by
+case, and compared as multiples of their own floor.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from collections import defaultdict
@@ -189,17 +194,36 @@ def commit() -> str:
     return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
 
 
+def other_checkout(checkout: str, batch_size: int, mining: str, args) -> dict:
+    """The profile of one case with the sk_dml of ``checkout`` (this script in a subprocess
+    whose ``import sk_dml`` finds that checkout first)."""
+    with tempfile.TemporaryDirectory() as folder:
+        stem = Path(folder) / "case"
+        subprocess.run(
+            [sys.executable, __file__, "--batch-sizes", str(batch_size), "--minings", mining,
+             "--epochs", str(args.epochs), "--rounds", str(args.rounds), "--rows",
+             str(args.rows), "--output", str(stem)],
+            cwd=checkout, env={**os.environ, "PYTHONPATH": checkout}, check=True,
+            capture_output=True,
+        )  # fmt: skip
+        row = pd.read_csv(stem.with_suffix(".csv")).iloc[0].to_dict()
+        row["commit"] = stem.with_suffix(".md").read_text().split(" at commit ")[1].split(";")[0]
+    return row
+
+
 def comparison(rows: list[dict], before: pd.DataFrame) -> list[str]:
-    """Lines comparing this run with an earlier one (``--before``, its CSV)."""
+    """Lines comparing this run with the other checkout's (``--compare-with``), in ratios
+    to each one's own floor."""
     lines = [
         "",
         "## Against the earlier run",
         "",
-        "The same script on the code before this change (its CSV: `--before`). Milliseconds "
-        "per epoch.",
+        f"Each case profiled with the sk_dml at commit {before['commit'].iloc[0]} too, just "
+        "before this one (`--compare-with`; its rows are in the CSV with `checkout` = "
+        "`other`), as multiples of each one's own floor epoch.",
         "",
-        "| case | loss forward + backward, before | after | epoch inside fit, before | after "
-        "| floor / fit, before | after |",
+        "| case | loss forward + backward / floor, before | after | fit epoch / floor, before "
+        "| after | floor / fit, before | after |",
         "|---|--:|--:|--:|--:|--:|--:|",
     ]
     earlier = before.set_index(["batch_size", "mining"])
@@ -207,19 +231,22 @@ def comparison(rows: list[dict], before: pd.DataFrame) -> list[str]:
         key = (r["batch_size"], r["mining"])
         if key not in earlier.index:
             continue
-        b = earlier.loc[key]
+        cells = []
+        for run in (earlier.loc[key], r):
+            floor = run["floor_epoch_s"]
+            cells.append(
+                ((run["loss forward_s"] + run["loss backward_s"]) / floor,
+                 run["fit_epoch_s"] / floor, floor / run["fit_epoch_s"])
+            )  # fmt: skip
+        (loss_b, epoch_b, ratio_b), (loss_a, epoch_a, ratio_a) = cells
         lines.append(
-            f"| B={key[0]} {key[1]} | "
-            f"{(b['loss forward_s'] + b['loss backward_s']) * 1e3:,.1f} | "
-            f"{(r['loss forward_s'] + r['loss backward_s']) * 1e3:,.1f} | "
-            f"{b['fit_epoch_s'] * 1e3:,.1f} | {r['fit_epoch_s'] * 1e3:,.1f} | "
-            f"{b['floor_epoch_s'] / b['fit_epoch_s']:.2f} | "
-            f"**{r['floor_epoch_s'] / r['fit_epoch_s']:.2f}** |"
+            f"| B={key[0]} {key[1]} | {loss_b:.2f} | {loss_a:.2f} | {epoch_b:.2f} | "
+            f"{epoch_a:.2f} | {ratio_b:.2f} | **{ratio_a:.2f}** |"
         )
     return lines
 
 
-def markdown(rows: list[dict], ops: dict, args, wall: float) -> str:
+def markdown(rows: list[dict], before: list[dict], ops: dict, args, wall: float) -> str:
     lines = [
         "# Where an epoch of `fit` goes",
         "",
@@ -264,8 +291,8 @@ def markdown(rows: list[dict], ops: dict, args, wall: float) -> str:
     for name in header:
         listed = ", ".join(f"`{op}` {ms:.3f}" for op, ms in ops[name])
         lines.append(f"- {name}: {listed}")
-    if args.before:
-        lines += comparison(rows, pd.read_csv(args.before))
+    if before:
+        lines += comparison(rows, pd.DataFrame(before))
     return "\n".join(lines) + "\n"
 
 
@@ -277,15 +304,17 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rows", type=int, default=14000)
     parser.add_argument("--output", default=str(RESULTS / "epoch_profile"))
-    parser.add_argument("--before", help="the CSV of an earlier run, to compare with")
+    parser.add_argument("--compare-with", help="another checkout of sk_dml, profiled too")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     X, y = letter_like(n=args.rows)
     start = time.perf_counter()
     profiled_fit(X[:2000], y[:2000], 256, "semihard", 1)  # a warmed-up process
-    rows, ops = [], {}
+    rows, before, ops = [], [], {}
     for batch_size in args.batch_sizes:
         for mining in args.minings:
+            if args.compare_with:
+                before.append(other_checkout(args.compare_with, batch_size, mining, args))
             row, top = profile_case(X, y, batch_size, mining, args.epochs, args.rounds)
             rows.append(row)
             ops[f"B={batch_size} {mining}"] = top
@@ -296,8 +325,11 @@ def main(argv=None) -> None:
             )
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows).to_csv(output.with_suffix(".csv"), index=False)
-    text = markdown(rows, ops, args, time.perf_counter() - start)
+    table = pd.DataFrame(rows).assign(checkout="this")
+    pd.concat([table, pd.DataFrame(before).assign(checkout="other")]).to_csv(
+        output.with_suffix(".csv"), index=False
+    )
+    text = markdown(rows, before, ops, args, time.perf_counter() - start)
     output.with_suffix(".md").write_text(text)
     print(text)
 
