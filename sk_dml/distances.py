@@ -155,7 +155,10 @@ def paired_distance(x, y, metric: str = "euclidean"):
         x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if metric == "cosine":
         dot = (x * y).sum(-1)
-        norms = lib.sqrt((x * x).sum(-1) * (y * y).sum(-1))
+        if lib is np:
+            norms = np.sqrt((x * x).sum(-1) * (y * y).sum(-1))
+        else:  # torch's norm has a zero subgradient at 0, so a zero row's gradient is finite
+            norms = torch.linalg.vector_norm(x, dim=-1) * torch.linalg.vector_norm(y, dim=-1)
         return 1.0 - dot / lib.where(norms > 0, norms, 1.0)
     diff = x - y
     if metric == "sqeuclidean":

@@ -351,10 +351,9 @@ def npair_loss(embeddings: torch.Tensor, labels, *, l2_reg: float = 0.0) -> torc
     lse_neg, has_negative = _row_logsumexp(sim, negative)  # (B,)
     valid = positive & has_negative.unsqueeze(1)
     penalty = l2_reg * embeddings.square().sum(1).mean() if l2_reg else 0.0
-    if not valid.any():
-        return _zero(embeddings) + penalty
     per_pair = F.softplus(lse_neg.unsqueeze(1) - sim)  # (B, B): term of pair (a, p)
-    return per_pair[valid].mean() + penalty
+    # A masked mean, not per_pair[valid]: no host sync, and a connected zero when no pair is.
+    return torch.where(valid, per_pair, 0.0).sum() / valid.sum().clamp_min(1) + penalty
 
 
 def lifted_struct_loss(
@@ -396,9 +395,9 @@ def lifted_struct_loss(
         objective = dist + torch.logaddexp(lse.unsqueeze(1), lse.unsqueeze(0))
     upper = torch.ones_like(positive).triu(diagonal=1)
     valid = positive & upper & (has_negative.unsqueeze(1) | has_negative.unsqueeze(0))
-    if not valid.any():
-        return _zero(embeddings)
-    return F.relu(objective[valid]).square().sum() / (2 * valid.sum())
+    # A masked sum (no host sync); a connected zero when no pair is valid.
+    per_pair = torch.where(valid, F.relu(objective), 0.0).square()
+    return per_pair.sum() / (2 * valid.sum().clamp_min(1))
 
 
 def proxy_anchor_loss(
