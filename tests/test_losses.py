@@ -666,3 +666,33 @@ def test_every_loss_function_takes_its_objects_parameters_with_its_defaults(name
 def test_the_deliberate_differences_name_real_parameters():
     for name, param in DELIBERATE_DIFFERENCES:
         assert param in criteria.get_loss_class(name)().get_params()
+
+
+# ---------------------------------------------------------------------- no host sync (GPU)
+@pytest.mark.parametrize(
+    "name,kw",
+    [
+        ("contrastive", {}),
+        ("npair", {}),
+        ("npair", {"l2_reg": 0.01}),
+        ("lifted", {"variant": "smooth"}),
+        ("lifted", {"variant": "hard"}),
+        ("triplet", {"mining": "batch_hard"}),
+    ],
+)
+def test_losses_never_read_a_value_back_from_the_device(name, kw):
+    """Meta tensors have no values: a ``.item()``, ``bool(tensor)`` or a shape that depends
+    on values raises, so these losses would not stall a GPU step. (The triplet windows read
+    one number, the most positives an anchor has, to size their table.)"""
+    from sk_dml.losses import contrastive_loss, lifted_struct_loss, npair_loss, triplet_loss
+
+    function = {
+        "contrastive": contrastive_loss,
+        "npair": npair_loss,
+        "lifted": lifted_struct_loss,
+        "triplet": triplet_loss,
+    }[name]
+    emb = torch.empty(8, 3, device="meta", requires_grad=True)
+    y = torch.zeros(8, dtype=torch.long, device="meta")
+    loss = function(emb, y, **kw)
+    assert loss.shape == () and loss.device.type == "meta"
