@@ -146,8 +146,11 @@ def triplet_loss(
     batches), each positive pair is compared with its anchor's row of distances: O(B^2 K) for
     K rows per class. Otherwise each anchor's positives are sorted once and every negative is
     ranked among their windows by binary search: O(B^2 log K) time and O(B^2) memory whatever
-    the labels. No B^3 tensor is built either way, and the loss is the same sum of
-    ``relu(D_ap - D_an + margin)`` over the same triplets.
+    the labels; or, for the semi-hard window in batches of up to 256 rows, each anchor's
+    negatives are sorted and each window found among them: O(B^2 log B). No B^3 tensor is
+    built either way, and the loss is the same sum of ``relu(D_ap - D_an + margin)`` over the
+    same triplets, differentiated as a weighted sum of the distances. ``batch_hard`` mines on
+    distances computed without a graph and differentiates only the 2B pairs it picks.
     """
     labels = _check_batch(embeddings, labels)
     _check_margin(margin)
