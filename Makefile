@@ -1,7 +1,7 @@
 # Two commands do everything on a fresh machine: `make demo` and `make test`.
 # Both build .venv first: torch as TORCH names it, from pip's usual sources or from
 # TORCH_INDEX, then sk_dml (the demo needs nothing more; `make test` adds the dev extras).
-# `make demo` is a first look (about a minute); `make demo-full` compares every loss on digits
+# `make demo` is a first look (under 20 s); `make demo-full` compares every loss on digits
 # and letter (half an hour or more on a 2-core CPU). On Linux, PyPI's torch wheel is the multi-GB CUDA
 # build; for the CPU build, give PyTorch's CPU index:
 #   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu

@@ -80,7 +80,7 @@ class Loss(BaseEstimator):
     tuple_functions: ClassVar[dict] = {}
     #: What the embedder's ``"auto"`` parameters become with this loss: for the pair and
     #: triplet losses a plain MLP at 3e-3, which on letter ends more accurate on the classes
-    #: seen in training than the residual start at 3e-4 (triplet: 0.971 vs 0.959)
+    #: seen in training than the residual start at 3e-4 (triplet: 0.969 vs 0.959)
     #: (``benchmarks/results/accuracy.md``); the proxy, similarity and softmax losses take
     #: ``_RESIDUAL_START``.
     embedder_defaults: ClassVar[dict] = {
