@@ -319,7 +319,7 @@ def _add_demo(demo: argparse.ArgumentParser, loss: str | None) -> None:
     from . import commands
 
     demo.description = (
-        "A first look (about a minute): train a TripletEmbedder for 10 epochs, with a "
+        "A first look (under 20 s): train a TripletEmbedder for 10 epochs, with a "
         "progress bar per epoch, on two shipped tables given as they are, UCI Image "
         "Segmentation (19 numeric columns) and 3,000 rows of UCI Nursery (8 text columns); "
         "print the 5-NN test accuracy in the learned space next to plain 5-NN on the input "

@@ -1,7 +1,7 @@
 """``sk-dml demo``: a first look at metric learning on two shipped tables, and with ``--full``
 the comparison of every loss of class labels.
 
-The first look (the default, about a minute on a 2-core CPU) trains one embedder for 10 epochs
+The first look (the default, under 20 s on a 2-core CPU) trains one embedder for 10 epochs
 on each of UCI Image Segmentation (19 numeric columns) and a sample of 3,000 rows of UCI
 Nursery (8 text columns), given to the embedder as they are, with a progress bar per epoch;
 it prints each test accuracy of 5-NN in the learned space next to plain 5-NN on the input
