@@ -531,16 +531,16 @@ def test_property_never_nan(batch, case, distance, dtype, scale):
     assert torch.isfinite(_grad(loss, emb)).all()
 
 
-# ------------------------------------------------- both exact forms of the triplet windows
+# ------------------------------------------------ the three exact forms of the triplet windows
 @pytest.mark.parametrize("mining", ["all", "semihard", "hard"])
 @pytest.mark.parametrize("n_classes", [2, 5, 12])
 @pytest.mark.parametrize("tied", [False, True], ids=["random", "ties"])
 def test_triplet_window_forms_match_brute_force_and_gradient(mining, n_classes, tied):
-    """triplet_loss picks its per-anchor or ranked form by the batch's labels; each form must
+    """triplet_loss picks its per-anchor, sorted or ranked form by the batch; each form must
     give the brute-force value and gradient on any batch, whichever it would be picked for.
     With ``tied``, coordinates on a grid and a margin of one grid step put many negatives
     exactly on a window's bounds."""
-    from sk_dml import losses
+    from sk_dml import _triplet_windows, losses
 
     emb0, y = random_batch(40 + n_classes, n=24, dim=4, n_classes=n_classes)
     margin = _margin(emb0, "euclidean")
@@ -550,12 +550,12 @@ def test_triplet_window_forms_match_brute_force_and_gradient(mining, n_classes, 
     expected = ref_triplet(loop_dist_matrix(emb_ref, "euclidean"), y, margin, mining)
     expected_grad = _grad(expected, emb_ref)
     labels = torch.tensor(y)
-    pos_index, pos_valid = losses._positives_table(labels)
+    pos_index, pos_valid = _triplet_windows.positives_table(labels)
     negative = labels.unsqueeze(0) != labels.unsqueeze(1)
     for form in (
-        losses._window_counts_per_anchor,
-        losses._window_counts_ranked,
-        losses._window_counts_sorted,
+        _triplet_windows._window_counts_per_anchor,
+        _triplet_windows._window_counts_ranked,
+        _triplet_windows._window_counts_sorted,
     ):
         emb = emb0.clone().requires_grad_(True)
         dist = losses.pairwise_distance(emb, metric="euclidean")
@@ -571,29 +571,44 @@ def test_triplet_window_forms_match_brute_force_and_gradient(mining, n_classes, 
 
 @pytest.mark.parametrize("mining", ["all", "semihard", "hard"])
 @pytest.mark.parametrize("n_classes", [3, 12])
-def test_triplet_window_forms_count_identically_in_float32(mining, n_classes):
+def test_triplet_window_forms_count_as_a_loop_in_float32(mining, n_classes):
     """In float32 on the CPU the sorted form sorts with NumPy (64-bit keys): on distances
-    with many exact ties, and with negative zeros, every form must count the same."""
-    from sk_dml import losses
+    with many exact ties, and with negative zeros, every form counts what a loop over the
+    triplets counts with the mining rule's own float32 comparisons."""
+    from sk_dml import _triplet_windows, losses
 
     emb, y = random_batch(7 + n_classes, n=40, dim=3, n_classes=n_classes)
     emb = ((emb * 2).round() / 2).to(torch.float32)  # a grid: many equal distances
     dist = losses.pairwise_distance(emb, metric="euclidean")
     dist[dist == 0] = -0.0
     labels = torch.tensor(y)
-    tables = losses._positives_table(labels)
+    index, valid = _triplet_windows.positives_table(labels)
     negative = labels.unsqueeze(0) != labels.unsqueeze(1)
-    expected = losses._window_counts_per_anchor(dist, *tables, negative, 0.5, mining)
-    for form in (losses._window_counts_ranked, losses._window_counts_sorted):
-        got = form(dist, *tables, negative, 0.5, mining)
-        for g, e in zip(got, expected, strict=True):
-            torch.testing.assert_close(g, e, rtol=0, atol=0)
+    d, margin = dist.numpy(), np.float32(0.5)
+    count_ap, count_an = np.zeros(index.shape, np.float32), np.zeros(d.shape, np.float32)
+    for a in range(len(y)):
+        for j in np.flatnonzero(valid[a].numpy()):
+            d_ap = d[a, index[a, j]]
+            low = d_ap if mining == "semihard" else -np.inf
+            high = d_ap if mining == "hard" else d_ap + margin  # float32, as the rule's
+            for n in range(len(y)):
+                if y[n] != y[a] and low < d[a, n] < high:
+                    count_ap[a, j] += 1
+                    count_an[a, n] += 1
+    for form in (
+        _triplet_windows._window_counts_per_anchor,
+        _triplet_windows._window_counts_ranked,
+        _triplet_windows._window_counts_sorted,
+    ):
+        got_ap, got_an = form(dist, index, valid, negative, 0.5, mining)
+        np.testing.assert_array_equal(got_ap.numpy(), count_ap)
+        np.testing.assert_array_equal(got_an.numpy(), count_an)
 
 
 def test_sorted_negatives_sorts_each_row_as_torch_does():
     """NumPy's key sort gives torch's sorted values (non-negatives as inf, -0.0 as 0) and an
     order that points at them."""
-    from sk_dml.losses import _sorted_negatives
+    from sk_dml._triplet_windows import _sorted_negatives
 
     gen = torch.Generator().manual_seed(0)
     dist = (torch.randint(0, 4, (30, 30), generator=gen) / 4).float()
@@ -613,11 +628,11 @@ def test_sorted_negatives_sorts_each_row_as_torch_does():
 def test_positives_table_lists_each_anchors_other_rows_of_its_label(seed):
     """Brute force: for every anchor, the real slots hold exactly the other rows with its
     label, once each; padding slots are marked as such."""
-    from sk_dml.losses import _positives_table
+    from sk_dml._triplet_windows import positives_table
 
     rng = np.random.default_rng(seed)
     y = rng.integers(0, [1, 2, 5, 30, 3, 8][seed], size=[1, 7, 20, 31, 2, 40][seed])
-    index, valid = _positives_table(torch.tensor(y))
+    index, valid = positives_table(torch.tensor(y))
     expected_width = max(np.bincount(y)) - 1
     assert index.shape == valid.shape == (len(y), expected_width)
     for a in range(len(y)):

@@ -20,7 +20,7 @@ from sklearn.pipeline import make_pipeline
 
 import sk_dml
 from sk_dml import MetricEmbedder, ProxyAnchorEmbedder, TripletEmbedder
-from sk_dml._training import LazyAdam
+from sk_dml._optimizers import LazyAdam
 from sk_dml.tabular import MISSING_CODE, RARE_CODE, default_embedding_dim, learn_schema
 
 QUICK = dict(max_epochs=2, hidden_layer_sizes=(16,), n_components=8, batch_size=32)

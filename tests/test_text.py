@@ -24,7 +24,7 @@ from sklearn.feature_extraction.text import HashingVectorizer
 
 import sk_dml
 from sk_dml import PairEmbedder, TripletEmbedder
-from sk_dml._training import LazyAdam, _sparse_parameters
+from sk_dml._optimizers import LazyAdam, sparse_parameters
 from sk_dml.nets import TableInput, set_sparse_gradients
 from sk_dml.tabular import (
     MAX_NGRAMS,
@@ -244,7 +244,7 @@ def test_one_lazy_adam_step_moves_only_the_used_buckets():
     frame = pd.DataFrame({"t": ["alpha", "beta", None, "gamma delta"]})
     schema, encoded = _learn(frame, ["t"])
     layer = TableInput(0, (), (), (), schema.max_ngrams, [8], schema.text_n_buckets)
-    (weight,) = _sparse_parameters(layer)
+    (weight,) = sparse_parameters(layer)
     assert weight is layer.text_embeddings[0].weight
     before = weight.detach().clone()
     optimizer = LazyAdam([weight], lr=0.1)
@@ -255,7 +255,7 @@ def test_one_lazy_adam_step_moves_only_the_used_buckets():
     used = set(encoded[:2].astype(np.int64).ravel().tolist()) - {0}
     assert moved == used
     set_sparse_gradients(layer, False)  # dense for torch.distributed
-    assert not layer.text_embeddings[0].sparse and _sparse_parameters(layer) == []
+    assert not layer.text_embeddings[0].sparse and sparse_parameters(layer) == []
 
 
 def _lazy_adam_run(make_optimizer, table, batches, *, switch_at=None):
