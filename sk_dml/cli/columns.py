@@ -27,6 +27,14 @@ def column_list(text: str) -> list[str]:
 column_list.__name__ = "COL[,COL...]"  # how argparse names the type in its errors
 
 
+def add_column_list_option(parser, flag: str, help: str) -> None:
+    """A repeatable ``--flag COL[,COL...]`` option of ``parser`` that gathers column names
+    (default: none)."""
+    parser.add_argument(
+        flag, type=column_list, action="extend", default=[], metavar="COL[,COL...]", help=help
+    )
+
+
 def check_named(frame: pd.DataFrame, flag: str, columns, source) -> None:
     """Refuse a name given with ``flag`` that is not a column of ``frame``."""
     unknown = [c for c in columns if c not in frame.columns]

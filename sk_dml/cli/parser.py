@@ -197,7 +197,7 @@ def _add_fit(fit: argparse.ArgumentParser, loss: str | None) -> None:
     from ..criteria import get_loss_class, loss_names
     from ..miners import TRIPLET_MINING
     from . import commands
-    from .columns import column_list
+    from .columns import add_column_list_option
     from .commands.fit import DEFAULT_LOSS, DEFAULT_PAIRS_LOSS
 
     loss = DEFAULT_LOSS if loss is None else loss
@@ -231,30 +231,21 @@ def _add_fit(fit: argparse.ArgumentParser, loss: str | None) -> None:
         "of the --key column, else 0-based row numbers of DATA) and the label (1 alike, 0 or "
         "-1 not alike; or true/false)",
     )
-    fit.add_argument(
+    add_column_list_option(
+        fit,
         "--categorical",
-        type=column_list,
-        action="extend",
-        default=[],
-        metavar="COL[,COL...]",
-        help="columns of numbers to learn as categories, each value a label of its own (a "
+        "columns of numbers to learn as categories, each value a label of its own (a "
         "code, a zip code); text and true/false columns always are; repeatable",
     )
-    fit.add_argument(
+    add_column_list_option(
+        fit,
         "--exclude",
-        type=column_list,
-        action="extend",
-        default=[],
-        metavar="COL[,COL...]",
-        help="columns to leave out of the features (IDs, keys, leaks of the target); repeatable",
+        "columns to leave out of the features (IDs, keys, leaks of the target); repeatable",
     )
-    fit.add_argument(
+    add_column_list_option(
+        fit,
         "--text",
-        type=column_list,
-        action="extend",
-        default=[],
-        metavar="COL[,COL...]",
-        help="columns of free text to read by character n-grams rather than as categories, so "
+        "columns of free text to read by character n-grams rather than as categories, so "
         "that similar strings (typos) get similar embeddings: names, streets, phone numbers; "
         "repeatable",
     )

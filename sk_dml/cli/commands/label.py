@@ -18,7 +18,7 @@ import pandas as pd
 
 from ...active import PairLabeller
 from ...tuple_embedders import PairEmbedder
-from ..columns import column_list
+from ..columns import add_column_list_option
 from ..errors import CLIError
 from ..model import input_errors
 from ..tables import check_output, read_table
@@ -176,21 +176,15 @@ def add_parser(commands_) -> None:
         "--key", required=True, metavar="COL", help="the column naming the records (unique)"
     )
     label.add_argument("-o", "--output", required=True, metavar="OUT", help="pairs file (.csv)")
-    label.add_argument(
+    add_column_list_option(
+        label,
         "--exclude",
-        type=column_list,
-        action="extend",
-        default=[],
-        metavar="COL[,COL...]",
-        help="columns to leave out of the features (shown all the same); repeatable",
+        "columns to leave out of the features (shown all the same); repeatable",
     )
-    label.add_argument(
+    add_column_list_option(
+        label,
         "--text",
-        type=column_list,
-        action="extend",
-        default=[],
-        metavar="COL[,COL...]",
-        help="columns to read as text (character n-grams); repeatable",
+        "columns to read as text (character n-grams); repeatable",
     )
     label.add_argument(
         "--batch",
